@@ -1,0 +1,117 @@
+"""`python -m harness ...`: argument parsing and the one place errors become exit codes.
+
+Exit status: 0 success; 2 bad input (one line on stderr, no traceback, before
+any work); 1 a run that started and failed (recorded as FAILED in MLflow).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from .config import RunConfig
+from .errors import ConfigError, HarnessError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not argparse's usage block
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def add_run_config_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per RunConfig field, same name, help and default as the field."""
+    for f in dataclasses.fields(RunConfig):
+        flag = f"--{f.name}"
+        help_ = f.metadata["help"]
+        if f.type == "bool":
+            p.add_argument(flag, action="store_true", help=help_)
+        elif f.name == "data_root":
+            p.add_argument(flag, default=None, metavar="DIR", help=help_)
+        else:
+            typ = {"int": int, "float": float}.get(f.type, str)
+            p.add_argument(flag, type=typ, default=f.default, choices=f.metadata["choices"],
+                           help=help_)
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    values = {name: getattr(args, name) for name in RunConfig.field_names()}
+    try:
+        return RunConfig(**values)
+    except ConfigError as e:
+        raise HarnessError(f"invalid --{e.key}: {e.problem}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="harness", description="Ablation harness for speech emotion recognition on RAVDESS.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    s = sub.add_parser("synth", help="write a synthetic corpus in the RAVDESS layout")
+    s.add_argument("dir", type=Path, help="output folder (Actor_XX/ subfolders are created)")
+    s.add_argument("--actors", type=int, default=8, help="number of actors (default: 8; RAVDESS has 24)")
+    s.add_argument("--seed", type=int, default=0, help="generator seed (default: 0)")
+
+    t = sub.add_parser("train", help="one tracked training run (every flag of the seed's train.py)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_run_config_flags(t)
+    t.add_argument("--experiment", default="harness", help="MLflow experiment name")
+    t.add_argument("--tracking_uri", default=None,
+                   help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    t.add_argument("--out", type=Path, default=Path("artifacts"), help="folder for best_model.pt and plots")
+    return p
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from . import synth
+
+    if args.actors < 1 or args.actors > 99:
+        raise HarnessError(f"invalid --actors: expected 1..99, got {args.actors}")
+    out = synth.generate_corpus(args.dir, n_actors=args.actors, seed=args.seed, progress=True)
+    n = sum(1 for _ in Path(out).glob("Actor_*/*.wav"))
+    print(f"wrote {n} clips of {args.actors} actor(s) to {out}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from . import training
+    from .errors import NonFiniteLossError
+
+    cfg = config_from_args(args)
+    training.resolve_device(cfg.device)  # fail before the data work, not after
+    data = training.prepare(cfg, progress=True)
+    s = data.split
+    print(f"data: {data.data_root} ({'synthetic' if data.synthetic else 'RAVDESS'}, {len(data.corpus.clips)} clips, "
+          f"fingerprint {data.corpus.fingerprint}); split {cfg.split}: "
+          f"train {len(s.train)} / val {len(s.val)} / test {len(s.test)} clips")
+
+    def show(epoch: int, row: dict) -> None:
+        print(f"epoch {epoch:3d}/{cfg.epochs}  train_loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}  "
+              f"val_f1_macro {row['val_f1_macro']:.4f}", flush=True)
+
+    try:
+        res = training.run(cfg, experiment=args.experiment, tracking_uri=args.tracking_uri,
+                           out_dir=args.out, data=data, on_epoch=show)
+    except NonFiniteLossError as e:
+        print(f"harness train: run FAILED: {e} (recorded in MLflow)", file=sys.stderr)
+        return 1
+    print(f"best epoch {res['best_epoch']} (val macro-F1 {res['best_val_f1_macro']:.4f}); "
+          f"test macro-F1 {res['test_f1_macro']:.4f}, accuracy {res['test_accuracy']:.4f}")
+    print(f"checkpoint: {args.out / 'best_model.pt'}; MLflow run {res['run_id']} in experiment {args.experiment!r}")
+    return 0
+
+
+COMMANDS = {"synth": cmd_synth, "train": cmd_train}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except HarnessError as e:
+        print(f"harness {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"harness {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,184 @@
+"""The run configuration: the one source of truth for what a training run does.
+
+A `RunConfig` is built from CLI flags (`harness train`), a suite row or a study
+trial, validated once in `__post_init__`, logged whole to MLflow as params and
+hashed (`config_hash`) so a suite can tell a finished cell from a changed one.
+The CLI flags are generated from these fields, so a flag cannot exist without
+being validated, logged and hashed.
+
+Defaults follow the seed's train.py (`shared/seed/f1-macro-improvements.md`).
+Every improvement is opt-in. The seed contradicts itself on dropout/BatchNorm
+("default: 0.3, BatchNorm enabled by default" vs. its Important Notes
+"BatchNorm and Dropout are disabled by default"); the Important Notes win:
+`dropout=0.0`, `use_bn=False`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .errors import ConfigError
+
+MODES = ("sentiment", "emotion")
+MODELS = ("resnet18", "smallcnn")
+SPLITS = ("actor", "random")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _f(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    # --- data -------------------------------------------------------------
+    data_root: str | None = _f(None, "RAVDESS root (folders Actor_XX/); omitted: the cached synthetic corpus")
+    mode: str = _f("sentiment", "sentiment: neutral/positive/negative (3 classes); emotion: 8 classes", MODES)
+    split: str = _f("actor", "actor: speaker-independent actor-disjoint split; random: the seed's stratified clip split", SPLITS)
+    train_ratio: float = _f(0.8, "share of actors (or clips with --split random) for training")
+    val_ratio: float = _f(0.1, "share for validation (model selection); the rest is the test set")
+    seed: int = _f(0, "seeds the split, initialisation, sampling and augmentation")
+    # --- features ---------------------------------------------------------
+    sr: int = _f(22050, "sample rate audio is resampled to")
+    n_mels: int = _f(128, "mel bands")
+    n_fft: int = _f(1024, "FFT size")
+    hop_length: int = _f(512, "STFT hop in samples")
+    # --- model ------------------------------------------------------------
+    model: str = _f("smallcnn", "classifier: torchvision resnet18 (1 input channel) or SmallCNN", MODELS)
+    dropout: float = _f(0.0, "dropout before the classifier (SmallCNN only; 0 = off)")
+    use_bn: bool = _f(False, "BatchNorm after each conv of SmallCNN (resnet18 always has BN)")
+    # --- loss and sampling --------------------------------------------------
+    class_weight_loss: bool = _f(False, "class weights from the training split, normalised to mean 1 and clipped")
+    focal_loss: bool = _f(False, "focal loss (uses the class weights, as in the seed)")
+    focal_gamma: float = _f(2.0, "focal loss focusing parameter (>= 0; 0 = weighted cross-entropy)")
+    label_smoothing: float = _f(0.0, "label smoothing in [0, 1)")
+    balanced_sampler: bool = _f(False, "draw training batches with a class-balanced WeightedRandomSampler")
+    # --- augmentation -------------------------------------------------------
+    use_specaug: bool = _f(False, "SpecAugment (one frequency and one time mask) on training batches only")
+    specaug_freq: int = _f(8, "SpecAugment max frequency-mask width (mel bins)")
+    specaug_time: int = _f(20, "SpecAugment max time-mask width (frames)")
+    mixup_alpha: float = _f(0.0, "mixup Beta(alpha, alpha) on training batches; 0 = off")
+    # --- optimisation ---------------------------------------------------------
+    batch_size: int = _f(16, "batch size")
+    epochs: int = _f(20, "training epochs (the seed's commands always set it)")
+    lr: float = _f(1e-3, "Adam learning rate")
+    # --- where it runs (logged, not hashed: it does not change what is computed) --
+    device: str = _f("auto", "auto: CUDA with mixed precision when present, else CPU", DEVICES)
+
+    # Fields that say where/how a run executes rather than what it computes.
+    # They are logged as params but left out of the config hash (the data
+    # itself is identified by its content fingerprint instead of its path).
+    UNHASHED = ("data_root", "device")
+
+    def __post_init__(self) -> None:
+        self._check_types()
+        for name in ("mode", "model", "split", "device"):
+            choices = _meta(name)["choices"]
+            if getattr(self, name) not in choices:
+                raise ConfigError(name, f"expected one of {', '.join(choices)}, got {getattr(self, name)!r}")
+        for name in ("train_ratio", "val_ratio"):
+            v = getattr(self, name)
+            if not 0.0 < v < 1.0:
+                raise ConfigError(name, f"must be between 0 and 1 (exclusive), got {v}")
+        if self.train_ratio + self.val_ratio >= 1.0 - 1e-9:
+            raise ConfigError(
+                "val_ratio",
+                f"train_ratio + val_ratio must be < 1 so that a test set remains, "
+                f"got {self.train_ratio} + {self.val_ratio} = {self.train_ratio + self.val_ratio:g}",
+            )
+        for name in ("lr", "epochs", "batch_size", "sr", "n_mels", "n_fft", "hop_length"):
+            v = getattr(self, name)
+            if not v > 0:
+                raise ConfigError(name, f"must be > 0, got {v}")
+        if self.hop_length > self.n_fft:
+            raise ConfigError("hop_length", f"must be <= n_fft ({self.n_fft}), got {self.hop_length}")
+        if self.focal_gamma < 0:
+            raise ConfigError("focal_gamma", f"must be >= 0, got {self.focal_gamma}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError("label_smoothing", f"must be in [0, 1), got {self.label_smoothing}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError("dropout", f"must be in [0, 1), got {self.dropout}")
+        if self.mixup_alpha < 0:
+            raise ConfigError("mixup_alpha", f"must be >= 0 (0 = off), got {self.mixup_alpha}")
+        for name in ("specaug_freq", "specaug_time"):
+            if getattr(self, name) < 0:
+                raise ConfigError(name, f"must be >= 0, got {getattr(self, name)}")
+        if self.specaug_freq > self.n_mels:
+            raise ConfigError("specaug_freq", f"must be <= n_mels ({self.n_mels}), got {self.specaug_freq}")
+        if self.seed < 0:
+            raise ConfigError("seed", f"must be >= 0, got {self.seed}")
+
+    def _check_types(self) -> None:
+        # YAML rows and study samples arrive untyped: reject a string lr or a
+        # float epoch count here rather than deep inside training.
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            t = f.type
+            if f.name == "data_root":
+                ok = v is None or isinstance(v, str)
+                expected = "a path"
+            elif t == "bool":
+                ok, expected = isinstance(v, bool), "true or false"
+            elif t == "int":
+                ok, expected = isinstance(v, int) and not isinstance(v, bool), "an integer"
+            elif t == "float":
+                ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                expected = "a number"
+                if ok and isinstance(v, int):
+                    object.__setattr__(self, f.name, float(v))
+            else:
+                ok, expected = isinstance(v, str), "a string"
+            if not ok:
+                raise ConfigError(f.name, f"expected {expected}, got {v!r}")
+
+    # --- construction ---------------------------------------------------------
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "RunConfig":
+        """Build from a mapping (suite row, study trial); unknown keys are errors."""
+        known = set(cls.field_names())
+        for key in values:
+            if key not in known:
+                raise ConfigError(str(key), f"unknown setting{did_you_mean(str(key), known)}")
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> "RunConfig":
+        return dataclasses.replace(self, **changes)
+
+    # --- identity -------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_params(self) -> dict[str, str]:
+        """Every field, as MLflow params (strings; None as empty)."""
+        return {k: ("" if v is None else str(v)) for k, v in self.to_dict().items()}
+
+    def hashed_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.to_dict().items() if k not in self.UNHASHED}
+
+    @property
+    def config_hash(self) -> str:
+        blob = json.dumps(self.hashed_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    @property
+    def test_ratio(self) -> float:
+        return 1.0 - self.train_ratio - self.val_ratio
+
+
+def _meta(name: str) -> Mapping[str, Any]:
+    return next(f.metadata for f in dataclasses.fields(RunConfig) if f.name == name)
+
+
+def did_you_mean(word: str, candidates: Any) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, sorted(candidates), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -1,0 +1,129 @@
+"""Log-mel features (computed once, cached on disk) and training-time augmentation.
+
+Every clip becomes `CLIP_SECONDS` of audio at `sr`: mono mix-down, resampled,
+then centre-cropped when longer (RAVDESS clips are 3-5 s with silence at both
+ends) or zero-padded at the end when shorter. At sr=22050 and hop 512 that is
+130 frames.
+
+The cache key is the corpus content fingerprint (one hash per file's bytes)
+plus every feature parameter, so a changed file or parameter is a miss.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data import Corpus, read_audio
+
+CLIP_SECONDS = 3.0
+TOP_DB = 80.0
+FEATURE_VERSION = 1  # bump when the computation below changes
+
+
+def feature_params(sr: int, n_mels: int, n_fft: int, hop_length: int) -> dict:
+    return {"sr": sr, "n_mels": n_mels, "n_fft": n_fft, "hop_length": hop_length,
+            "clip_seconds": CLIP_SECONDS, "top_db": TOP_DB, "version": FEATURE_VERSION}
+
+
+def n_frames(sr: int, hop_length: int) -> int:
+    return int(round(CLIP_SECONDS * sr)) // hop_length + 1
+
+
+def cache_key(corpus: Corpus, params: dict) -> str:
+    blob = json.dumps({"data": corpus.fingerprint, **params}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def fix_length(wave: torch.Tensor, length: int) -> torch.Tensor:
+    if wave.shape[-1] > length:
+        start = (wave.shape[-1] - length) // 2
+        return wave[..., start:start + length]
+    return torch.nn.functional.pad(wave, (0, length - wave.shape[-1]))
+
+
+class LogMel:
+    """Waveform (any rate) -> log-mel (n_mels, frames) in dB."""
+
+    def __init__(self, sr: int, n_mels: int, n_fft: int, hop_length: int):
+        import torchaudio
+
+        self.sr = sr
+        self.length = int(round(CLIP_SECONDS * sr))
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, power=2.0)
+        self.to_db = torchaudio.transforms.AmplitudeToDB(stype="power", top_db=TOP_DB)
+        self._resamplers: dict[int, torch.nn.Module] = {}
+
+    def __call__(self, samples: np.ndarray, rate: int) -> torch.Tensor:
+        import torchaudio
+
+        wave = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
+        if rate != self.sr:
+            if rate not in self._resamplers:  # the kernel is built once per source rate
+                self._resamplers[rate] = torchaudio.transforms.Resample(rate, self.sr)
+            wave = self._resamplers[rate](wave)
+        wave = fix_length(wave, self.length)
+        return self.to_db(self.mel(wave))
+
+
+def compute_features(corpus: Corpus, sr: int, n_mels: int, n_fft: int, hop_length: int,
+                     cache_dir: Path | None, progress: bool = False) -> torch.Tensor:
+    """Float32 tensor (n_clips, 1, n_mels, frames), in corpus order."""
+    params = feature_params(sr, n_mels, n_fft, hop_length)
+    path = None
+    if cache_dir is not None:
+        path = Path(cache_dir) / "features" / f"{cache_key(corpus, params)}.npy"
+        if path.exists():
+            try:
+                return torch.from_numpy(np.load(path))
+            except (OSError, ValueError):
+                pass  # a damaged entry is recomputed and overwritten
+    extractor = LogMel(sr, n_mels, n_fft, hop_length)
+    out = np.empty((len(corpus.clips), 1, n_mels, n_frames(sr, hop_length)), dtype=np.float32)
+    clips = corpus.clips
+    if progress:
+        from tqdm import tqdm
+        clips = tqdm(clips, desc="log-mel", unit="clip", leave=False)
+    with torch.inference_mode():
+        for i, clip in enumerate(clips):
+            samples, rate = read_audio(clip.path)
+            out[i, 0] = extractor(samples, rate).numpy()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
+        np.save(tmp, out)
+        os.replace(tmp, path)  # atomic: concurrent workers see a whole file or none
+        (path.with_suffix(".json")).write_text(json.dumps(
+            {"data_root": str(corpus.root), "fingerprint": corpus.fingerprint, **params}, indent=1))
+    return torch.from_numpy(out)
+
+
+class SpecAugment(torch.nn.Module):
+    """One frequency and one time mask per example (training batches only)."""
+
+    def __init__(self, freq: int, time: int):
+        super().__init__()
+        import torchaudio
+
+        self.freq = torchaudio.transforms.FrequencyMasking(freq_mask_param=freq, iid_masks=True)
+        self.time = torchaudio.transforms.TimeMasking(time_mask_param=time, iid_masks=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Masked cells get the batch minimum rather than 0: features are
+        # standardised, so 0 would be an average value, not a gap.
+        fill = float(x.min())
+        x = self.freq(x, mask_value=fill) if self.freq.mask_param > 0 else x
+        return self.time(x, mask_value=fill) if self.time.mask_param > 0 else x
+
+
+def mixup(x: torch.Tensor, y: torch.Tensor, alpha: float, gen: torch.Generator
+          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    """Mix each example with a shuffled partner; returns (x_mixed, y_a, y_b, lam)."""
+    lam = float(torch.distributions.Beta(alpha, alpha).sample()) if alpha > 0 else 1.0
+    perm = torch.randperm(x.shape[0], generator=gen).to(x.device)
+    return lam * x + (1.0 - lam) * x[perm], y, y[perm], lam

@@ -1,0 +1,299 @@
+"""One training run: data -> features -> split -> train -> select on val -> score test once.
+
+`prepare` turns a config into tensors (cached features, the split);
+`fit` trains and selects the best epoch by validation macro-F1 only;
+`run` wraps both in one tracked MLflow run and scores the test split once,
+with the selected checkpoint.
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+
+from . import tracking
+from .config import RunConfig
+from .data import Corpus, Split, class_names, make_split, scan_corpus
+from .errors import NonFiniteLossError
+from .features import SpecAugment, compute_features, mixup
+from .losses import balanced_sampler, build_loss
+from .models import build_model
+
+DEFAULT_EXPERIMENT = "harness"
+EVAL_BATCH = 128
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("HARNESS_CACHE", ".cache")).expanduser()
+
+
+def synthetic_root(cache_dir: Path, n_actors: int = 8, seed: int = 0) -> Path:
+    """The embedded default corpus, generated once into the cache."""
+    from . import synth
+
+    root = cache_dir / "synth" / f"v{synth.SYNTH_VERSION}-actors{n_actors}-seed{seed}"
+    if not synth.is_complete(root, n_actors, seed, 16000):
+        # Generate beside, then rename: parallel workers never see half a corpus.
+        tmp = root.with_name(f"{root.name}.{os.getpid()}.tmp")
+        synth.generate_corpus(tmp, n_actors=n_actors, seed=seed)
+        try:
+            tmp.rename(root)
+        except OSError:
+            import shutil
+            shutil.rmtree(tmp, ignore_errors=True)  # another worker won the race
+    return root
+
+
+@dataclass
+class Prepared:
+    corpus: Corpus
+    features: torch.Tensor  # (n, 1, n_mels, frames), unnormalised dB
+    labels: torch.Tensor
+    split: Split
+    classes: tuple[str, ...]
+    data_root: Path
+    synthetic: bool
+
+
+def prepare(cfg: RunConfig, cache_dir: Path | None = None, progress: bool = False) -> Prepared:
+    """Everything before training; raises HarnessError on bad data before any training."""
+    cache_dir = default_cache_dir() if cache_dir is None else cache_dir
+    synthetic = cfg.data_root is None
+    root = synthetic_root(cache_dir) if synthetic else Path(cfg.data_root)
+    corpus = scan_corpus(root, cache_dir)
+    split = make_split(corpus, cfg.split, cfg.train_ratio, cfg.val_ratio, cfg.seed, cfg.mode)
+    feats = compute_features(corpus, cfg.sr, cfg.n_mels, cfg.n_fft, cfg.hop_length, cache_dir, progress)
+    return Prepared(corpus=corpus, features=feats, labels=torch.from_numpy(corpus.labels(cfg.mode)),
+                    split=split, classes=class_names(cfg.mode), data_root=root, synthetic=synthetic)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        from .errors import ConfigError
+        raise ConfigError("device", "cuda was asked for but torch sees no CUDA device")
+    return torch.device(name)
+
+
+@dataclass
+class FitResult:
+    model: torch.nn.Module
+    best_epoch: int
+    best_val_f1: float
+    norm: tuple[float, float]
+    history: list[dict] = field(default_factory=list)
+    checkpoint: Path | None = None
+
+
+EpochCallback = Callable[[int, dict], None]
+
+
+def fit(cfg: RunConfig, data: Prepared, out_dir: Path | None = None,
+        on_epoch: EpochCallback | None = None, device: torch.device | None = None) -> FitResult:
+    """Train `cfg.epochs` epochs; keep the weights of the best validation macro-F1."""
+    device = device or resolve_device(cfg.device)
+    seed_everything(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    n_classes = len(data.classes)
+    tr, va = data.split.train, data.split.val
+    y_np = data.labels.numpy()
+
+    # Standardise with training statistics only (stored in the checkpoint).
+    mean, std = float(data.features[tr].mean()), float(data.features[tr].std()) + 1e-6
+    x_train = ((data.features[tr] - mean) / std).to(device)
+    y_train = data.labels[tr].to(device)
+    x_val = ((data.features[va] - mean) / std).to(device)
+    y_val = data.labels[va].to(device)
+
+    model = build_model(cfg.model, n_classes, cfg.dropout, cfg.use_bn).to(device)
+    criterion, _ = build_loss(cfg, y_np[tr], n_classes)
+    criterion = criterion.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    specaug = SpecAugment(cfg.specaug_freq, cfg.specaug_time).to(device) if cfg.use_specaug else None
+    sampler = balanced_sampler(y_np[tr], gen) if cfg.balanced_sampler else None
+    amp = device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+
+    best_f1, best_epoch, best_state = -1.0, 0, None
+    history: list[dict] = []
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        order = torch.tensor(list(sampler)) if sampler is not None else torch.randperm(len(tr), generator=gen)
+        loss_sum, seen = 0.0, 0
+        for start in range(0, len(order), cfg.batch_size):
+            idx = order[start:start + cfg.batch_size].to(device)
+            xb, yb = x_train[idx], y_train[idx]
+            if specaug is not None:
+                xb = specaug(xb)
+            with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+                if cfg.mixup_alpha > 0:
+                    xb, ya, yb2, lam = mixup(xb, yb, cfg.mixup_alpha, gen)
+                    logits = model(xb)
+                    loss = lam * criterion(logits, ya) + (1.0 - lam) * criterion(logits, yb2)
+                else:
+                    loss = criterion(model(xb), yb)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise NonFiniteLossError(f"loss became {value} at epoch {epoch}, batch {start // cfg.batch_size + 1}")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            loss_sum += value * len(idx)
+            seen += len(idx)
+
+        val = evaluate(model, x_val, y_val, n_classes, criterion)
+        row = {"train_loss": loss_sum / max(seen, 1), "val_loss": val["loss"],
+               "val_f1_macro": val["f1_macro"], "val_accuracy": val["accuracy"]}
+        history.append(row)
+        if val["f1_macro"] > best_f1:  # strict: ties keep the earlier epoch
+            best_f1, best_epoch = val["f1_macro"], epoch
+            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        if on_epoch is not None:
+            on_epoch(epoch, row)
+
+    model.load_state_dict(best_state)
+    ckpt = None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        ckpt = out_dir / "best_model.pt"
+        torch.save({"state_dict": best_state, "config": cfg.to_dict(), "classes": list(data.classes),
+                    "norm": [mean, std], "best_epoch": best_epoch, "val_f1_macro": best_f1}, ckpt)
+    return FitResult(model=model, best_epoch=best_epoch, best_val_f1=best_f1, norm=(mean, std),
+                     history=history, checkpoint=ckpt)
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    model.eval()
+    return torch.cat([model(x[i:i + EVAL_BATCH]).float() for i in range(0, len(x), EVAL_BATCH)])
+
+
+def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, n_classes: int,
+             criterion: torch.nn.Module | None = None) -> dict:
+    logits = predict(model, x)
+    pred = logits.argmax(1).cpu().numpy()
+    true = y.cpu().numpy()
+    labels = list(range(n_classes))
+    out = {"f1_macro": float(f1_score(true, pred, labels=labels, average="macro", zero_division=0)),
+           "accuracy": float(accuracy_score(true, pred)),
+           "f1_per_class": f1_score(true, pred, labels=labels, average=None, zero_division=0).tolist(),
+           "confusion": confusion_matrix(true, pred, labels=labels).tolist()}
+    if criterion is not None:
+        with torch.no_grad():
+            out["loss"] = float(criterion(logits, y))
+    return out
+
+
+def load_checkpoint(path: Path, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
+    """Rebuild the selected model from `best_model.pt` (safe: weights_only=True)."""
+    ckpt = torch.load(path, map_location=device, weights_only=True)
+    cfg = RunConfig.from_dict(ckpt["config"])
+    model = build_model(cfg.model, len(ckpt["classes"]), cfg.dropout, cfg.use_bn)
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval(), ckpt
+
+
+def score_test(model: torch.nn.Module, data: Prepared, norm: tuple[float, float], device: torch.device) -> dict:
+    te = data.split.test
+    x = ((data.features[te] - norm[0]) / norm[1]).to(device)
+    return evaluate(model, x, data.labels[te].to(device), len(data.classes))
+
+
+def confusion_png(confusion: list[list[int]], classes: tuple[str, ...], path: Path, title: str) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = np.array(confusion)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * len(classes), 0.8 + 0.6 * len(classes)), dpi=110)
+    ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=9)
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center",
+                    color="white" if cm[i, j] > cm.max() / 2 else "black", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def run(cfg: RunConfig, experiment: str = DEFAULT_EXPERIMENT, tracking_uri: str | None = None,
+        out_dir: Path = Path("artifacts"), run_name: str | None = None, parent_run_id: str | None = None,
+        extra_tags: dict | None = None, data: Prepared | None = None, cache_dir: Path | None = None,
+        score_on_test: bool = True, on_epoch: EpochCallback | None = None, progress: bool = False) -> dict:
+    """One tracked run. Returns the final metrics and the MLflow run id.
+
+    `score_on_test=False` (studies) never touches the test split.
+    """
+    if data is None:
+        data = prepare(cfg, cache_dir, progress=progress)
+    device = resolve_device(cfg.device)
+    c = tracking.client(tracking_uri)
+    exp_id = tracking.get_or_create_experiment(c, experiment)
+    tags = {
+        "harness.config_hash": cfg.config_hash,
+        "harness.seed": str(cfg.seed),
+        "harness.data_fingerprint": data.corpus.fingerprint,
+        "harness.data_root": str(data.data_root),
+        "harness.data": "synthetic" if data.synthetic else "ravdess",
+        "harness.n_clips": str(len(data.corpus.clips)),
+        "harness.split": cfg.split,
+        "harness.split_actors": _actors_tag(data.split),
+        "harness.device": str(device),
+        "harness.device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        **(extra_tags or {}),
+    }
+    t0 = time.time()
+    with tracking.tracked_run(c, exp_id, run_name or f"{cfg.model}-seed{cfg.seed}", tags, parent_run_id) as run_id:
+        tracking.log_params(c, run_id, cfg.to_params())
+
+        def log_epoch(epoch: int, row: dict) -> None:
+            tracking.log_metrics(c, run_id, row, step=epoch)
+            if on_epoch is not None:
+                on_epoch(epoch, row)
+
+        out_dir = Path(out_dir)
+        result = fit(cfg, data, out_dir, on_epoch=log_epoch, device=device)
+        final = {"best_epoch": result.best_epoch, "best_val_f1_macro": result.best_val_f1,
+                 "epochs_run": len(result.history), "wall_time_s": time.time() - t0}
+        if score_on_test:
+            test = score_test(result.model, data, result.norm, device)
+            final.update(test_f1_macro=test["f1_macro"], test_accuracy=test["accuracy"])
+            final.update({f"test_f1_{name}": v for name, v in zip(data.classes, test["f1_per_class"])})
+            png = confusion_png(test["confusion"], data.classes, out_dir / "confusion_matrix.png",
+                                f"test, {cfg.model}, seed {cfg.seed}: macro-F1 {test['f1_macro']:.3f}")
+            c.log_artifact(run_id, str(png))
+            tracking.set_tags(c, run_id, {"harness.test_confusion": str(test["confusion"])})
+        final["wall_time_s"] = time.time() - t0
+        tracking.log_metrics(c, run_id, final)
+        c.log_artifact(run_id, str(result.checkpoint))
+    return {"run_id": run_id, **final, "history": result.history}
+
+
+def _actors_tag(split: Split) -> str:
+    if not split.train_actors:
+        return "random clip split"
+    return f"train={list(split.train_actors)} val={list(split.val_actors)} test={list(split.test_actors)}"

@@ -1,0 +1,96 @@
+"""The command line: bad input is one line on stderr and exit status 2, before any work."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.cli import main
+
+
+def run_cli(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "harness", *argv], capture_output=True, text=True, timeout=120)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("argv, needles", [
+    (["--train_ratio", "0.9", "--val_ratio", "0.1"], ["--val_ratio", "< 1"]),
+    (["--lr", "-1"], ["--lr", "> 0"]),
+    (["--epochs", "0"], ["--epochs"]),
+    (["--batch_size", "0"], ["--batch_size"]),
+    (["--focal_gamma", "-1"], ["--focal_gamma", ">= 0"]),
+    (["--label_smoothing", "1"], ["--label_smoothing", "[0, 1)"]),
+    (["--hop_length", "2048"], ["--hop_length", "n_fft"]),
+    (["--model", "vgg"], ["--model", "invalid choice"]),
+    (["--lr", "abc"], ["--lr"]),
+])
+def test_bad_flags_exit_2_with_one_line(argv, needles):
+    assert_one_line_error(run_cli("train", *argv), *needles)
+
+
+def test_missing_data_root_is_named(tmp_path):
+    missing = tmp_path / "nope"
+    assert_one_line_error(run_cli("train", "--data_root", str(missing)), str(missing), "does not exist")
+
+
+def test_bad_corpora_are_named_before_any_run(tmp_path, capsys, tracking_uri, experiment):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["train", "--data_root", str(empty), "--tracking_uri", tracking_uri, "--experiment", experiment]) == 2
+    assert "no .wav files" in capsys.readouterr().err
+
+    bad = tmp_path / "badname" / "Actor_01"
+    bad.mkdir(parents=True)
+    (bad / "hello.wav").write_bytes(b"RIFF")
+    assert main(["train", "--data_root", str(bad.parent), "--tracking_uri", tracking_uri]) == 2
+    err = capsys.readouterr().err
+    assert "malformed RAVDESS file name" in err and "hello.wav" in err
+
+    corrupt = tmp_path / "corrupt" / "Actor_01"
+    corrupt.mkdir(parents=True)
+    for i, name in enumerate(["03-01-01-01-01-01-01.wav", "03-01-03-01-01-01-01.wav"]):
+        with wave.open(str(corrupt / name), "wb") as w:
+            w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
+            w.writeframes((np.zeros(16000) + i).astype(np.int16).tobytes())
+    (corrupt / "03-01-05-01-01-01-01.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunk")
+    for actor in (2, 3):  # enough actors that the split itself is fine
+        d = corrupt.parent / f"Actor_0{actor}"
+        d.mkdir()
+        for f in corrupt.glob("03-01-0[13]*.wav"):
+            (d / f.name.replace("-01.wav", f"-0{actor}.wav")).write_bytes(f.read_bytes())
+    assert main(["train", "--data_root", str(corrupt.parent), "--tracking_uri", tracking_uri]) == 2
+    err = capsys.readouterr().err
+    assert "cannot read audio file" in err and "03-01-05-01-01-01-01.wav" in err
+
+    from harness import tracking
+    assert tracking.client(tracking_uri).get_experiment_by_name(experiment) is None  # nothing was started
+
+
+def test_a_split_without_actors_is_refused(synth_root, tmp_path, capsys):
+    two = tmp_path / "two"
+    for actor in ("Actor_01", "Actor_02"):
+        (two / actor).mkdir(parents=True)
+        for f in sorted((synth_root / actor).glob("*.wav"))[:5]:
+            (two / actor / f.name).write_bytes(f.read_bytes())
+    assert main(["train", "--data_root", str(two)]) == 2
+    assert "leaves a set without actors" in capsys.readouterr().err
+
+
+def test_synth_writes_a_ravdess_layout(tmp_path):
+    proc = run_cli("synth", str(tmp_path / "c"), "--actors", "2", "--seed", "3")
+    assert proc.returncode == 0, proc.stderr
+    files = sorted(p.relative_to(tmp_path / "c").as_posix() for p in (tmp_path / "c").rglob("*.wav"))
+    assert len(files) == 120
+    assert files[0] == "Actor_01/03-01-01-01-01-01-01.wav" and files[-1] == "Actor_02/03-01-08-02-02-02-02.wav"

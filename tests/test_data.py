@@ -1,0 +1,70 @@
+"""The corpus: RAVDESS names, labels, fingerprint and speaker-independent splits."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness.data import (EMOTIONS, SENTIMENT_OF_EMOTION, SENTIMENTS, make_split, parse_name, scan_corpus)
+from harness.errors import DataError
+
+
+def test_names_are_parsed_field_by_field():
+    assert parse_name("Actor_12/03-01-05-02-01-02-12.wav") == {
+        "emotion": "angry", "intensity": 2, "statement": 1, "repetition": 2, "actor": 12}
+
+
+def test_song_clips_are_skipped_and_bad_names_refused():
+    assert parse_name("03-02-05-02-01-02-12.wav") is None
+    for bad in ["03-01-09-01-01-01-01.wav", "01-01-01-01-01-01-01.wav", "3-1-1-1-1-1-1.wav", "x.wav"]:
+        with pytest.raises(DataError, match="malformed"):
+            parse_name(bad)
+
+
+def test_sentiment_groups_every_emotion_once():
+    assert set(SENTIMENT_OF_EMOTION) == set(EMOTIONS)
+    assert {e for e, s in SENTIMENT_OF_EMOTION.items() if s == "neutral"} == {"neutral", "calm"}
+    assert {e for e, s in SENTIMENT_OF_EMOTION.items() if s == "positive"} == {"happy", "surprised"}
+    assert {e for e, s in SENTIMENT_OF_EMOTION.items() if s == "negative"} == {"sad", "angry", "fearful", "disgust"}
+    assert SENTIMENTS == ("neutral", "positive", "negative")
+
+
+def test_scan_finds_every_clip_with_a_stable_content_fingerprint(synth_root, cache_dir):
+    a = scan_corpus(synth_root, cache_dir)
+    b = scan_corpus(synth_root, None)  # without the hash cache: same content, same fingerprint
+    assert len(a.clips) == 5 * 60 and a.actors == [1, 2, 3, 4, 5]
+    assert a.fingerprint == b.fingerprint
+    assert np.bincount(a.labels("sentiment")).tolist() == [5 * 12, 5 * 16, 5 * 32]
+
+
+def test_a_changed_file_changes_the_fingerprint(synth_root, tmp_path, cache_dir):
+    import shutil
+    copy = tmp_path / "copy"
+    shutil.copytree(synth_root, copy)
+    before = scan_corpus(copy, cache_dir).fingerprint
+    victim = next(copy.glob("Actor_01/*.wav"))
+    data = bytearray(victim.read_bytes())
+    data[-1] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    assert scan_corpus(copy, cache_dir).fingerprint != before
+
+
+def test_actor_split_is_disjoint_covering_and_seeded(synth_root):
+    corpus = scan_corpus(synth_root)
+    actor = np.array([c.actor for c in corpus.clips])
+    s = make_split(corpus, "actor", 0.6, 0.2, seed=0, mode="sentiment")
+    sets = [set(actor[s.train]), set(actor[s.val]), set(actor[s.test])]
+    assert all(sets) and not (sets[0] & sets[1] or sets[0] & sets[2] or sets[1] & sets[2])
+    assert sorted(np.concatenate([s.train, s.val, s.test]).tolist()) == list(range(len(corpus.clips)))
+    again = make_split(corpus, "actor", 0.6, 0.2, seed=0, mode="emotion")  # labels do not move actors
+    assert s.test_actors == again.test_actors and s.val_actors == again.val_actors
+    others = {make_split(corpus, "actor", 0.6, 0.2, seed=k, mode="sentiment").test_actors for k in range(10)}
+    assert len(others) > 1
+
+
+def test_random_split_is_stratified(synth_root):
+    corpus = scan_corpus(synth_root)
+    y = corpus.labels("sentiment")
+    s = make_split(corpus, "random", 0.8, 0.1, seed=0, mode="sentiment")
+    assert len(set(s.train) & set(s.test)) == 0
+    share = np.bincount(y[s.test], minlength=3) / len(s.test)
+    assert np.allclose(share, np.bincount(y) / len(y), atol=0.05)
