@@ -59,6 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--tracking_uri", default=None,
                    help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
     t.add_argument("--out", type=Path, default=Path("artifacts"), help="folder for best_model.pt and plots")
+    s.set_defaults(func=cmd_synth)
+    t.set_defaults(func=cmd_train)
+
+    # Each later noun (suite, study, report) owns its sub-commands: `register(sub)`
+    # adds its parsers with `set_defaults(func=...)`.
+    import importlib
+    for name in SUBCOMMAND_MODULES:
+        importlib.import_module(f"harness.{name}").register(sub)
     return p
 
 
@@ -101,14 +109,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"synth": cmd_synth, "train": cmd_train}
+SUBCOMMAND_MODULES: tuple[str, ...] = ()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        return args.func(args)
     except HarnessError as e:
         print(f"harness {args.command}: error: {e}", file=sys.stderr)
         return 2

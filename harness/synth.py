@@ -74,18 +74,19 @@ class _Style:
     rate_mult: float  # speaking-rate factor
     tilt_db: float  # + = brighter (less dB/octave roll-off)
     tremor: float  # extra f0 jitter / 6 Hz tremor, 0..1
+    harsh: float = 0.0  # rough/creaky voice (subharmonic at f0/2), 0..1
     final_rise_st: float = 0.0  # question-like rise on the last syllable
 
 
 _STYLES: dict[int, _Style] = {
     1: _Style(0.0, 1.00, 0.0, 1.00, 0.0, 0.0),  # neutral
     2: _Style(-0.5, 0.85, -2.0, 0.92, -1.0, 0.0),  # calm
-    3: _Style(3.5, 1.70, 2.5, 1.08, 2.0, 0.10, 2.0),  # happy
-    4: _Style(-2.0, 0.55, -5.0, 0.75, -3.5, 0.50),  # sad
-    5: _Style(1.5, 1.10, 7.0, 1.05, 5.0, 0.10),  # angry
-    6: _Style(5.0, 0.80, 0.5, 1.25, 0.5, 1.00),  # fearful
-    7: _Style(-1.5, 0.90, 1.0, 0.80, 1.0, 0.30),  # disgust
-    8: _Style(5.0, 2.00, 2.0, 0.95, 1.5, 0.10, 5.0),  # surprised
+    3: _Style(3.5, 1.70, 2.5, 1.08, 2.0, 0.10, 0.0, 2.0),  # happy
+    4: _Style(-2.0, 0.55, -5.0, 0.75, -3.5, 0.50, 0.5),  # sad
+    5: _Style(1.5, 1.10, 7.0, 1.05, 5.0, 0.10, 0.8),  # angry
+    6: _Style(5.0, 0.80, 0.5, 1.25, 0.5, 1.00, 0.4),  # fearful
+    7: _Style(-1.5, 0.90, 1.0, 0.80, 1.0, 0.30, 0.8),  # disgust
+    8: _Style(5.0, 2.00, 2.0, 0.95, 1.5, 0.10, 0.0, 5.0),  # surprised
 }
 _INTENSITY_SCALE = {1: 1.0, 2: 1.7}  # strong exaggerates every offset
 
@@ -115,6 +116,7 @@ _STATEMENTS = {
 }
 
 _EFFECT = float(os.environ.get("SYNTH_EFFECT", "1.0"))
+_HARSH = float(os.environ.get("SYNTH_HARSH", "0.5"))
 _BASE_RATE = 4.2  # syllables/s for a neutral, average actor
 _REF_RMS_DB = -26.0  # speech RMS (dBFS) of a neutral, average clip
 
@@ -254,6 +256,11 @@ def _synth_clip(
     for a in amps[1:]:
         s_prev, s_cur = s_cur, two_cos * s_cur - s_prev
         src += a * s_cur
+    # Roughness/creak: amplitude modulation at f0/2 puts energy between the
+    # harmonics (period doubling), a voice-quality cue shared by the negative
+    # emotions; every clip gets a little so it is not a perfect tell.
+    rough = min(0.9, _HARSH * style.harsh * k + rng.uniform(0.0, 0.15))
+    src *= 1.0 + rough * np.cos(0.5 * theta + rng.uniform(0, 2 * np.pi))
     # A little aspiration noise: breathier for sad/fearful (tremor proxy).
     src += (0.03 + 0.05 * tremor) * rng.standard_normal(n)
 
