@@ -69,10 +69,11 @@ class RunConfig:
     # --- where it runs (logged, not hashed: it does not change what is computed) --
     device: str = _f("auto", "auto: CUDA with mixed precision when present, else CPU", DEVICES)
 
-    # Fields that say where/how a run executes rather than what it computes.
-    # They are logged as params but left out of the config hash (the data
-    # itself is identified by its content fingerprint instead of its path).
-    UNHASHED = ("data_root", "device")
+    # Logged as params but left out of the config hash: where/how a run executes
+    # (the data is identified by its content fingerprint, not its path), and the
+    # seed, so that the seeds of one configuration share a hash (MLflow can group
+    # by it; a suite cell is identified by (row, seed, hash)).
+    UNHASHED = ("data_root", "device", "seed")
 
     def __post_init__(self) -> None:
         self._check_types()

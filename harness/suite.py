@@ -419,7 +419,7 @@ def run_suite(suite: Suite, seeds: Sequence[int] | None = None, rows: Sequence[s
     c = tracking.client(uri)
     exp = c.get_experiment_by_name(experiment)
     done = finished_cells(c, exp.experiment_id if exp else None, fingerprint)
-    all_cells = [Cell(r.name, s, r.config.replace(seed=s).config_hash) for r in selected for s in seeds]
+    all_cells = [Cell(r.name, s, r.config.config_hash) for r in selected for s in seeds]
     pending = [cell for cell in all_cells if (cell.row, cell.seed, cell.config_hash) not in done]
     summary = Summary(skipped=len(all_cells) - len(pending))
 
@@ -436,12 +436,14 @@ def run_suite(suite: Suite, seeds: Sequence[int] | None = None, rows: Sequence[s
                 extra_row_tags=dict(extra_row_tags or {}))
     print(f"suite {suite.name!r} ({suite.profile}) -> MLflow experiment {experiment!r} at {tracking.redact(uri)}: "
           f"{len(all_cells)} cells, {summary.skipped} already done, {len(pending)} to run, {workers} worker(s)")
-    while plan.cells:
-        enqueue(queue, plan.cells)
-        drain(plan, workers, summary, progress)
-        plan = dataclasses.replace(plan, cells=tuple(more_seeds(c, exp_id, plan, selected, target_ci, max_seeds)))
+    while True:
         if plan.cells:
-            print(f"adaptive seeds: {len(plan.cells)} more cell(s) to reach a 95% CI half-width <= {target_ci}")
+            enqueue(queue, plan.cells)
+            drain(plan, workers, summary, progress)
+        plan = dataclasses.replace(plan, cells=tuple(more_seeds(c, exp_id, plan, selected, target_ci, max_seeds)))
+        if not plan.cells:
+            break
+        print(f"adaptive seeds: {len(plan.cells)} more cell(s) to reach a 95% CI half-width <= {target_ci}")
     close_parents(c, exp_id, parents, fingerprint)
     print(f"summary: {summary.done} done, {summary.skipped} skipped (already done), {summary.failed} failed")
     for line in summary.failures:
@@ -625,13 +627,13 @@ def more_seeds(c, exp_id: str, plan: Plan, rows: Sequence[RowSpec], target_ci: f
     done = finished_cells(c, exp_id, plan.fingerprint)
     cells = []
     for row in rows:
-        seeds = sorted(s for (r, s, h) in done if r == row.name and h == row.config.replace(seed=s).config_hash)
-        scores = [done[(row.name, s, row.config.replace(seed=s).config_hash)].data.metrics["test_f1_macro"]
+        seeds = sorted(s for (r, s, h) in done if r == row.name and h == row.config.config_hash)
+        scores = [done[(row.name, s, row.config.config_hash)].data.metrics["test_f1_macro"]
                   for s in seeds]
         _, half = mean_ci(scores)
         if len(seeds) < max_seeds and (math.isnan(half) or half > target_ci):
             nxt = max(seeds, default=-1) + 1
-            cells.append(Cell(row.name, nxt, row.config.replace(seed=nxt).config_hash))
+            cells.append(Cell(row.name, nxt, row.config.config_hash))
     return cells
 
 

@@ -1,0 +1,223 @@
+"""Suites: validated files, a dry-run plan, resume, failure isolation, kill -9 and shared workers."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness import suite as suite_mod
+from harness import tracking, training
+from harness.cli import main
+from harness.errors import HarnessError
+from harness.suite import load_suite, run_suite
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write_suite(path: Path, synth_root: Path, rows: dict | None = None, seeds=(0, 1), **extra) -> Path:
+    doc = {"name": path.stem, "seeds": list(seeds),
+           "base": {"model": "smallcnn", "n_mels": 32, "epochs": 1, "batch_size": 64, "train_ratio": 0.6,
+                    "val_ratio": 0.2},
+           "rows": [{"name": n, "config": cfg, "claimed_f1": 0.5} for n, cfg in
+                    (rows or {"plain": {}, "weighted": {"class_weight_loss": True}}).items()],
+           **extra}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def cells(tracking_uri: str, experiment: str) -> list:
+    c = tracking.client(tracking_uri)
+    exp = c.get_experiment_by_name(experiment)
+    return suite_mod._search(c, exp.experiment_id, "tags.`harness.kind` = 'cell'") if exp else []
+
+
+def finished(runs) -> list[tuple[str, int]]:
+    return sorted((r.data.tags["harness.row"], int(r.data.tags["harness.seed"]))
+                  for r in runs if r.info.status == "FINISHED")
+
+
+# --- the file ---------------------------------------------------------------------
+
+def test_the_seed_table_has_every_row_of_the_seed():
+    s = load_suite(REPO / "experiments" / "seed_table.yaml")
+    assert [r.name for r in s.rows] == ["baseline-5ep", "cw-15ep", "cw-specaug-15ep", "cw-specaug-ls-30ep",
+                                        "cw-specaug-30ep", "focal-specaug-30ep", "cw-specaug-aggressive-30ep",
+                                        "smallcnn-25ep", "advanced-full-50ep"]
+    assert s.seeds == (0, 1, 2, 3, 4)
+    best = s.row("cw-specaug-30ep").config
+    assert (best.model, best.epochs, best.class_weight_loss, best.use_specaug, best.specaug_freq, best.specaug_time) == \
+        ("resnet18", 30, True, True, 8, 20)
+    assert s.row("baseline-5ep").claimed_f1 == "0.732,0.532" and s.row("smallcnn-25ep").claimed_f1 == "0.4-0.5"
+    quick = load_suite(REPO / "experiments" / "seed_table.yaml", "quick")
+    assert [r.name for r in quick.rows] == [r.name for r in s.rows]  # every row kept
+    assert quick.seeds == (0, 1, 2) and quick.row("cw-specaug-30ep").config.epochs == 6
+
+
+@pytest.mark.parametrize("mutate, needles", [
+    (lambda d: d["rows"][1]["config"].update(focal_gama=2), ["row 'weighted'", "'focal_gama'", "did you mean 'focal_gamma'"]),
+    (lambda d: d["rows"][0].update(claimed=0.5), ["row 'plain'", "'claimed'", "did you mean 'claimed_f1'"]),
+    (lambda d: d.update(seed=[1]), ["unknown key 'seed'", "did you mean 'seeds'"]),
+    (lambda d: d["rows"][1].update(name="plain"), ["row 'plain'", "duplicate row name"]),
+    (lambda d: d["rows"][1]["config"].update(lr=-1), ["row 'weighted'", "'lr'", "> 0"]),
+    (lambda d: d["rows"][1]["config"].update(epochs="ten"), ["row 'weighted'", "'epochs'", "integer"]),
+    (lambda d: d["rows"][0]["config"].update(seed=3), ["row 'plain'", "'seed'", "command line"]),
+    (lambda d: d["rows"][0].update(claimed_f1="high"), ["row 'plain'", "claimed_f1"]),
+    (lambda d: d.update(seeds=[0, 0]), ["seeds", "duplicate"]),
+    (lambda d: d.update(profiles={"quick": {"epochs_scale": 0}}), ["profile 'quick'", "epochs_scale"]),
+])
+def test_bad_suite_files_are_named_before_any_run(tmp_path, synth_root, mutate, needles):
+    path = write_suite(tmp_path / "bad.yaml", synth_root)
+    doc = yaml.safe_load(path.read_text())
+    mutate(doc)
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(HarnessError) as err:
+        load_suite(path)
+    assert str(path) in str(err.value)
+    for n in needles:
+        assert n in str(err.value)
+
+
+def test_cli_reports_a_bad_file_in_one_line_with_exit_2(tmp_path, capsys):
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("rows: [\n")
+    assert main(["suite", "run", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "broken.yaml" in err[0] and "YAML" in err[0]
+    assert main(["suite", "run", str(REPO / "experiments" / "seed_table.yaml"), "--profile", "quik"]) == 2
+    assert "did you mean 'quick'" in capsys.readouterr().err
+
+
+# --- running ------------------------------------------------------------------------
+
+def test_dry_run_plans_without_running(tmp_path, synth_root, tracking_uri, experiment, capsys):
+    path = write_suite(tmp_path / "plan.yaml", synth_root)
+    run_suite(load_suite(path), data_root=str(synth_root), tracking_uri=tracking_uri, experiment=experiment,
+              dry_run=True, progress=False)
+    out = capsys.readouterr().out
+    assert "4 cells: 0 already done, 4 to run (4 training epochs)" in out
+    assert "plain" in out and "weighted" in out
+    assert cells(tracking_uri, experiment) == []
+
+
+def test_resume_skips_finished_cells_and_a_changed_row_reruns_alone(tmp_path, synth_root, tracking_uri, experiment,
+                                                                    capsys):
+    path = write_suite(tmp_path / "resume.yaml", synth_root)
+    kw = dict(data_root=str(synth_root), tracking_uri=tracking_uri, experiment=experiment,
+              storage=f"sqlite:///{tmp_path / 'q.db'}", progress=False, out_dir=str(tmp_path / "art"))
+    first = run_suite(load_suite(path), **kw)
+    assert (first.done, first.skipped, first.failed) == (4, 0, 0)
+    assert finished(cells(tracking_uri, experiment)) == [("plain", 0), ("plain", 1), ("weighted", 0), ("weighted", 1)]
+
+    again = run_suite(load_suite(path), **kw)
+    assert (again.done, again.skipped) == (0, 4)
+    run_suite(load_suite(path), dry_run=True, **{k: v for k, v in kw.items() if k != "out_dir"})
+    assert "4 already done, 0 to run" in capsys.readouterr().out
+
+    write_suite(path, synth_root, rows={"plain": {}, "weighted": {"class_weight_loss": True, "lr": 0.003}})
+    changed = run_suite(load_suite(path), **kw)
+    assert (changed.done, changed.skipped) == (2, 2)
+    runs = cells(tracking_uri, experiment)
+    assert len(runs) == 6 and all(r.info.status == "FINISHED" for r in runs)
+    # Every child sits under its row's parent, and parents carry the row's summary.
+    c = tracking.client(tracking_uri)
+    for r in runs:
+        parent = c.get_run(r.data.tags["mlflow.parentRunId"])
+        assert parent.data.tags["harness.kind"] == "row" and parent.data.tags["harness.row"] == r.data.tags["harness.row"]
+        assert parent.data.tags["harness.config_hash"] == r.data.tags["harness.config_hash"]
+        assert parent.data.metrics["n_seeds"] == 2
+
+
+def test_a_failing_cell_is_isolated_and_reported(tmp_path, synth_root, tracking_uri, experiment, monkeypatch, capsys):
+    path = write_suite(tmp_path / "fail.yaml", synth_root)
+    real_fit = training.fit
+
+    def flaky(cfg, *a, **k):
+        if cfg.class_weight_loss and cfg.seed == 1:
+            raise RuntimeError("simulated crash")
+        return real_fit(cfg, *a, **k)
+    monkeypatch.setattr(training, "fit", flaky)
+    summary = run_suite(load_suite(path), data_root=str(synth_root), tracking_uri=tracking_uri,
+                        experiment=experiment, storage=f"sqlite:///{tmp_path / 'q.db'}", progress=False,
+                        out_dir=str(tmp_path / "art"))
+    assert (summary.done, summary.failed) == (3, 1)
+    assert "simulated crash" in capsys.readouterr().out
+    (bad,) = [r for r in cells(tracking_uri, experiment) if r.info.status == "FAILED"]
+    assert bad.data.tags["harness.row"] == "weighted" and "simulated crash" in bad.data.tags["harness.failure_reason"]
+    monkeypatch.setattr(training, "fit", real_fit)
+    rerun = run_suite(load_suite(path), data_root=str(synth_root), tracking_uri=tracking_uri,
+                      experiment=experiment, storage=f"sqlite:///{tmp_path / 'q.db'}", progress=False,
+                      out_dir=str(tmp_path / "art"))
+    assert (rerun.done, rerun.skipped, rerun.failed) == (1, 3, 0)
+
+
+def test_adaptive_seeds_add_seeds_until_the_ci_is_narrow_enough(tmp_path, synth_root, tracking_uri, experiment,
+                                                                 monkeypatch):
+    # A stand-in CI whose half-width shrinks like 0.2/sqrt(n): the target 0.11 is met at n = 4.
+    monkeypatch.setattr(suite_mod, "mean_ci", lambda v: (0.5, 0.2 / len(v) ** 0.5))
+    path = write_suite(tmp_path / "adaptive.yaml", synth_root, rows={"plain": {}})
+    kw = dict(data_root=str(synth_root), tracking_uri=tracking_uri, experiment=experiment,
+              storage=f"sqlite:///{tmp_path / 'q.db'}", progress=False, out_dir=str(tmp_path / "art"))
+    run_suite(load_suite(path), target_ci=0.11, max_seeds=6, **kw)
+    assert finished(cells(tracking_uri, experiment)) == [("plain", s) for s in range(4)]
+    run_suite(load_suite(path), target_ci=0.01, max_seeds=5, **kw)  # the cap wins over the target
+    assert finished(cells(tracking_uri, experiment)) == [("plain", s) for s in range(5)]
+
+
+# --- processes ------------------------------------------------------------------------
+
+def cli(*argv: str) -> tuple[list[str], dict]:
+    return [sys.executable, "-m", "harness", *argv], {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+@pytest.mark.slow
+def test_kill_9_mid_suite_then_rerun_finishes_every_cell_exactly_once(tmp_path, synth_root):
+    path = write_suite(tmp_path / "kill.yaml", synth_root, seeds=(0, 1, 2),
+                       rows={"plain": {"epochs": 12}, "weighted": {"class_weight_loss": True, "epochs": 12}})
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    argv, env = cli("suite", "run", str(path), "--data_root", str(synth_root), "--tracking_uri", uri,
+                    "--out", str(tmp_path / "art"))
+    proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None:  # kill once a cell is finished and another mid-training
+        runs = cells(uri, "kill") if (tmp_path / "mlflow.db").exists() else []
+        if finished(runs) and any(r.info.status == "RUNNING" for r in runs):
+            break
+        time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = cells(uri, "kill")
+    assert any(r.info.status == "RUNNING" for r in before), "the kill did not land mid-cell"
+
+    rerun = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    runs = cells(uri, "kill")
+    assert finished(runs) == [(row, s) for row in ("plain", "weighted") for s in (0, 1, 2)]  # each exactly once
+    killed = [r for r in runs if r.info.status == "KILLED"]
+    assert killed and all("worker died" in r.data.tags["harness.failure_reason"] for r in killed)
+    assert not any(r.info.status == "RUNNING" for r in runs)
+
+
+@pytest.mark.slow
+def test_workers_share_one_sqlite_store_without_losing_or_duplicating_cells(tmp_path, synth_root):
+    path = write_suite(tmp_path / "shared.yaml", synth_root, seeds=(0, 1, 2),
+                       rows={"a": {}, "b": {"class_weight_loss": True}, "c": {"label_smoothing": 0.1}})
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    # Two `suite run` processes (as on two machines), one of them with 2 worker processes.
+    argv1, env = cli("suite", "run", str(path), "--data_root", str(synth_root), "--tracking_uri", uri,
+                     "--workers", "2", "--out", str(tmp_path / "art"))
+    argv2, _ = cli("suite", "run", str(path), "--data_root", str(synth_root), "--tracking_uri", uri,
+                   "--out", str(tmp_path / "art"))
+    procs = [subprocess.Popen(a, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for a in (argv1, argv2)]
+    outs = [p.communicate(timeout=400)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert "database is locked" not in "".join(outs)
+    runs = cells(uri, "shared")
+    assert finished(runs) == [(row, s) for row in "abc" for s in (0, 1, 2)]
+    assert len(runs) == 9  # nothing ran twice
