@@ -17,8 +17,10 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 demo: setup
-	$(PY) -m harness train --experiment demo --epochs 8 --n_mels 64 --class_weight_loss --use_specaug
+	$(PY) -m harness suite run experiments/demo.yaml
+	$(PY) -m harness report --experiment demo
 	@echo
+	@echo "Report: reports/demo.md"
 	@echo "Browse the runs:  $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db   (then open http://127.0.0.1:5000)"
 
 test: setup
