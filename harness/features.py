@@ -88,7 +88,7 @@ def compute_features(corpus: Corpus, sr: int, n_mels: int, n_fft: int, hop_lengt
     clips = corpus.clips
     if progress:
         from tqdm import tqdm
-        clips = tqdm(clips, desc="log-mel", unit="clip", leave=False)
+        clips = tqdm(clips, desc="log-mel", unit="clip", leave=False, disable=None)  # None: only on a terminal
     with torch.inference_mode():
         for i, clip in enumerate(clips):
             samples, rate = read_audio(clip.path)

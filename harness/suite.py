@@ -26,6 +26,7 @@ import platform
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -267,6 +268,9 @@ def open_queue(storage_url: str, experiment: str):
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Heartbeats and the retry callback are "experimental" in Optuna 5 but are the
+    # documented way to hand on a dead worker's trial; one warning per process is noise.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     kwargs: dict[str, Any] = {}
     if storage_url.startswith("sqlite"):
         kwargs = {"connect_args": {"timeout": 120}}  # wait for the lock instead of "database is locked"

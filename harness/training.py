@@ -43,11 +43,14 @@ def synthetic_root(cache_dir: Path, n_actors: int = 8, seed: int = 0) -> Path:
     if not synth.is_complete(root, n_actors, seed, 16000):
         # Generate beside, then rename: parallel workers never see half a corpus.
         tmp = root.with_name(f"{root.name}.{os.getpid()}.tmp")
+        import shutil
+
         synth.generate_corpus(tmp, n_actors=n_actors, seed=seed)
+        if root.exists() and not synth.is_complete(root, n_actors, seed, 16000):
+            shutil.rmtree(root, ignore_errors=True)  # left half-written by an older, interrupted run
         try:
             tmp.rename(root)
         except OSError:
-            import shutil
             shutil.rmtree(tmp, ignore_errors=True)  # another worker won the race
     return root
 
