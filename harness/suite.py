@@ -532,14 +532,16 @@ def drain(plan: Plan, workers: int, summary: Summary, progress: bool) -> None:
 
 
 def _worker_main(plan: Plan, messages, threads: int) -> None:
+    parent = os.getppid()
     try:
-        work(plan, lambda kind, line: messages.put((kind, line)), threads)
+        # An orphaned worker (its `suite run` was killed) finishes its cell and stops.
+        work(plan, lambda kind, line: messages.put((kind, line)), threads, stop=lambda: os.getppid() != parent)
     finally:
         messages.put(("exit", ""))
 
 
-def work(plan: Plan, report, threads: int | None) -> None:
-    """Claim and run cells until none of ours is waiting or running anywhere."""
+def work(plan: Plan, report, threads: int | None, stop=lambda: False) -> None:
+    """Claim and run cells until none of ours is waiting or running anywhere (or `stop()`)."""
     import torch
     from optuna.trial import TrialState
 
@@ -551,7 +553,7 @@ def work(plan: Plan, report, threads: int | None) -> None:
     keys = {cell.key for cell in plan.cells}
     by_key = {cell.key: cell for cell in plan.cells}
     data_cache: dict = {}
-    while True:
+    while not stop():
         trial = claim(queue, keys)
         if trial is None:
             reap_dead_local_workers(queue)
