@@ -109,7 +109,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-SUBCOMMAND_MODULES: tuple[str, ...] = ("suite", "report")
+SUBCOMMAND_MODULES: tuple[str, ...] = ("suite", "report", "study")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -776,7 +776,7 @@ def read_study(c, name: str, experiments: Sequence) -> StudySummary:
         others = sorted(set(_col(parents, "tags.harness.study"))) if len(parents) else []
         raise HarnessError(f"no study {name!r} in experiment(s) {', '.join(repr(e.name) for e in experiments)}"
                            + (f"; studies there: {', '.join(others)}" if others else "")
-                           + f": run `python -m harness study run ...` first")
+                           + ": run `python -m harness study run ...` first")
     trials = search_frame(c, ids, "trial")
     if len(trials):
         trials = trials[_col(trials, f"tags.{tracking.PARENT_TAG}").isin(set(mine["run_id"]))]

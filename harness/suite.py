@@ -31,10 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-import yaml
 
 from . import tracking
-from .config import RunConfig, did_you_mean
+from .config import RunConfig, did_you_mean, read_yaml_mapping
 from .errors import ConfigError, HarnessError
 
 TOP_KEYS = {"name", "description", "seeds", "base", "rows", "profiles"}
@@ -72,14 +71,7 @@ def load_suite(path: str | os.PathLike, profile: str | None = None) -> Suite:
     """Read and validate a whole suite file; HarnessError names file, row and key."""
     path = Path(path)
     where = str(path)
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise HarnessError(f"{where}: no such suite file") from None
-    except yaml.YAMLError as e:
-        raise HarnessError(f"{where}: not valid YAML: {str(e).splitlines()[0]}") from None
-    if not isinstance(doc, dict):
-        raise HarnessError(f"{where}: expected a mapping with keys {sorted(TOP_KEYS)}")
+    doc = read_yaml_mapping(path, "suite")
     _check_keys(doc, TOP_KEYS, where)
     if not isinstance(doc.get("rows"), list) or not doc["rows"]:
         raise HarnessError(f"{where}: key 'rows': expected a non-empty list of rows")
@@ -264,24 +256,31 @@ def default_storage(tracking_uri: str) -> str:
     return "sqlite:///optuna.db"
 
 
-def open_queue(storage_url: str, experiment: str):
+def open_storage(url: str, max_retry: int | None = None):
+    """An Optuna RDB storage with heartbeats, so a dead worker's trial is retried;
+    one per process (SQLAlchemy engines are not shared across processes)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # Heartbeats and the retry callback are "experimental" in Optuna 5 but are the
     # documented way to hand on a dead worker's trial; one warning per process is noise.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    kwargs: dict[str, Any] = {}
-    if storage_url.startswith("sqlite"):
-        kwargs = {"connect_args": {"timeout": 120}}  # wait for the lock instead of "database is locked"
+    # sqlite: wait for the lock rather than fail with "database is locked" under parallel workers.
+    kwargs: dict[str, Any] = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}
     try:
-        storage = optuna.storages.RDBStorage(
-            storage_url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback())
+        return optuna.storages.RDBStorage(
+            url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry))
     except Exception as e:
-        raise HarnessError(f"cannot open the coordination storage {tracking.redact(storage_url)}: "
+        raise HarnessError(f"cannot open the storage {tracking.redact(url)}: "
                            f"{type(e).__name__}: {str(e).splitlines()[0]}") from None
-    return optuna.create_study(study_name=f"harness-suite:{experiment}", storage=storage, load_if_exists=True)
+
+
+def open_queue(storage_url: str, experiment: str):
+    import optuna
+
+    return optuna.create_study(study_name=f"harness-suite:{experiment}", storage=open_storage(storage_url),
+                               load_if_exists=True)
 
 
 def _cell_of(trial) -> str | None:
@@ -574,7 +573,7 @@ def work(plan: Plan, report, threads: int | None, stop=lambda: False) -> None:
 def run_cell(plan: Plan, cell: Cell, trial, queue, c, exp_id: str, report, data_cache: dict) -> str:
     from optuna.trial import TrialState
 
-    from .training import prepare, run
+    from .training import PREPARE_FIELDS, prepare, run
 
     label = f"{cell.row} seed {cell.seed}"
     # Already finished (a rerun of a cell whose worker died after finishing)? Then skip.
@@ -594,7 +593,7 @@ def run_cell(plan: Plan, cell: Cell, trial, queue, c, exp_id: str, report, data_
         c.set_terminated(r.info.run_id, status="KILLED")
     row = plan.suite.row(cell.row)
     cfg = cell_config(row, cell.seed, plan.data_root)
-    fkey = (cfg.sr, cfg.n_mels, cfg.n_fft, cfg.hop_length, cfg.split, cfg.train_ratio, cfg.val_ratio, cfg.seed, cfg.mode)
+    fkey = tuple(getattr(cfg, f) for f in PREPARE_FIELDS)
     t0 = time.time()
     try:
         data = data_cache.get(fkey) or prepare(cfg)

@@ -28,6 +28,9 @@ from .losses import balanced_sampler, build_loss
 from .models import build_model
 
 DEFAULT_EXPERIMENT = "harness"
+# The RunConfig fields `prepare` reads: runs that agree on them can share one `Prepared`.
+PREPARE_FIELDS = ("data_root", "mode", "split", "train_ratio", "val_ratio", "seed", "sr", "n_mels", "n_fft",
+                  "hop_length")
 EVAL_BATCH = 128
 
 
