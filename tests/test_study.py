@@ -270,7 +270,7 @@ def test_the_shipped_study_reproduces_the_seeds_focal_specaug_row():
                                                                             "median")
     quick = st.load_spec(path, "quick")
     assert quick.name == "focal_specaug_lr-quick" and quick.profile == "quick"
-    assert (quick.base.model, quick.base.focal_loss, quick.n_trials) == ("smallcnn", True, 8)
+    assert (quick.base.model, quick.base.focal_loss, quick.n_trials) == ("smallcnn", True, 12)
 
 
 @pytest.mark.parametrize("change, needles", [
