@@ -496,6 +496,8 @@ def run_study(spec: StudySpec, n_trials: int | None = None, timeout: float | Non
         raise HarnessError(f"--storage {storage} is MLflow's database: Optuna needs its own (both use alembic)")
     experiment = experiment or spec.name
 
+    from .services import preflight
+    preflight(uri, storage)  # a server or database that is down: one line, exit 2, in seconds
     optuna_storage = open_storage(storage)  # a bad URL fails before the data work
     data = training.prepare(spec.base)  # a bad corpus fails now, and features are cached before workers start
     existing = len(_open_study(spec, optuna_storage, storage, data.corpus.fingerprint).trials)

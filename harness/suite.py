@@ -31,8 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-
-from . import tracking
+from . import services, tracking
 from .config import RunConfig, did_you_mean, read_yaml_mapping
 from .errors import ConfigError, HarnessError
 
@@ -415,6 +414,7 @@ def run_suite(suite: Suite, seeds: Sequence[int] | None = None, rows: Sequence[s
     uri = tracking.resolve_tracking_uri(tracking_uri)
     experiment = experiment or suite.name
     storage = storage or default_storage(uri)
+    services.preflight(uri, storage)  # a server or database that is down: one line, exit 2, in seconds
 
     # Scanning the data first: a bad corpus fails here, before any run exists.
     probe = prepare_corpus(selected[0].config.replace(data_root=data_root))

@@ -1,0 +1,433 @@
+"""Scale-out on real services: PostgreSQL (the work queue / study storage) and an MLflow tracking
+server on it, started by scripts/services.sh; real worker processes, real SIGKILL, a restarted
+server, services that are down at start, and the MLflow UI in headless Chromium.
+
+The services run in a fresh folder under /tmp for the session (PostgreSQL runs as the system user
+`postgres` when the tests run as root: the folder must be reachable by it, which pytest's own
+tmp folders are not) and are always stopped at the end. Without PostgreSQL's server binaries
+these tests skip with that reason; CI (.ci/run) installs them.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness import tracking
+from harness.suite import _search
+
+REPO = Path(__file__).resolve().parent.parent
+SERVICES = REPO / "scripts" / "services.sh"
+
+
+# --- the services ------------------------------------------------------------------------------
+
+class Services:
+    def __init__(self, folder: Path):
+        self.dir = folder
+        self.env: dict[str, str] = {}
+
+    def sh(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+        env = {**os.environ, "HARNESS_SERVICES_DIR": str(self.dir), "PYTHON": sys.executable}
+        p = subprocess.run(["bash", str(SERVICES), *args], env=env, capture_output=True, text=True, timeout=timeout)
+        if (self.dir / "services.env").exists():
+            for line in (self.dir / "services.env").read_text().splitlines():
+                key, _, value = line.removeprefix("export ").partition("=")
+                self.env[key] = value
+        return p
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.env["MLFLOW_TRACKING_URI"]
+
+    @property
+    def storage(self) -> str:
+        return self.env["HARNESS_STORAGE"]
+
+    @property
+    def password(self) -> str:
+        return (self.dir / "password").read_text().strip()
+
+
+def _pg_binaries() -> bool:
+    if os.environ.get("PG_BIN"):
+        return Path(os.environ["PG_BIN"], "initdb").exists()
+    return bool(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+
+
+@pytest.fixture(scope="session")
+def services():
+    if not _pg_binaries():
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found under /usr/lib/postgresql/*/bin: "
+                    "apt-get install -y postgresql (.ci/run does)")
+    folder = Path(tempfile.mkdtemp(prefix="harness-services-", dir="/tmp"))
+    folder.chmod(0o711)
+    s = Services(folder)
+    try:
+        started = s.sh("start")
+        assert started.returncode == 0, f"scripts/services.sh start failed:\n{started.stdout}\n{started.stderr}"
+        yield s
+    finally:
+        stopped = s.sh("stop", timeout=120)
+        shutil.rmtree(folder, ignore_errors=True)
+        assert stopped.returncode == 0, stopped.stderr
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+def write_suite(path: Path, rows: dict, seeds=(0, 1), epochs: int = 1) -> Path:
+    doc = {"name": path.stem, "seeds": list(seeds),
+           "base": {"model": "smallcnn", "n_mels": 32, "epochs": epochs, "batch_size": 64, "train_ratio": 0.6,
+                    "val_ratio": 0.2},
+           "rows": [{"name": n, "config": cfg} for n, cfg in rows.items()]}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def harness_cmd(*argv: str) -> list[str]:
+    return [sys.executable, "-m", "harness", *argv]
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **extra}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return env
+
+
+def cell_runs(uri: str, experiment: str) -> list:
+    c = tracking.client(uri)
+    exp = c.get_experiment_by_name(experiment)
+    return _search(c, exp.experiment_id, "tags.`harness.kind` = 'cell'") if exp else []
+
+
+def finished(runs) -> list[tuple[str, int]]:
+    return sorted((r.data.tags["harness.row"], int(r.data.tags["harness.seed"]))
+                  for r in runs if r.info.status == "FINISHED")
+
+
+def wait_for(predicate, timeout: float, what: str, procs=()):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        if procs and all(p.poll() is not None for p in procs):
+            break
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def drain_output(proc: subprocess.Popen, sink: list[str]) -> threading.Thread:
+    """Read a child's output as it comes (a full pipe would stall it)."""
+    t = threading.Thread(target=lambda: sink.extend(proc.stdout), daemon=True)
+    t.start()
+    return t
+
+
+def all_logged_text(uri: str, experiment: str) -> str:
+    c = tracking.client(uri)
+    exp = c.get_experiment_by_name(experiment)
+    runs = _search(c, exp.experiment_id, "")
+    return "\n".join(f"{r.data.params}\n{r.data.tags}" for r in runs)
+
+
+# --- (a) two workers drain one suite; one is killed with SIGKILL mid-cell -------------------------
+
+@pytest.mark.slow
+def test_two_workers_one_killed_mid_cell_survivor_and_rerun_finish_every_cell_once(services, synth_root, tmp_path):
+    experiment = f"scaleout-kill-{uuid.uuid4().hex[:8]}"
+    path = write_suite(tmp_path / "kill.yaml", seeds=(0, 1), epochs=6,
+                       rows={"plain": {}, "weighted": {"class_weight_loss": True}})
+    argv = harness_cmd("suite", "run", str(path), "--data_root", str(synth_root), "--experiment", experiment,
+                       "--tracking_uri", services.tracking_uri, "--storage", services.storage,
+                       "--out", str(tmp_path / "art"))
+    outs: list[list[str]] = [[], []]
+    # One torch thread each: two workers on a 2-core machine, as `--workers 2` would divide them.
+    procs = [subprocess.Popen(argv, cwd=tmp_path, env=child_env(OMP_NUM_THREADS="1"), stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    readers = [drain_output(p, o) for p, o in zip(procs, outs)]
+    victim, survivor = procs
+    try:
+        # Kill once a cell is finished and both workers are mid-cell (two RUNNING cells).
+        def both_mid_cell():
+            runs = cell_runs(services.tracking_uri, experiment)
+            return finished(runs) and sum(r.info.status == "RUNNING" for r in runs) == 2
+        wait_for(both_mid_cell, 240, "both workers mid-cell", procs)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        before = cell_runs(services.tracking_uri, experiment)
+        assert any(r.info.status == "RUNNING" for r in before)  # the victim's cell was left RUNNING
+        survivor.wait(timeout=400)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for t in readers:
+        t.join(timeout=10)
+    assert survivor.returncode == 0, "".join(outs[1])
+    # The survivor took the dead worker's cell back (same host: its PID is gone) and finished the suite.
+    runs = cell_runs(services.tracking_uri, experiment)
+    every_cell = [(row, s) for row in ("plain", "weighted") for s in (0, 1)]
+    assert finished(runs) == every_cell
+    killed = [r for r in runs if r.info.status == "KILLED"]
+    assert len(killed) == 1 and "worker died" in killed[0].data.tags["harness.failure_reason"]
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+
+    rerun = subprocess.run(argv, cwd=tmp_path, env=child_env(), capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "0 to run" in rerun.stdout and "summary: 0 done, 4 skipped" in rerun.stdout
+    assert finished(cell_runs(services.tracking_uri, experiment)) == every_cell  # still exactly once each
+
+    # Artifacts went through the server into its artifact store; no password anywhere it logs.
+    c = tracking.client(services.tracking_uri)
+    done = [r for r in runs if r.info.status == "FINISHED"][0]
+    assert "best_model.pt" in {a.path for a in c.list_artifacts(done.info.run_id)}
+    assert services.password not in all_logged_text(services.tracking_uri, experiment)
+    assert services.password not in "".join(outs[1]) + rerun.stdout + rerun.stderr
+
+
+# --- (b) a study: a worker killed mid-trial, the stale trial is retried ----------------------------
+
+@pytest.mark.slow
+def test_a_killed_study_workers_trial_is_retried_on_postgres(services, synth_root, tmp_path):
+    import optuna
+    from optuna.trial import TrialState
+
+    name = f"scaleout-study-{uuid.uuid4().hex[:8]}"
+    doc = {"name": name,
+           "base": {"config": {"model": "smallcnn", "n_mels": 32, "epochs": 8, "batch_size": 32, "train_ratio": 0.6,
+                               "val_ratio": 0.2, "focal_loss": True, "use_specaug": True}},
+           "params": {"focal_gamma": {"type": "float", "low": 0.0, "high": 5.0},
+                      "lr": {"type": "float", "low": 1.0e-4, "high": 1.0e-2, "log": True}},
+           "sampler": {"name": "tpe", "seed": 0}, "pruner": "none", "budget": {"n_trials": 3}}
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    argv = harness_cmd("study", "run", str(path), "--data_root", str(synth_root), "--tracking_uri",
+                       services.tracking_uri, "--storage", services.storage)
+    env = child_env(HARNESS_HEARTBEAT_S="1", HARNESS_GRACE_S="3")
+    out: list[str] = []
+    victim = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True)
+    reader = drain_output(victim, out)
+    try:
+        def trial_running():
+            c = tracking.client(services.tracking_uri)
+            exp = c.get_experiment_by_name(name)
+            return exp and _search(c, exp.experiment_id,
+                                   "tags.`harness.kind` = 'trial' and attributes.status = 'RUNNING'")
+        wait_for(trial_running, 180, "a trial mid-training", [victim])
+        time.sleep(1.0)  # a few epochs in
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+            victim.wait()
+    reader.join(timeout=10)
+    time.sleep(4)  # past the grace period: the trial's heartbeat is stale
+    rerun = subprocess.run([*argv, "--n-trials", "1"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    trials = optuna.load_study(study_name=name, storage=services.storage).trials
+    dead = [t for t in trials if t.state == TrialState.FAIL]
+    retried = [t for t in trials if optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(t)
+               is not None]
+    assert len(dead) == 1 and len(retried) == 1
+    assert retried[0].state == TrialState.COMPLETE and retried[0].params == dead[0].params
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    c = tracking.client(services.tracking_uri)
+    exp = c.get_experiment_by_name(name)
+    trial_runs = _search(c, exp.experiment_id, "tags.`harness.kind` = 'trial'")
+    assert not [r for r in trial_runs if r.info.status == "RUNNING"]
+    assert any(r.info.status == "KILLED" for r in trial_runs)
+    assert services.password not in all_logged_text(services.tracking_uri, name)
+
+
+# --- (c) the tracking server restarted mid-suite ---------------------------------------------------
+
+@pytest.mark.slow
+def test_a_tracking_server_restart_mid_suite_loses_nothing(services, synth_root, tmp_path):
+    experiment = f"scaleout-restart-{uuid.uuid4().hex[:8]}"
+    path = write_suite(tmp_path / "restart.yaml", seeds=(0,), epochs=4,
+                       rows={"plain": {}, "weighted": {"class_weight_loss": True}})
+    argv = harness_cmd("suite", "run", str(path), "--data_root", str(synth_root), "--experiment", experiment,
+                       "--tracking_uri", services.tracking_uri, "--storage", services.storage,
+                       "--out", str(tmp_path / "art"))
+    # MLflow's own HTTP retries (urllib3, exponential backoff) ride out the restart: 1, 2, 4, 8, 16 ... s.
+    env = child_env(MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR="1", MLFLOW_HTTP_REQUEST_MAX_RETRIES="8")
+    out: list[str] = []
+    proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    reader = drain_output(proc, out)
+    try:
+        def one_done_one_running():
+            runs = cell_runs(services.tracking_uri, experiment)
+            return finished(runs) and any(r.info.status == "RUNNING" for r in runs) and runs
+        before = wait_for(one_done_one_running, 180, "a finished cell and one mid-training", [proc])
+        finished_before = {r.info.run_id for r in before if r.info.status == "FINISHED"}
+        stop = services.sh("stop", "mlflow")
+        assert stop.returncode == 0, stop.stderr
+        time.sleep(3)  # the worker's requests fail and back off meanwhile
+        start = services.sh("start", "mlflow")
+        assert start.returncode == 0, start.stdout + start.stderr
+        proc.wait(timeout=400)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    reader.join(timeout=10)
+    text = "".join(out)
+    assert proc.returncode == 0, text
+    runs = cell_runs(services.tracking_uri, experiment)
+    assert finished(runs) == [("plain", 0), ("weighted", 0)]
+    assert finished_before <= {r.info.run_id for r in runs if r.info.status == "FINISHED"}  # nothing lost
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+
+
+# --- (d) services down at start: one clear line, exit 2, within 15 s -------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def black_hole():
+    """A port that accepts TCP connections and never answers (a hung server, a firewall that drops)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(16)
+    yield s.getsockname()[1]
+    s.close()
+
+
+def _fails_fast(argv: list[str], capsys) -> str:
+    """In-process (`harness.cli.main`), timed: exit 2 and one line on stderr, well within 15 s."""
+    from harness.cli import main
+
+    capsys.readouterr()
+    t0 = time.time()
+    rc = main(argv)
+    took = time.time() - t0
+    out = capsys.readouterr()
+    err = out.err.strip().splitlines()
+    assert rc == 2, out.out + out.err
+    assert len(err) == 1, out.err
+    assert took < 15, f"took {took:.1f}s"
+    return err[0]
+
+
+@pytest.mark.parametrize("command", ["suite", "study"])
+def test_an_unreachable_tracking_server_is_one_line_exit_2(command, tmp_path, synth_root, black_hole, capsys):
+    f = write_suite(tmp_path / "s.yaml", rows={"plain": {}}) if command == "suite" else REPO / "studies" / "focal_specaug_lr.yaml"
+    storage = f"sqlite:///{tmp_path / 'q.db'}"
+    closed = f"http://127.0.0.1:{_free_port()}"
+    line = _fails_fast((command, "run", str(f), "--data_root", str(synth_root), "--tracking_uri", closed,
+                                   "--storage", storage), capsys)
+    assert f"cannot reach the MLflow tracking server at {closed}" in line and "Connection refused" in line
+    hung = f"http://127.0.0.1:{black_hole}"
+    line = _fails_fast((command, "run", str(f), "--data_root", str(synth_root), "--tracking_uri", hung,
+                                   "--storage", storage), capsys)
+    assert f"cannot reach the MLflow tracking server at {hung}" in line and "no answer within" in line
+    assert not (tmp_path / "q.db").exists()  # nothing started
+
+
+def test_postgresql_down_at_start_is_one_line_exit_2_without_the_password(tmp_path, synth_root, black_hole, capsys):
+    f = write_suite(tmp_path / "s.yaml", rows={"plain": {}})
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    for port in (_free_port(), black_hole):
+        url = f"postgresql://harness:s3cret-pw@127.0.0.1:{port}/optuna"
+        line = _fails_fast(("suite", "run", str(f), "--data_root", str(synth_root), "--tracking_uri", uri,
+                                       "--storage", url), capsys)
+        assert "cannot reach the coordination storage" in line and "s3cret-pw" not in line
+        assert f"postgresql://harness:***@127.0.0.1:{port}/optuna" in line
+
+
+def test_a_wrong_database_password_is_one_line_exit_2(services, tmp_path, synth_root, capsys):
+    f = write_suite(tmp_path / "s.yaml", rows={"plain": {}})
+    wrong = services.storage.replace(services.password, "not-the-password")
+    line = _fails_fast(("suite", "run", str(f), "--data_root", str(synth_root), "--tracking_uri",
+                                   services.tracking_uri, "--storage", wrong), capsys)
+    assert "cannot reach the coordination storage" in line and "password authentication failed" in line
+    assert "not-the-password" not in line
+
+
+def test_services_status_names_the_urls_and_keeps_the_password_private(services):
+    p = services.sh("status")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert f"export MLFLOW_TRACKING_URI={services.tracking_uri}" in p.stdout
+    assert "postgresql://harness:***@127.0.0.1:" in p.stdout and services.password not in p.stdout
+    assert services.tracking_uri.startswith("http://127.0.0.1:")
+    for name in ("password", "services.env"):
+        assert (services.dir / name).stat().st_mode & 0o777 == 0o600
+    assert services.storage.endswith("/optuna") and services.env["MLFLOW_BACKEND_STORE_URI"].endswith("/mlflow")
+
+
+# --- the MLflow UI in a real browser -----------------------------------------------------------------
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def chromium_path() -> str | None:
+    for p in (os.environ.get("CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser"):
+        if p and Path(p).exists():
+            return p
+    return None
+
+
+@pytest.fixture(scope="module")
+def ui_suite(services, synth_root, tmp_path_factory):
+    """A finished 2-row x 2-seed suite on the services."""
+    tmp = tmp_path_factory.mktemp("ui")
+    experiment = f"scaleout-ui-{uuid.uuid4().hex[:6]}"
+    path = write_suite(tmp / "ui.yaml", rows={"baseline": {}, "class-weights": {"class_weight_loss": True}})
+    p = subprocess.run(harness_cmd("suite", "run", str(path), "--data_root", str(synth_root), "--experiment",
+                                   experiment, "--tracking_uri", services.tracking_uri, "--storage", services.storage,
+                                   "--out", str(tmp / "art")),
+                       cwd=tmp, env=child_env(), capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    return experiment
+
+
+@pytest.mark.slow
+def test_the_suite_shows_in_the_mlflow_ui_in_headless_chromium(services, ui_suite, tmp_path):
+    exe = chromium_path()
+    if exe is None:
+        pytest.skip("no Chromium at /usr/bin/chromium (apt-get install -y chromium; .ci/run does)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Python playwright not installed")
+    c = tracking.client(services.tracking_uri)
+    exp_id = c.get_experiment_by_name(ui_suite).experiment_id
+    with sync_api.sync_playwright() as pw:
+        try:
+            browser = pw.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS, headless=True)
+        except Exception as e:  # no display libraries, a sandbox refusal, ...
+            pytest.skip(f"Chromium at {exe} cannot be launched here: {' '.join(str(e).split())[:300]}")
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 800})
+            page.goto(f"{services.tracking_uri}/#/experiments/{exp_id}/runs", wait_until="domcontentloaded",
+                      timeout=60_000)
+            # A React app: wait for the experiment's name, then the row runs in the runs table.
+            page.get_by_text(ui_suite).first.wait_for(timeout=60_000)
+            for row in ("baseline", "class-weights"):
+                page.get_by_text(row, exact=True).first.wait_for(timeout=60_000)
+            page.wait_for_timeout(1500)
+            shot = Path(os.environ.get("HARNESS_UI_SCREENSHOT") or tmp_path / "mlflow-ui-suite.png")
+            shot.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(shot))
+            assert shot.stat().st_size > 10_000
+        finally:
+            browser.close()
