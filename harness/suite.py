@@ -604,6 +604,7 @@ def run_cell(plan: Plan, cell: Cell, trial, queue, c, exp_id: str, report, data_
                   run_name=f"{cell.row}/seed{cell.seed}", parent_run_id=plan.parents[cell.row], data=data,
                   extra_tags={"harness.kind": "cell", "harness.row": cell.row, "harness.suite": plan.suite.name,
                               "harness.profile": plan.suite.profile, "harness.queue_trial": str(trial.number),
+                              "harness.worker": f"{platform.node()}:{os.getpid()}",
                               **plan.extra_row_tags})
     except Exception as e:  # isolated: the run is FAILED in MLflow, the suite goes on
         report("failed", f"{label}: {type(e).__name__}: {e}")

@@ -160,11 +160,13 @@ def test_two_workers_one_killed_mid_cell_survivor_and_rerun_finish_every_cell_on
     readers = [drain_output(p, o) for p, o in zip(procs, outs)]
     victim, survivor = procs
     try:
-        # Kill once a cell is finished and both workers are mid-cell (two RUNNING cells).
-        def both_mid_cell():
+        # Kill once a cell is finished and the victim is mid-cell (its run RUNNING, tagged with its pid).
+        def victim_mid_cell():
             runs = cell_runs(services.tracking_uri, experiment)
-            return finished(runs) and sum(r.info.status == "RUNNING" for r in runs) == 2
-        wait_for(both_mid_cell, 240, "both workers mid-cell", procs)
+            return finished(runs) and any(r.info.status == "RUNNING" and
+                                          r.data.tags.get("harness.worker", "").endswith(f":{victim.pid}")
+                                          for r in runs)
+        wait_for(victim_mid_cell, 240, "a finished cell and the victim mid-cell", procs)
         victim.send_signal(signal.SIGKILL)
         victim.wait()
         before = cell_runs(services.tracking_uri, experiment)

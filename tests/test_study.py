@@ -12,6 +12,7 @@ import yaml
 from optuna.trial import TrialState
 
 from harness import study as st
+from harness import suite as suite_mod
 from harness import tracking, training
 from harness.cli import main
 from harness.errors import DataError, HarnessError
@@ -212,8 +213,8 @@ def test_worker_processes_share_the_study_and_the_parent_run(tmp_path, synth_roo
                             "ignore::optuna.exceptions.ExperimentalWarning")
 def test_a_dead_workers_trial_is_retried_with_its_params(tmp_path, synth_root, tracking_uri, experiment,
                                                          monkeypatch):
-    monkeypatch.setattr(st, "HEARTBEAT_S", 1)
-    monkeypatch.setattr(st, "GRACE_S", 1)
+    monkeypatch.setattr(suite_mod, "HEARTBEAT_S", 1)
+    monkeypatch.setattr(suite_mod, "GRACE_S", 1)
     spec = spec_of(tmp_path, synth_root)
     storage = st.open_storage(storage_of(tmp_path))
     study = optuna.create_study(study_name=spec.name, storage=storage, direction="maximize")
