@@ -1,0 +1,427 @@
+"""Pipeline benchmark: what the feature cache saves, what the training loop costs.
+
+Three measurements, all taken in this one run (ratios are never compared across runs):
+
+(a) Feature cache. `harness.data.scan_corpus` + `harness.features.compute_features`
+    on a fresh cache (first run: SHA-1 of every file, decode, resample, log-mel, save)
+    and again on the warm cache (repeat run: a stat per file + one `np.load`), each repeat
+    in a fresh interpreter (timed after its imports) as a later `harness train` would be.
+    Ratio repeat / first (median of 5 repeats), goal <= 0.02: a repeat run must not pay
+    for features again. The first run's clips/s is printed too.
+    torchaudio and soundfile are imported before the clock starts, so the first run
+    counts the work, not one-time imports (this makes the ratio slightly harder to meet).
+
+(b) Harness epoch overhead. One epoch of `harness.training.fit` (SmallCNN, default
+    features: sr 22050, 128 mels, n_fft 1024, hop 512, batch 16, Adam lr 1e-3) against a
+    bare PyTorch loop over the same standardised in-memory tensors: same model class,
+    optimiser, batch size, seed and torch threads, plain cross-entropy, plus the same
+    validation forward pass each epoch. The harness epoch is the interval between two
+    `on_epoch` callbacks (train + validation + metrics + best-state copy). The two are
+    interleaved epoch by epoch (a bare epoch runs inside each callback, outside the
+    harness's interval), so bursts of load from other processes on a shared machine hit
+    both sides alike; the first epoch of each (setup, warm-up) is discarded.
+    Goal figure: the median over epochs of (harness epoch / the bare epoch right after
+    it), goal <= 1.05. The ratio of the two median epoch times and of the two fastest
+    epochs are printed beside it; on a quiet machine all three agree, on a shared one
+    only the paired figure is stable (a burst of load can cover several epochs of one
+    side in a row, which moves a ratio of medians by +-20%).
+
+(c) Throughput. Training and evaluation samples/s of SmallCNN and ResNet18 on a
+    (batch 16, 1, 128, 130) input, on CPU and, when present, on CUDA (with the mixed
+    precision the harness uses there); the best of 3 timing windows, as the least
+    disturbed by other processes. Informational: no goal.
+
+Real audio when RAVDESS_ROOT is set, else the synthetic corpus. Everything is written
+to a temporary directory (feature cache included); no MLflow or Optuna store is used.
+
+    RAVDESS_ROOT=/path/to/ravdess python benchmarks/pipeline.py [--check]
+
+Exit code 0 (a measurement), or with --check 1 when a goal is missed.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+FEATURE_GOAL = 0.02  # repeat / first feature time
+EPOCH_GOAL = 1.05  # harness / bare median epoch time
+
+
+# --- reporting helpers (shared with workers.py) --------------------------------
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def load_average() -> str:
+    try:
+        return " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def machine_lines() -> list[str]:
+    import torch
+
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    return [f"machine : {platform.node()}  {platform.platform()}",
+            f"cpu     : {cpu_model()}, {os.cpu_count()} cores ({usable} usable)",
+            f"torch   : {torch.__version__}, {torch.get_num_threads()} threads, cuda: {gpu}",
+            f"python  : {platform.python_version()}",
+            f"load avg: {load_average()} (1/5/15 min) at start"]
+
+
+@dataclass(frozen=True)
+class Ratio:
+    name: str
+    value: float
+    goal: float
+    higher_is_better: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.value >= self.goal if self.higher_is_better else self.value <= self.goal
+
+    def line(self) -> str:
+        op = ">=" if self.higher_is_better else "<="
+        return f"  {self.name:<46} {self.value:>8.4f}   goal {op} {self.goal:<6g} {'PASS' if self.ok else 'MISS'}"
+
+
+def print_summary(ratios: list[Ratio], notes: list[str]) -> None:
+    print("\n=== summary " + "=" * 60)
+    for r in ratios:
+        print(r.line())
+    for n in notes:
+        print(f"  {n}")
+    print(f"  load avg at end: {load_average()} (1/5/15 min)")
+
+
+# --- (a) feature cache ------------------------------------------------------------
+
+# A repeat run is what any later `harness train` pays: a new process (imports done) with
+# a warm cache. It runs in a fresh interpreter because inside one long-lived process a
+# second np.load of the same size reuses memory the allocator already faulted in and
+# looks several times cheaper than a real repeat run.
+REPEAT_SNIPPET = """
+import hashlib, json, sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+import soundfile, torch, torchaudio
+from harness.data import scan_corpus
+from harness.features import compute_features
+root, cache, sr, n_mels, n_fft, hop = Path(sys.argv[2]), Path(sys.argv[3]), *map(int, sys.argv[4:8])
+t0 = time.perf_counter()
+corpus = scan_corpus(root, cache)
+t1 = time.perf_counter()
+feats = compute_features(corpus, sr, n_mels, n_fft, hop, cache)
+t2 = time.perf_counter()
+print(json.dumps({"scan_s": t1 - t0, "total_s": t2 - t0, "sha1": hashlib.sha1(feats.numpy().tobytes()).hexdigest()}))
+"""
+
+
+@dataclass(frozen=True)
+class FeatureTiming:
+    n_clips: int
+    first_s: float
+    repeat_s: list[float]  # each repeat run (scan + load), each in a fresh process
+    repeat_scan_s: float  # median of the scan part alone
+    npy_mb: float
+
+    @property
+    def repeat_median_s(self) -> float:
+        return statistics.median(self.repeat_s)
+
+
+def bench_features(root: Path, cache_dir: Path, sr: int, n_mels: int, n_fft: int, hop: int,
+                   repeats: int = 5) -> FeatureTiming:
+    import hashlib
+    import json
+    import subprocess
+
+    import soundfile  # noqa: F401  (imports paid before the clock)
+    import torchaudio  # noqa: F401
+
+    from harness.data import scan_corpus
+    from harness.features import compute_features
+
+    assert not (cache_dir / "features").exists(), "the first run needs a fresh cache"
+    t0 = time.perf_counter()
+    corpus = scan_corpus(root, cache_dir)
+    first = compute_features(corpus, sr, n_mels, n_fft, hop, cache_dir)
+    first_s = time.perf_counter() - t0
+    first_sha1 = hashlib.sha1(first.numpy().tobytes()).hexdigest()
+
+    repeat_s, scan_s = [], []
+    for _ in range(repeats):
+        out = subprocess.run([sys.executable, "-c", REPEAT_SNIPPET, str(REPO), str(root), str(cache_dir),
+                              str(sr), str(n_mels), str(n_fft), str(hop)],
+                             capture_output=True, text=True, check=True)
+        res = json.loads(out.stdout.strip().splitlines()[-1])
+        assert res["sha1"] == first_sha1, "the cache returned different features"
+        repeat_s.append(res["total_s"])
+        scan_s.append(res["scan_s"])
+    npy = sum(p.stat().st_size for p in (cache_dir / "features").glob("*.npy"))
+    return FeatureTiming(n_clips=len(corpus.clips), first_s=first_s, repeat_s=repeat_s,
+                         repeat_scan_s=statistics.median(scan_s), npy_mb=npy / 2**20)
+
+
+# --- (b) harness epoch vs bare loop ----------------------------------------------------
+
+class BareLoop:
+    """The same epochs as a plain PyTorch loop: no metrics, no scaler, no checkpoint copy."""
+
+    def __init__(self, cfg, data, device) -> None:
+        import torch
+
+        from harness.models import SmallCNN
+
+        tr, va = data.split.train, data.split.val
+        mean, std = float(data.features[tr].mean()), float(data.features[tr].std()) + 1e-6
+        self.x_train = ((data.features[tr] - mean) / std).to(device)
+        self.y_train = data.labels[tr].to(device)
+        self.x_val = ((data.features[va] - mean) / std).to(device)
+        self.device, self.bs = device, cfg.batch_size
+        torch.manual_seed(cfg.seed)
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.model = SmallCNN(len(data.classes), dropout=cfg.dropout, use_bn=cfg.use_bn).to(device)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+
+    def epoch(self) -> float:
+        """Wall seconds of one training epoch + the validation forward pass."""
+        import torch
+        import torch.nn.functional as F
+
+        from harness.training import EVAL_BATCH
+
+        t0 = time.perf_counter()
+        model, opt, x, y, bs = self.model, self.opt, self.x_train, self.y_train, self.bs
+        model.train()
+        order = torch.randperm(len(x), generator=self.gen)
+        for i in range(0, len(x), bs):
+            idx = order[i:i + bs].to(self.device)
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        model.eval()
+        with torch.no_grad():
+            for i in range(0, len(self.x_val), EVAL_BATCH):
+                model(self.x_val[i:i + EVAL_BATCH])
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0
+
+
+def interleaved_epochs(cfg, data, device) -> tuple[list[float], list[float]]:
+    """(harness epoch seconds, bare epoch seconds), alternating H, B, H, B, ...
+
+    The harness epoch is the interval from the end of one `on_epoch` callback to the
+    start of the next (training + validation + metrics + best-state copy inside `fit`);
+    a bare epoch runs inside each callback, on its own model, so each pair is measured
+    seconds apart and bursts of load from other processes hit both sides alike. The
+    first of each (setup, warm-up) is dropped. `fit` reseeds torch at its start, so the
+    bare model built before it does not change the harness's run.
+    """
+    import torch
+
+    from harness.training import fit
+
+    bare = BareLoop(cfg, data, device)
+    harness_s: list[float] = []
+    bare_s: list[float] = []
+    mark = time.perf_counter()
+
+    def on_epoch(epoch: int, row: dict) -> None:
+        nonlocal mark
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        harness_s.append(time.perf_counter() - mark)
+        bare_s.append(bare.epoch())
+        mark = time.perf_counter()
+
+    fit(cfg, data, out_dir=None, on_epoch=on_epoch, device=device)
+    return harness_s[1:], bare_s[1:]
+
+
+def fmt(values: Iterable[float]) -> str:
+    return ", ".join(f"{v:.2f}" for v in values)
+
+
+# --- (c) throughput -------------------------------------------------------------------
+
+def throughput(model_name: str, device, n_train: int, n_eval: int, batch: int = 16, windows: int = 3,
+               n_mels: int = 128, frames: int = 130, n_classes: int = 3) -> tuple[float, float]:
+    """(train samples/s, eval samples/s) on random input, after one warm-up batch each;
+    n_train and n_eval samples per timing window."""
+    import torch
+    import torch.nn.functional as F
+
+    from harness.models import build_model
+
+    torch.manual_seed(0)
+    amp = device.type == "cuda"
+    model = build_model(model_name, n_classes).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    x = torch.randn(batch, 1, n_mels, frames, device=device)
+    y = torch.randint(0, n_classes, (batch,), device=device)
+
+    def sync() -> None:
+        if amp:
+            torch.cuda.synchronize()
+
+    def train_step() -> None:
+        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+            loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+
+    def timed(step: Callable[[], None], n_samples: int) -> float:
+        """Best samples/s of `windows` windows of n_samples each: on a shared machine the
+        fastest window is the one least slowed by other processes."""
+        steps = max(1, n_samples // batch)
+        step()  # warm-up
+        sync()
+        best = 0.0
+        for _ in range(windows):
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                step()
+            sync()
+            best = max(best, steps * batch / (time.perf_counter() - t0))
+        return best
+
+    model.train()
+    train_sps = timed(train_step, n_train)
+    model.eval()
+
+    @torch.no_grad()
+    def eval_step() -> None:
+        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+            model(x)
+
+    eval_sps = timed(eval_step, n_eval)
+    return train_sps, eval_sps
+
+
+# --- main -------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--check", action="store_true", help="exit 1 when a goal is missed")
+    p.add_argument("--epochs", type=int, default=6, help="epochs per fit, the first discarded (default 6)")
+    p.add_argument("--rounds", type=int, default=2, help="fits of --epochs epochs each (default 2)")
+    p.add_argument("--no-throughput", action="store_true", dest="no_throughput", help="skip part (c)")
+    args = p.parse_args(argv)
+    if args.epochs < 2:
+        p.error("--epochs must be >= 2 (the first epoch is discarded)")
+
+    tmp = Path(tempfile.mkdtemp(prefix="harness-bench-pipeline-"))
+    os.environ["HARNESS_CACHE"] = str(tmp / "cache")  # before harness is imported: nothing touches ~/.cache
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp / 'mlflow.db'}"  # unused; never the user's store
+    try:
+        return run(args, tmp)
+    finally:
+        import shutil
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, tmp: Path) -> int:
+    import torch
+
+    from harness.config import RunConfig
+    from harness.training import prepare, resolve_device, synthetic_root
+
+    print("\n".join(machine_lines()))
+    env_root = os.environ.get("RAVDESS_ROOT")
+    if env_root:
+        root, data_label = Path(env_root).expanduser(), f"RAVDESS_ROOT={env_root} (real audio)"
+    else:
+        print("RAVDESS_ROOT unset: generating the synthetic corpus (not timed) ...", flush=True)
+        root, data_label = synthetic_root(tmp / "synth-cache"), "synthetic corpus (harness.synth, 8 actors)"
+    print(f"data    : {data_label}")
+    device = resolve_device("auto")
+    cfg = RunConfig(data_root=str(root), epochs=args.epochs, device=device.type)
+    cache = tmp / "cache"
+
+    # (a) ------------------------------------------------------------------------
+    print(f"\n(a) features: scan + log-mel (sr {cfg.sr}, {cfg.n_mels} mels, n_fft {cfg.n_fft}, hop {cfg.hop_length})",
+          flush=True)
+    ft = bench_features(root, cache, cfg.sr, cfg.n_mels, cfg.n_fft, cfg.hop_length)
+    feat_ratio = ft.repeat_median_s / ft.first_s
+    print(f"    first run (fresh cache) : {ft.first_s:8.3f} s  = {ft.n_clips / ft.first_s:.1f} clips/s "
+          f"({ft.n_clips} clips)")
+    print(f"    repeat run (cache hit)  : {ft.repeat_median_s:8.3f} s  median of {len(ft.repeat_s)} fresh processes "
+          f"[{', '.join(f'{s:.3f}' for s in ft.repeat_s)}]; scan part {ft.repeat_scan_s:.3f} s, "
+          f"np.load of {ft.npy_mb:.1f} MB {ft.repeat_median_s - ft.repeat_scan_s:.3f} s")
+    print(f"    repeat / first          : {feat_ratio:.4f}", flush=True)
+
+    # (b) ------------------------------------------------------------------------
+    data = prepare(cfg, cache)  # cache hit
+    n_tr, n_va = len(data.split.train), len(data.split.val)
+    print(f"\n(b) epoch time, SmallCNN on {device}: {n_tr} train / {n_va} val clips, batch {cfg.batch_size}, "
+          f"lr {cfg.lr}, {torch.get_num_threads()} torch threads; {args.rounds} fit(s) of {args.epochs} epochs, "
+          f"a bare epoch after each harness epoch, the first of each discarded", flush=True)
+    h_all: list[float] = []
+    b_all: list[float] = []
+    for r in range(args.rounds):
+        h, b = interleaved_epochs(cfg, data, device)
+        h_all += h
+        b_all += b
+        print(f"    round {r + 1}: harness [{fmt(h)}] s; bare [{fmt(b)}] s", flush=True)
+    h_med, b_med = statistics.median(h_all), statistics.median(b_all)
+    epoch_ratio = h_med / b_med
+    pair_ratio = statistics.median(hh / bb for hh, bb in zip(h_all, b_all))
+    h_min, b_min = min(h_all), min(b_all)
+    print(f"    median of the {len(h_all)} paired ratios (harness epoch / the bare epoch after it): "
+          f"{pair_ratio:.4f}")
+    print(f"    median epoch: harness {h_med:.3f} s, bare {b_med:.3f} s, ratio {epoch_ratio:.4f}; "
+          f"fastest epoch: harness {h_min:.3f} s, bare {b_min:.3f} s, ratio {h_min / b_min:.4f}")
+
+    # (c) ------------------------------------------------------------------------
+    if not args.no_throughput:
+        devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+        print("\n(c) throughput, input (16, 1, 128, 130), batch 16, random data, after one warm-up batch; "
+              "best of 3 windows")
+        print(f"    {'model':<10} {'device':<6} {'train samples/s':>16} {'eval samples/s':>15}  samples per window")
+        for dev in devices:
+            for name in ("smallcnn", "resnet18"):
+                # ResNet18 on CPU is slow: 3 x 48 training samples keep it short.
+                n_train, n_eval = {("cpu", "smallcnn"): (160, 320), ("cpu", "resnet18"): (48, 96)}.get(
+                    (dev.type, name), (800, 1600))
+                tr_sps, ev_sps = throughput(name, dev, n_train, n_eval)
+                print(f"    {name:<10} {dev.type:<6} {tr_sps:>16.1f} {ev_sps:>15.1f}  {n_train} / {n_eval}",
+                      flush=True)
+
+    ratios = [Ratio("(a) feature time, repeat / first run", feat_ratio, FEATURE_GOAL),
+              Ratio("(b) epoch time, harness fit / bare loop", pair_ratio, EPOCH_GOAL)]
+    print_summary(ratios, [f"(b) is the median of {len(h_all)} paired epoch ratios; ratio of median epochs "
+                           f"{epoch_ratio:.4f}, of fastest epochs {h_min / b_min:.4f} (no goal)",
+                           f"data: {data_label}; first-run feature speed {ft.n_clips / ft.first_s:.1f} clips/s",
+                           f"device: {device}; torch threads {torch.get_num_threads()}"])
+    return 1 if args.check and not all(r.ok for r in ratios) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
