@@ -784,15 +784,24 @@ def read_study(c, name: str, experiments: Sequence) -> StudySummary:
     return summarize_study(mine, trials, name, exp_name)
 
 
+def _param(v) -> str:
+    """A sampled value as a reader wants it: 2.744, 4.312e-04, 23 (params come back as strings)."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return str(v)
+    return str(v) if f.is_integer() and "." not in str(v) else f"{f:.4g}"
+
+
 def render_study(s: StudySummary) -> str:
     out = [f"## Study `{s.name}`", "",
            f"- experiment: `{s.experiment}`; study run `{s.run_id}` ({s.status})",
            f"- best value (the study's objective, on the validation split): {_num(s.best_value)}",
-           "- best params: " + (", ".join(f"`{k}` = {v}" for k, v in s.best_params.items()) or "not recorded"),
+           "- best params: " + (", ".join(f"`{k}` = {_param(v)}" for k, v in s.best_params.items()) or "not recorded"),
            "- trials by state: " + (", ".join(f"{k} {v}" for k, v in sorted(s.states.items())) or "none"),
            "- parameter importances: " + (", ".join(f"`{k}` {v:.3f}" for k, v in s.importances.items())
                                           or "not recorded"), "", f"Top {len(s.top)} complete trials:", ""]
-    out += md_table(list(s.top.columns), [[_num(v) if isinstance(v, float) else v for v in r]
+    out += md_table(list(s.top.columns), [[_num(v) if isinstance(v, float) else _param(v) for v in r]
                                           for r in s.top.itertuples(index=False)])
     return "\n".join(out) + "\n"
 
