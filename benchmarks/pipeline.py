@@ -43,13 +43,15 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -149,6 +151,20 @@ class FeatureTiming:
     @property
     def repeat_median_s(self) -> float:
         return statistics.median(self.repeat_s)
+
+
+@contextmanager
+def scratch(prefix: str) -> Iterator[Path]:
+    """A temporary folder for the harness cache and a throwaway MLflow store, set in the
+    environment before harness is imported (spawned workers inherit it): the user's
+    `.cache/`, `mlflow.db` and `optuna.db` are never touched. Deleted at the end."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    os.environ["HARNESS_CACHE"] = str(tmp / "cache")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp / 'unused-mlflow.db'}"
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def bench_features(root: Path, cache_dir: Path, sr: int, n_mels: int, n_fft: int, hop: int,
@@ -337,14 +353,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.epochs < 2:
         p.error("--epochs must be >= 2 (the first epoch is discarded)")
 
-    tmp = Path(tempfile.mkdtemp(prefix="harness-bench-pipeline-"))
-    os.environ["HARNESS_CACHE"] = str(tmp / "cache")  # before harness is imported: nothing touches ~/.cache
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp / 'mlflow.db'}"  # unused; never the user's store
-    try:
+    with scratch("harness-bench-pipeline-") as tmp:
         return run(args, tmp)
-    finally:
-        import shutil
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def run(args: argparse.Namespace, tmp: Path) -> int:

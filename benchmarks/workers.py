@@ -26,10 +26,8 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -40,7 +38,7 @@ for p in (str(HERE.parent), str(HERE)):  # the repo (harness) and this folder (p
     if p not in sys.path:
         sys.path.insert(0, p)
 
-from pipeline import Ratio, load_average, machine_lines, print_summary  # noqa: E402
+from pipeline import Ratio, load_average, machine_lines, print_summary, scratch  # noqa: E402
 
 GOAL = 1.6
 # Optuna's "experimental feature" warnings from harness.suite, once per process: noise here.
@@ -115,17 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data_root", default=None, help="RAVDESS root (default: the synthetic corpus)")
     args = p.parse_args(argv)
 
-    tmp = Path(tempfile.mkdtemp(prefix="harness-bench-workers-"))
-    # Set before harness is imported; spawned workers inherit it, so all share one warm cache.
-    os.environ["HARNESS_CACHE"] = str(tmp / "cache")
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp / 'unused-mlflow.db'}"  # never the user's store
     os.environ["PYTHONWARNINGS"] = ",".join(f"ignore:{m}" for m in QUIET)  # for the spawned workers
     for m in QUIET:
         warnings.filterwarnings("ignore", message=re.escape(m))
-    try:
+    with scratch("harness-bench-workers-") as tmp:  # spawned workers inherit it: one warm cache for all
         return run(args, tmp)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def run(args: argparse.Namespace, tmp: Path) -> int:
