@@ -221,3 +221,17 @@ def test_workers_share_one_sqlite_store_without_losing_or_duplicating_cells(tmp_
     runs = cells(uri, "shared")
     assert finished(runs) == [(row, s) for row in "abc" for s in (0, 1, 2)]
     assert len(runs) == 9  # nothing ran twice
+
+
+def test_cli_selects_rows_and_seeds(tmp_path, synth_root, tracking_uri, experiment, capsys):
+    path = write_suite(tmp_path / "select.yaml", synth_root)
+    common = ["--data_root", str(synth_root), "--tracking_uri", tracking_uri, "--experiment", experiment, "--dry-run"]
+    assert main(["suite", "run", str(path), "--rows", "weighted", "--seeds", "3,5", *common]) == 0
+    out = capsys.readouterr().out
+    assert "2 cells: 0 already done, 2 to run" in out and "3,5" in out and "plain " not in out
+    assert main(["suite", "run", str(path), "--n-seeds", "3", *common]) == 0
+    assert "6 cells" in capsys.readouterr().out
+    assert main(["suite", "run", str(path), "--rows", "weigthed", *common]) == 2
+    assert "did you mean 'weighted'" in capsys.readouterr().err
+    assert main(["suite", "run", str(path), "--seeds", "0,x", *common]) == 2
+    assert "invalid --seeds" in capsys.readouterr().err
