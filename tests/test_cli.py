@@ -93,3 +93,16 @@ def test_synth_writes_a_ravdess_layout(tmp_path):
     files = sorted(p.relative_to(tmp_path / "c").as_posix() for p in (tmp_path / "c").rglob("*.wav"))
     assert len(files) == 120
     assert files[0] == "Actor_01/03-01-01-01-01-01-01.wav" and files[-1] == "Actor_02/03-01-08-02-02-02-02.wav"
+
+
+def test_train_runs_end_to_end_from_the_command_line(synth_root, tmp_path, tracking_uri, experiment, capsys):
+    argv = ["train", "--data_root", str(synth_root), "--epochs", "1", "--n_mels", "32", "--batch_size", "64",
+            "--train_ratio", "0.6", "--val_ratio", "0.2", "--class_weight_loss", "--device", "cpu",
+            "--experiment", experiment, "--tracking_uri", tracking_uri, "--out", str(tmp_path / "out")]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "test macro-F1" in out and (tmp_path / "out" / "best_model.pt").exists()
+    from harness import tracking
+    c = tracking.client(tracking_uri)
+    (run,) = c.search_runs([c.get_experiment_by_name(experiment).experiment_id])
+    assert run.info.status == "FINISHED" and run.data.params["class_weight_loss"] == "True"
