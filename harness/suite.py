@@ -266,13 +266,21 @@ def open_storage(url: str, max_retry: int | None = None):
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     # sqlite: wait for the lock rather than fail with "database is locked" under parallel workers.
     kwargs: dict[str, Any] = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}
-    try:
-        return optuna.storages.RDBStorage(
-            url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry))
-    except Exception as e:
-        raise HarnessError(f"cannot open the storage {tracking.redact(url)}: "
-                           f"{type(e).__name__}: {str(e).splitlines()[0]}") from None
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry))
+        except Exception as e:
+            # Workers starting together on a new database race to create its tables
+            # ("already exists", a duplicate key): the loser waits and opens what the winner made.
+            text = str(e).lower()
+            if attempt < 4 and ("already exists" in text or "duplicate" in text or "unique" in text):
+                time.sleep(0.5 * (attempt + 1))
+                continue
+            raise HarnessError(f"cannot open the storage {tracking.redact(url)}: "
+                               f"{type(e).__name__}: {str(e).splitlines()[0]}") from None
+    raise AssertionError("unreachable")
 
 
 def open_queue(storage_url: str, experiment: str):
