@@ -409,7 +409,7 @@ def run_suite(suite: Suite, seeds: Sequence[int] | None = None, rows: Sequence[s
               target_ci: float | None = None, max_seeds: int | None = None,
               out_dir: str = "artifacts", progress: bool = True) -> Summary:
     """Run every pending (row, seed) cell; returns counts of done/skipped/failed."""
-    from .training import prepare
+    from .training import prepare, scan_data
 
     seeds = tuple(seeds or suite.seeds)
     selected = select_rows(suite, rows)
@@ -425,7 +425,7 @@ def run_suite(suite: Suite, seeds: Sequence[int] | None = None, rows: Sequence[s
     services.preflight(uri, storage)  # a server or database that is down: one line, exit 2, in seconds
 
     # Scanning the data first: a bad corpus fails here, before any run exists.
-    probe = prepare_corpus(selected[0].config.replace(data_root=data_root))
+    probe = scan_data(selected[0].config.replace(data_root=data_root))
     fingerprint = probe.fingerprint
     c = tracking.client(uri)
     exp = c.get_experiment_by_name(experiment)
@@ -460,14 +460,6 @@ def run_suite(suite: Suite, seeds: Sequence[int] | None = None, rows: Sequence[s
     for line in summary.failures:
         print(f"  FAILED {line}")
     return summary
-
-
-def prepare_corpus(cfg: RunConfig):
-    from .data import scan_corpus
-    from .training import default_cache_dir, synthetic_root
-
-    cache = default_cache_dir()
-    return scan_corpus(synthetic_root(cache) if cfg.data_root is None else Path(cfg.data_root), cache)
 
 
 def row_parent(c, exp_id: str, suite: Suite, row: RowSpec, extra: dict[str, str]) -> str:

@@ -58,6 +58,13 @@ def synthetic_root(cache_dir: Path, n_actors: int = 8, seed: int = 0) -> Path:
     return root
 
 
+def scan_data(cfg: RunConfig, cache_dir: Path | None = None) -> Corpus:
+    """The corpus a config reads: `--data_root`, or the cached synthetic default."""
+    cache_dir = default_cache_dir() if cache_dir is None else cache_dir
+    root = synthetic_root(cache_dir) if cfg.data_root is None else Path(cfg.data_root)
+    return scan_corpus(root, cache_dir)
+
+
 @dataclass
 class Prepared:
     corpus: Corpus
@@ -73,8 +80,8 @@ def prepare(cfg: RunConfig, cache_dir: Path | None = None, progress: bool = Fals
     """Everything before training; raises HarnessError on bad data before any training."""
     cache_dir = default_cache_dir() if cache_dir is None else cache_dir
     synthetic = cfg.data_root is None
-    root = synthetic_root(cache_dir) if synthetic else Path(cfg.data_root)
-    corpus = scan_corpus(root, cache_dir)
+    corpus = scan_data(cfg, cache_dir)
+    root = corpus.root
     split = make_split(corpus, cfg.split, cfg.train_ratio, cfg.val_ratio, cfg.seed, cfg.mode)
     feats = compute_features(corpus, cfg.sr, cfg.n_mels, cfg.n_fft, cfg.hop_length, cache_dir, progress)
     return Prepared(corpus=corpus, features=feats, labels=torch.from_numpy(corpus.labels(cfg.mode)),
@@ -122,8 +129,9 @@ def fit(cfg: RunConfig, data: Prepared, out_dir: Path | None = None,
     y_np = data.labels.numpy()
 
     # Standardise with training statistics only (stored in the checkpoint).
-    mean, std = float(data.features[tr].mean()), float(data.features[tr].std()) + 1e-6
-    x_train = ((data.features[tr] - mean) / std).to(device)
+    train_feats = data.features[tr]  # one copy of the training slice, not three
+    mean, std = float(train_feats.mean()), float(train_feats.std()) + 1e-6
+    x_train = ((train_feats - mean) / std).to(device)
     y_train = data.labels[tr].to(device)
     x_val = ((data.features[va] - mean) / std).to(device)
     y_val = data.labels[va].to(device)
