@@ -65,11 +65,11 @@ def run_config(name: str, suite: Path, root: Path, work: Path, uri: str, storage
     if any(p.returncode for p in ps):
         sys.exit(f"{name}: suite run failed:\n" + "\n".join(outs))
     from harness import tracking
-    from harness.suite import _search
+    from harness.planning import search_runs
 
     c = tracking.client(uri)
     exp = c.get_experiment_by_name(experiment)
-    runs = [r for r in _search(c, exp.experiment_id, "tags.`harness.kind` = 'cell'") if r.info.status == "FINISHED"]
+    runs = [r for r in search_runs(c, exp.experiment_id, "tags.`harness.kind` = 'cell'") if r.info.status == "FINISHED"]
     return wall, [r.data.metrics["wall_time_s"] for r in runs]
 
 

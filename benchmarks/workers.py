@@ -78,7 +78,8 @@ def timed_suite(suite_path: Path, workers: int, store: Path, data_root: str | No
     """One run_suite call into fresh stores under `store`, timed."""
     from mlflow.tracking import MlflowClient
 
-    from harness.suite import load_suite, run_suite
+    from harness.suite import run_suite
+    from harness.suite_file import load_suite
 
     store.mkdir(parents=True)
     uri, experiment = f"sqlite:///{store / 'mlflow.db'}", f"bench-workers-{store.name}"
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace, tmp: Path) -> int:
     import torch
 
-    from harness.suite import load_suite
+    from harness.suite_file import load_suite
     from harness.training import prepare
 
     print("\n".join(machine_lines()))

@@ -19,7 +19,6 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import ConfigError
@@ -184,20 +183,3 @@ def did_you_mean(word: str, candidates: Any) -> str:
 
     close = difflib.get_close_matches(word, sorted(candidates), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def read_yaml_mapping(path: Path, what: str) -> dict:
-    """A suite or study file as a dict (safe_load only); HarnessError names the file."""
-    import yaml
-
-    from .errors import HarnessError
-
-    try:
-        doc = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise HarnessError(f"{path}: no such {what} file") from None
-    except yaml.YAMLError as e:
-        raise HarnessError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
-    if not isinstance(doc, dict):
-        raise HarnessError(f"{path}: expected a mapping of keys, got {type(doc).__name__}")
-    return doc

@@ -26,6 +26,7 @@ from .errors import NonFiniteLossError
 from .features import SpecAugment, compute_features, mixup
 from .losses import balanced_sampler, build_loss
 from .models import build_model
+from .plots import confusion_png
 
 DEFAULT_EXPERIMENT = "harness"
 # The RunConfig fields `prepare` reads: runs that agree on them can share one `Prepared`.
@@ -229,29 +230,6 @@ def score_test(model: torch.nn.Module, data: Prepared, norm: tuple[float, float]
     te = data.split.test
     x = ((data.features[te] - norm[0]) / norm[1]).to(device)
     return evaluate(model, x, data.labels[te].to(device), len(data.classes))
-
-
-def confusion_png(confusion: list[list[int]], classes: tuple[str, ...], path: Path, title: str) -> Path:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cm = np.array(confusion)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * len(classes), 0.8 + 0.6 * len(classes)), dpi=110)
-    ax.imshow(cm, cmap="Blues")
-    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
-    ax.set_yticks(range(len(classes)), classes)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title, fontsize=9)
-    for i in range(cm.shape[0]):
-        for j in range(cm.shape[1]):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center",
-                    color="white" if cm[i, j] > cm.max() / 2 else "black", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
 
 
 def run(cfg: RunConfig, experiment: str = DEFAULT_EXPERIMENT, tracking_uri: str | None = None,

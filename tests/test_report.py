@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
-from scipy import stats
+from scipy import stats as scipy_stats
 
-from harness import report
+from harness import report, runs, stats, table
 from harness.cli import main
 
 CONFUSION = [[5, 1, 0], [1, 4, 1], [0, 2, 6]]
@@ -110,7 +110,7 @@ def suite(tracking_uri) -> FakeSuite:
 
 @pytest.fixture(scope="module")
 def built(suite) -> report.SuiteReport:
-    exp = report.find_experiment(suite.c, suite.name)
+    exp = runs.find_experiment(suite.c, suite.name)
     return report.suite_report(suite.c, exp)
 
 
@@ -129,45 +129,45 @@ def holm_by_hand(p: list[float]) -> list[float]:
 
 def test_t_interval_is_the_student_t_interval_of_the_mean():
     x = np.array(BASE)
-    expected = stats.t.interval(0.95, len(x) - 1, loc=x.mean(), scale=stats.sem(x))
-    assert report.mean_ci(x, "t")[:2] == pytest.approx(expected)
+    expected = scipy_stats.t.interval(0.95, len(x) - 1, loc=x.mean(), scale=scipy_stats.sem(x))
+    assert stats.mean_ci(x, "t")[:2] == pytest.approx(expected)
 
 
 def test_bootstrap_interval_is_scipys_bca_with_a_fixed_seed():
     x = np.array(CW)
-    ref = stats.bootstrap((x,), np.mean, method="BCa", n_resamples=report.BOOTSTRAP_RESAMPLES,
-                          rng=np.random.default_rng(report.BOOTSTRAP_SEED)).confidence_interval
-    low, high, method = report.mean_ci(x, "bootstrap")
+    ref = scipy_stats.bootstrap((x,), np.mean, method="BCa", n_resamples=stats.BOOTSTRAP_RESAMPLES,
+                          rng=np.random.default_rng(stats.BOOTSTRAP_SEED)).confidence_interval
+    low, high, method = stats.mean_ci(x, "bootstrap")
     assert (low, high, method) == (pytest.approx(ref.low), pytest.approx(ref.high), "BCa")
-    assert report.mean_ci(x, "bootstrap") == (low, high, method)  # reproducible
+    assert stats.mean_ci(x, "bootstrap") == (low, high, method)  # reproducible
 
 
 def test_bootstrap_falls_back_to_percentile_when_bca_is_degenerate():
-    assert report.mean_ci([0.5, 0.5, 0.5], "bootstrap") == (0.5, 0.5, "percentile")
+    assert stats.mean_ci([0.5, 0.5, 0.5], "bootstrap") == (0.5, 0.5, "percentile")
 
 
 def test_an_interval_needs_two_values():
     with pytest.raises(ValueError):
-        report.mean_ci([0.5], "t")
+        stats.mean_ci([0.5], "t")
 
 
 def test_paired_delta_uses_only_the_seeds_both_rows_have():
     row = pd.Series(FOCAL, index=[0, 1, 2, 3])
     base = pd.Series(BASE, index=[0, 1, 2, 3, 4])
-    p = report.paired_delta(row, base)
+    p = stats.paired_delta(row, base)
     d = row.to_numpy() - base.loc[[0, 1, 2, 3]].to_numpy()
     assert p.n == 4
     assert p.delta == pytest.approx(d.mean())
-    assert (p.low, p.high) == pytest.approx(stats.t.interval(0.95, 3, loc=d.mean(), scale=stats.sem(d)))
-    assert p.p == pytest.approx(stats.ttest_rel(row.to_numpy(), base.loc[[0, 1, 2, 3]].to_numpy()).pvalue)
+    assert (p.low, p.high) == pytest.approx(scipy_stats.t.interval(0.95, 3, loc=d.mean(), scale=scipy_stats.sem(d)))
+    assert p.p == pytest.approx(scipy_stats.ttest_rel(row.to_numpy(), base.loc[[0, 1, 2, 3]].to_numpy()).pvalue)
     assert p.p_improve == 1.0 and p.reason == ""
 
 
 def test_probability_of_improvement_counts_ties_as_half():
     row = pd.Series([1.0, 2.0, 3.0, 4.0])
     base = pd.Series([0.0, 2.0, 4.0, 3.0])  # win, tie, loss, win
-    assert report.paired_delta(row, base).p_improve == pytest.approx(2.5 / 4)
-    assert report.paired_delta(row, base, higher_better=False).p_improve == pytest.approx(1.5 / 4)
+    assert stats.paired_delta(row, base).p_improve == pytest.approx(2.5 / 4)
+    assert stats.paired_delta(row, base, higher_better=False).p_improve == pytest.approx(1.5 / 4)
 
 
 @pytest.mark.parametrize("row, base, reason", [
@@ -176,24 +176,24 @@ def test_probability_of_improvement_counts_ties_as_half():
     ([0.5, 0.6], [0.5], "baseline: 1 seed"),
 ])
 def test_paired_delta_is_na_with_the_reason_below_two_seeds(row, base, reason):
-    p = report.paired_delta(pd.Series(row, dtype=float), pd.Series(base, dtype=float))
+    p = stats.paired_delta(pd.Series(row, dtype=float), pd.Series(base, dtype=float))
     assert p.reason == reason and math.isnan(p.delta) and math.isnan(p.p)
 
 
 def test_paired_delta_needs_two_common_seeds():
-    p = report.paired_delta(pd.Series([0.5, 0.6], index=[0, 1]), pd.Series([0.5, 0.6], index=[1, 2]))
+    p = stats.paired_delta(pd.Series([0.5, 0.6], index=[0, 1]), pd.Series([0.5, 0.6], index=[1, 2]))
     assert (p.n, p.reason) == (1, "1 paired seed")
 
 
 def test_holm_matches_the_hand_computation_and_skips_nan():
     p = [0.01, 0.04, 0.03, math.nan, 0.5]
     expected = holm_by_hand([0.01, 0.04, 0.03, 0.5])
-    out = report.holm(p)
+    out = stats.holm(p)
     assert list(out[[0, 1, 2, 4]]) == pytest.approx(expected)
     assert list(out[[0, 1, 2, 4]]) == pytest.approx([0.04, 0.09, 0.09, 0.5])
     assert math.isnan(out[3])
-    assert list(report.holm([0.4, 0.6])) == [0.8, 0.8]  # monotone
-    assert list(report.holm([0.6, 0.7, 0.9])) == [1.0, 1.0, 1.0]  # capped at 1
+    assert list(stats.holm([0.4, 0.6])) == [0.8, 0.8]  # monotone
+    assert list(stats.holm([0.6, 0.7, 0.9])) == [1.0, 1.0, 1.0]  # capped at 1
 
 
 @pytest.mark.parametrize("claim, verdict", [
@@ -204,12 +204,12 @@ def test_holm_matches_the_hand_computation_and_skips_nan():
     ("0.70-0.80", "0.700–0.800 above"),
 ])
 def test_claim_verdicts_against_the_ci(claim, verdict):
-    assert report.claim_verdict(claim, 0.60, 0.68) == verdict
+    assert stats.claim_verdict(claim, 0.60, 0.68) == verdict
 
 
 def test_an_unreadable_claim_is_an_error():
     with pytest.raises(ValueError, match="unreadable claim"):
-        report.parse_claim("about 0.7")
+        stats.parse_claim("about 0.7")
 
 
 @pytest.mark.parametrize("expected, low, high, verdict", [
@@ -222,7 +222,7 @@ def test_an_unreadable_claim_is_an_error():
     ("worse", math.nan, math.nan, "cannot be checked"),
 ])
 def test_pair_verdicts(expected, low, high, verdict):
-    assert report.pair_verdict(expected, low, high) == verdict
+    assert stats.pair_verdict(expected, low, high) == verdict
 
 
 # --- which runs count ----------------------------------------------------------------
@@ -256,7 +256,7 @@ def test_selection_is_a_pure_function_of_run_frames():
                           "start_time": [2, 3, 4], "seed": pd.array([0, 1, 2], dtype="Int64"),
                           "row": ["a", "a", ""], "config_hash": ["h", "h", "h"], "parent_id": ["p1", "p1", "p1"],
                           "metrics.test_f1_macro": [0.5, None, 0.7]})
-    sel = report.select_cells(rows, cells)
+    sel = runs.select_cells(rows, cells)
     assert list(sel.finished["run_id"]) == ["c1", "c3"]  # c3 names no row: its parent run does
     assert sel.notes == ["1 run(s) not finished yet (RUNNING/SCHEDULED) not counted: `a` seed 1"]
     assert sel.failed.empty
@@ -281,18 +281,18 @@ def test_table_numbers_match_scipy(built):
         assert t.loc[row, "mean"] == pytest.approx(x.mean())
         assert t.loc[row, "std"] == pytest.approx(x.std(ddof=1))
         assert (t.loc[row, "ci_low"], t.loc[row, "ci_high"]) == pytest.approx(
-            stats.t.interval(0.95, len(x) - 1, loc=x.mean(), scale=stats.sem(x)))
+            scipy_stats.t.interval(0.95, len(x) - 1, loc=x.mean(), scale=scipy_stats.sem(x)))
         assert t.loc[row, "accuracy"] == pytest.approx(x.mean() + 0.05)
     # the focal row lacks seed 4: paired over seeds 0-3 only
     d = np.array(FOCAL) - np.array(BASE[:4])
     assert t.loc["focal-specaug-30ep", "n_pairs"] == 4
     assert t.loc["focal-specaug-30ep", "delta"] == pytest.approx(d.mean())
-    assert t.loc["focal-specaug-30ep", "delta_low"] == pytest.approx(d.mean() - stats.t.ppf(0.975, 3) * stats.sem(d))
+    assert t.loc["focal-specaug-30ep", "delta_low"] == pytest.approx(d.mean() - scipy_stats.t.ppf(0.975, 3) * scipy_stats.sem(d))
     # Holm over every non-baseline row that has a p-value
     compared = ["cw-specaug-30ep", "focal-specaug-30ep", "cw-specaug-ls-30ep", "cw-specaug-aggressive-30ep"]
     values = {"cw-specaug-30ep": CW, "focal-specaug-30ep": FOCAL, "cw-specaug-ls-30ep": LS,
               "cw-specaug-aggressive-30ep": AGGR}
-    raw = [stats.ttest_rel(values[r], BASE[:len(values[r])]).pvalue for r in compared]
+    raw = [scipy_stats.ttest_rel(values[r], BASE[:len(values[r])]).pvalue for r in compared]
     assert list(t.loc[compared, "p_holm"]) == pytest.approx(holm_by_hand(raw))
     assert t.loc["cw-specaug-aggressive-30ep", "p_improve"] == 0.0
     assert math.isnan(t.loc["baseline-resnet18-5ep", "p_holm"])
@@ -322,7 +322,7 @@ def test_the_seeds_conclusions_are_checked_by_paired_delta(built):
 
 
 def test_the_baseline_can_be_chosen_and_an_unknown_one_is_an_error(suite):
-    exp = report.find_experiment(suite.c, suite.name)
+    exp = runs.find_experiment(suite.c, suite.name)
     rep = report.suite_report(suite.c, exp, baseline="cw-specaug-30ep")
     assert bool(rep.table.loc["cw-specaug-30ep", "baseline"])
     assert rep.table.loc["baseline-resnet18-5ep", "delta"] == pytest.approx(np.mean(np.array(BASE) - CW))
@@ -331,8 +331,8 @@ def test_the_baseline_can_be_chosen_and_an_unknown_one_is_an_error(suite):
 
 
 def test_default_baseline_is_the_first_baseline_row_else_the_first():
-    assert report.default_baseline(["a", "baseline-x", "baseline-y"]) == "baseline-x"
-    assert report.default_baseline(["a", "b"]) == "a"
+    assert table.default_baseline(["a", "baseline-x", "baseline-y"]) == "baseline-x"
+    assert table.default_baseline(["a", "b"]) == "a"
 
 
 # --- the markdown ----------------------------------------------------------------------
@@ -370,7 +370,7 @@ def test_different_data_fingerprints_are_a_loud_warning(tracking_uri, experiment
     s.row("baseline", 0)
     s.cell("baseline", 0, 0.5, fingerprint="fp-a")
     s.cell("baseline", 1, 0.6, fingerprint="fp-b")
-    md = report.render_markdown(report.suite_report(s.c, report.find_experiment(s.c, experiment)))
+    md = report.render_markdown(report.suite_report(s.c, runs.find_experiment(s.c, experiment)))
     assert "**WARNING: the cells were trained on 2 different data sets**" in md
 
 

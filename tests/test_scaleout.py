@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from harness import tracking
-from harness.suite import _search
+from harness.planning import search_runs
 
 REPO = Path(__file__).resolve().parent.parent
 SERVICES = REPO / "scripts" / "services.sh"
@@ -109,7 +109,7 @@ def child_env(**extra: str) -> dict[str, str]:
 def cell_runs(uri: str, experiment: str) -> list:
     c = tracking.client(uri)
     exp = c.get_experiment_by_name(experiment)
-    return _search(c, exp.experiment_id, "tags.`harness.kind` = 'cell'") if exp else []
+    return search_runs(c, exp.experiment_id, "tags.`harness.kind` = 'cell'") if exp else []
 
 
 def finished(runs) -> list[tuple[str, int]]:
@@ -139,7 +139,7 @@ def drain_output(proc: subprocess.Popen, sink: list[str]) -> threading.Thread:
 def all_logged_text(uri: str, experiment: str) -> str:
     c = tracking.client(uri)
     exp = c.get_experiment_by_name(experiment)
-    runs = _search(c, exp.experiment_id, "")
+    runs = search_runs(c, exp.experiment_id, "")
     return "\n".join(f"{r.data.params}\n{r.data.tags}" for r in runs)
 
 
@@ -228,7 +228,7 @@ def test_a_killed_study_workers_trial_is_retried_on_postgres(services, synth_roo
         def trial_running():
             c = tracking.client(services.tracking_uri)
             exp = c.get_experiment_by_name(name)
-            return exp and _search(c, exp.experiment_id,
+            return exp and search_runs(c, exp.experiment_id,
                                    "tags.`harness.kind` = 'trial' and attributes.status = 'RUNNING'")
         wait_for(trial_running, 180, "a trial mid-training", [victim])
         time.sleep(1.0)  # a few epochs in
@@ -252,7 +252,7 @@ def test_a_killed_study_workers_trial_is_retried_on_postgres(services, synth_roo
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     c = tracking.client(services.tracking_uri)
     exp = c.get_experiment_by_name(name)
-    trial_runs = _search(c, exp.experiment_id, "tags.`harness.kind` = 'trial'")
+    trial_runs = search_runs(c, exp.experiment_id, "tags.`harness.kind` = 'trial'")
     assert not [r for r in trial_runs if r.info.status == "RUNNING"]
     assert any(r.info.status == "KILLED" for r in trial_runs)
     assert services.password not in all_logged_text(services.tracking_uri, name)

@@ -12,11 +12,11 @@ import yaml
 from optuna.trial import TrialState
 
 from harness import study as st
-from harness import suite as suite_mod
+from harness import queue
 from harness import tracking, training
 from harness.cli import main
 from harness.errors import DataError, HarnessError
-from harness.suite import load_suite
+from harness.suite_file import load_suite
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = {"model": "smallcnn", "n_mels": 32, "epochs": 2, "batch_size": 32, "train_ratio": 0.6, "val_ratio": 0.2,
@@ -213,8 +213,8 @@ def test_worker_processes_share_the_study_and_the_parent_run(tmp_path, synth_roo
                             "ignore::optuna.exceptions.ExperimentalWarning")
 def test_a_dead_workers_trial_is_retried_with_its_params(tmp_path, synth_root, tracking_uri, experiment,
                                                          monkeypatch):
-    monkeypatch.setattr(suite_mod, "HEARTBEAT_S", 1)
-    monkeypatch.setattr(suite_mod, "GRACE_S", 1)
+    monkeypatch.setattr(queue, "HEARTBEAT_S", 1)
+    monkeypatch.setattr(queue, "GRACE_S", 1)
     spec = spec_of(tmp_path, synth_root)
     storage = st.open_storage(storage_of(tmp_path))
     study = optuna.create_study(study_name=spec.name, storage=storage, direction="maximize")

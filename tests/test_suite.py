@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from harness import planning
 from harness import suite as suite_mod
 from harness import tracking, training
 from harness.cli import main
 from harness.errors import HarnessError
-from harness.suite import load_suite, run_suite
+from harness.suite import run_suite
+from harness.suite_file import load_suite
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -34,7 +36,7 @@ def write_suite(path: Path, synth_root: Path, rows: dict | None = None, seeds=(0
 def cells(tracking_uri: str, experiment: str) -> list:
     c = tracking.client(tracking_uri)
     exp = c.get_experiment_by_name(experiment)
-    return suite_mod._search(c, exp.experiment_id, "tags.`harness.kind` = 'cell'") if exp else []
+    return planning.search_runs(c, exp.experiment_id, "tags.`harness.kind` = 'cell'") if exp else []
 
 
 def finished(runs) -> list[tuple[str, int]]:
@@ -159,7 +161,7 @@ def test_a_failing_cell_is_isolated_and_reported(tmp_path, synth_root, tracking_
 def test_adaptive_seeds_add_seeds_until_the_ci_is_narrow_enough(tmp_path, synth_root, tracking_uri, experiment,
                                                                  monkeypatch):
     # A stand-in CI whose half-width shrinks like 0.2/sqrt(n): the target 0.11 is met at n = 4.
-    monkeypatch.setattr(suite_mod, "mean_ci", lambda v: (0.5, 0.2 / len(v) ** 0.5))
+    monkeypatch.setattr(suite_mod, "row_ci", lambda v: (0.5, 0.2 / len(v) ** 0.5))
     path = write_suite(tmp_path / "adaptive.yaml", synth_root, rows={"plain": {}})
     kw = dict(data_root=str(synth_root), tracking_uri=tracking_uri, experiment=experiment,
               storage=f"sqlite:///{tmp_path / 'q.db'}", progress=False, out_dir=str(tmp_path / "art"))

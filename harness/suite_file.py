@@ -1,0 +1,146 @@
+"""Suite files (`experiments/*.yaml`): read and validated whole before anything runs.
+
+A suite is data: a `base` config, `rows` (a name, `config` overrides, the
+seed's `claimed_f1` and a `note`), `seeds`, and `profiles` that scale a whole
+table down (or change its design) for a machine. Every error names the file,
+row and key.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import RunConfig, did_you_mean
+from .errors import ConfigError, HarnessError
+from .yamlfile import NOT_IN_FILES, check_keys, read_yaml_mapping
+
+TOP_KEYS = {"name", "description", "seeds", "base", "rows", "profiles"}
+ROW_KEYS = {"name", "config", "claimed_f1", "note"}
+PROFILE_KEYS = {"description", "seeds", "override", "epochs_scale"}
+
+
+@dataclass(frozen=True)
+class RowSpec:
+    name: str
+    config: RunConfig  # seed 0; each cell replaces the seed
+    claimed_f1: str = ""  # "0.661", "0.732,0.532" or a range "0.4-0.5"
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    path: Path
+    seeds: tuple[int, ...]
+    rows: tuple[RowSpec, ...]
+    profile: str = "full"
+    description: str = ""
+
+    def row(self, name: str) -> RowSpec:
+        return next(r for r in self.rows if r.name == name)
+
+
+def load_suite(path: str | os.PathLike, profile: str | None = None) -> Suite:
+    """Read and validate a whole suite file; HarnessError names file, row and key."""
+    path = Path(path)
+    where = str(path)
+    doc = read_yaml_mapping(path, "suite")
+    check_keys(doc, TOP_KEYS, where)
+    if not isinstance(doc.get("rows"), list) or not doc["rows"]:
+        raise HarnessError(f"{where}: key 'rows': expected a non-empty list of rows")
+    base = doc.get("base") or {}
+    if not isinstance(base, dict):
+        raise HarnessError(f"{where}: key 'base': expected a mapping of run settings")
+    _check_config_keys(base, f"{where}: base")
+
+    profiles = doc.get("profiles") or {}
+    if not isinstance(profiles, dict):
+        raise HarnessError(f"{where}: key 'profiles': expected a mapping of profile name -> settings")
+    profile_name = profile or "full"
+    if profile is not None and profile not in profiles:
+        raise HarnessError(f"{where}: no profile {profile!r}; profiles here: "
+                           f"{', '.join(profiles) or 'none'}{did_you_mean(profile, profiles)}")
+    prof = profiles.get(profile_name) or {}
+    for pname, p in profiles.items():
+        p = p or {}
+        if not isinstance(p, dict):
+            raise HarnessError(f"{where}: profile {pname!r}: expected a mapping with keys {sorted(PROFILE_KEYS)}")
+        check_keys(p, PROFILE_KEYS, f"{where}: profile {pname!r}")
+        _check_config_keys(p.get("override") or {}, f"{where}: profile {pname!r}: override")
+        scale = p.get("epochs_scale", 1.0)
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or scale <= 0:
+            raise HarnessError(f"{where}: profile {pname!r}: key 'epochs_scale': expected a number > 0, got {scale!r}")
+
+    seeds = _check_seeds(prof.get("seeds", doc.get("seeds", [0, 1, 2, 3, 4])),
+                         f"{where}: profile {profile_name!r}" if "seeds" in prof else where)
+    rows: list[RowSpec] = []
+    seen: set[str] = set()
+    for i, raw in enumerate(doc["rows"]):
+        here = f"{where}: row #{i + 1}"
+        if not isinstance(raw, dict):
+            raise HarnessError(f"{here}: expected a mapping with keys {sorted(ROW_KEYS)}")
+        name = raw.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise HarnessError(f"{here}: key 'name': expected a non-empty string")
+        here = f"{where}: row {name!r}"
+        if name in seen:
+            raise HarnessError(f"{here}: duplicate row name (row names must be unique)")
+        seen.add(name)
+        check_keys(raw, ROW_KEYS, here)
+        overrides = raw.get("config") or {}
+        if not isinstance(overrides, dict):
+            raise HarnessError(f"{here}: key 'config': expected a mapping of run settings")
+        _check_config_keys(overrides, here)
+        values = {**base, **overrides, **(prof.get("override") or {})}
+        scale = prof.get("epochs_scale", 1.0)
+        if scale != 1.0:
+            values["epochs"] = max(1, round(values.get("epochs", RunConfig.epochs) * scale))
+        try:
+            cfg = RunConfig.from_dict(values)
+        except ConfigError as e:
+            raise HarnessError(f"{here}: key {e.key!r}: {e.problem}") from None
+        rows.append(RowSpec(name=name, config=cfg, claimed_f1=_claim(raw.get("claimed_f1"), here),
+                            note=str(raw.get("note") or "")))
+    return Suite(name=str(doc.get("name") or path.stem), path=path, seeds=seeds, rows=tuple(rows),
+                 profile=profile_name, description=str(doc.get("description") or ""))
+
+
+def _check_config_keys(d: dict, where: str) -> None:
+    fields = set(RunConfig.field_names())
+    for key in d:
+        if key in NOT_IN_FILES:
+            raise HarnessError(f"{where}: key {key!r} is set on the command line or by the suite's `seeds`, "
+                               f"not in a row")
+        if key not in fields:
+            raise HarnessError(f"{where}: unknown key {key!r}{did_you_mean(str(key), fields - NOT_IN_FILES)}")
+
+
+def _check_seeds(seeds: Any, where: str) -> tuple[int, ...]:
+    if not isinstance(seeds, list) or not seeds or not all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+        raise HarnessError(f"{where}: key 'seeds': expected a non-empty list of integers >= 0, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise HarnessError(f"{where}: key 'seeds': duplicate seeds in {seeds}")
+    return tuple(seeds)
+
+
+def _claim(value: Any, where: str) -> str:
+    """The seed's single-run number(s) as a tag string; validated."""
+    if value is None:
+        return ""
+    nums = value if isinstance(value, list) else [value]
+    if isinstance(value, str):
+        parts = value.split("-")
+        try:
+            lo, hi = (float(p) for p in parts)
+            if lo <= hi:
+                return f"{lo:g}-{hi:g}"
+        except ValueError:
+            pass
+        raise HarnessError(f"{where}: key 'claimed_f1': expected a number, a list of numbers or a range "
+                           f"'low-high', got {value!r}")
+    if not all(isinstance(n, (int, float)) and not isinstance(n, bool) and 0 <= n <= 1 for n in nums) or not nums:
+        raise HarnessError(f"{where}: key 'claimed_f1': expected F1 values in [0, 1], got {value!r}")
+    return ",".join(f"{float(n):g}" for n in nums)
