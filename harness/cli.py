@@ -82,10 +82,11 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from . import training
+    from . import tracking, training
     from .errors import NonFiniteLossError
 
     cfg = config_from_args(args)
+    tracking.check_tracking_uri(args.tracking_uri)  # a URI MLflow cannot use fails before the data work
     training.resolve_device(cfg.device)  # fail before the data work, not after
     data = training.prepare(cfg, progress=True)
     s = data.split

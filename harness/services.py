@@ -6,8 +6,10 @@ a database URL (the Optuna storage, or a database-backed tracking URI) must acce
 a connection. Each check has a short timeout (`HARNESS_PREFLIGHT_TIMEOUT_S`,
 default 5 s), so a stopped PostgreSQL or an unreachable server is one clear
 `HarnessError` (exit status 2) instead of MLflow's minutes of HTTP retries or a
-connection that waits forever. Local sqlite/file stores need no check. Passwords
-never appear in the messages (`tracking.redact`).
+connection that waits forever. Before any of that, both URLs are checked offline:
+a scheme MLflow (tracking URI) or SQLAlchemy/Optuna (storage) cannot use, or a
+sqlite file in a folder that cannot be created or written, is one line too, and
+nothing is created. Passwords never appear in the messages (`tracking.redact`).
 """
 from __future__ import annotations
 
@@ -24,15 +26,47 @@ def timeout_s() -> float:
     return float(os.environ.get("HARNESS_PREFLIGHT_TIMEOUT_S", "5"))
 
 
+# Optuna's RDBStorage takes any SQLAlchemy URL; these are the databases SQLAlchemy ships dialects for.
+STORAGE_BACKENDS = ("sqlite", "postgresql", "mysql", "mariadb", "mssql", "oracle")
+EXPECTED_STORAGE = ("a SQLAlchemy database URL: sqlite:///PATH (a local file), "
+                    "postgresql://USER:PASSWORD@HOST:PORT/DB or mysql://USER:PASSWORD@HOST:PORT/DB")
+
+
 def preflight(tracking_uri: str | None, storage_url: str | None) -> None:
-    """Raise HarnessError naming the first service that does not answer."""
-    uri = tracking.resolve_tracking_uri(tracking_uri)
+    """Raise HarnessError naming the first URL that cannot work or service that does not answer."""
+    uri = tracking.check_tracking_uri(tracking_uri)
+    if storage_url:
+        check_storage_url(storage_url)
     if uri.startswith(("http://", "https://")):
         check_tracking_server(uri)
     elif _scheme(uri).startswith(_DB_SCHEMES):
         check_database(uri, "the MLflow tracking database")
     if storage_url and _scheme(storage_url).startswith(_DB_SCHEMES):
         check_database(storage_url, "the coordination storage (--storage)")
+
+
+def check_storage_url(url: str) -> None:
+    """The Optuna storage (--storage) is a database URL SQLAlchemy can open and, for sqlite, a
+    file in a folder that can be created or written. Offline; creates nothing."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    label = f"--storage {tracking.redact(url)}"
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise HarnessError(f"{label}: not a database URL; expected {EXPECTED_STORAGE}") from None
+    backend = parsed.get_backend_name()
+    if backend not in STORAGE_BACKENDS:
+        raise HarnessError(f"{label}: unsupported scheme {backend!r}{tracking.scheme_hint(backend)}; "
+                           f"expected {EXPECTED_STORAGE}")
+    try:
+        parsed.get_dialect()
+    except NoSuchModuleError:
+        raise HarnessError(f"{label}: unknown database driver {parsed.drivername!r}; expected "
+                           f"{EXPECTED_STORAGE}") from None
+    if backend == "sqlite":
+        tracking.check_sqlite_url(url, label, what="Optuna storage")
 
 
 def _scheme(url: str) -> str:

@@ -34,28 +34,184 @@ def redact(url: str) -> str:
     """A URL fit for logs and tags: any password replaced by ***."""
     from urllib.parse import urlsplit, urlunsplit
 
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # not a URL urllib can split (a malformed host): hide what looks like one
+        import re
+
+        return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
     if parts.password:
         host = parts.netloc.rsplit("@", 1)[1]
         return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
     return url
 
 
-def client(tracking_uri: str | None):
-    from mlflow.tracking import MlflowClient
+# The tracking URIs MLflow 3 accepts (mlflow.tracking._tracking_service.utils registers them): a
+# database through SQLAlchemy (the part before any "+driver"), an MLflow server, Databricks, and a
+# local folder (the file store, which MLflow 3 refuses unless MLFLOW_ALLOW_FILE_STORE=true).
+DB_TRACKING_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
+SERVER_SCHEMES = ("http", "https")
+FILE_SCHEMES = ("", "file")
+OTHER_TRACKING_SCHEMES = ("databricks", "databricks-uc", "uc")
+EXPECTED_TRACKING_URI = ("sqlite:///PATH (a local file), http(s)://HOST:PORT (an MLflow server) or "
+                         "postgresql://, mysql://, mssql:// (a database)")
+
+
+def tracking_label(uri: str) -> str:
+    """How to name a (resolved) tracking URI in a message: where it came from, password hidden."""
+    source = "MLFLOW_TRACKING_URI" if uri == os.environ.get("MLFLOW_TRACKING_URI") else "--tracking_uri"
+    return f"{source} {redact(uri)}"
+
+
+def _uri_scheme(uri: str) -> str:
+    from urllib.parse import urlparse
+
+    scheme = urlparse(uri).scheme.lower()
+    return scheme.split("+", 1)[0]
+
+
+def check_tracking_uri(tracking_uri: str | None, must_exist: bool = False) -> str:
+    """The resolved tracking URI, or a HarnessError (one line) when MLflow cannot use it: an
+    unsupported scheme, a sqlite file or folder in a place that cannot be created or written, or,
+    with `must_exist`, a local store that is not there. Creates nothing; no network."""
+    from .errors import HarnessError
 
     uri = resolve_tracking_uri(tracking_uri)
-    if not uri.startswith("sqlite:///"):
+    label = tracking_label(uri)
+    if uri in OTHER_TRACKING_SCHEMES:  # MLflow's bare "databricks", "uc"
+        return uri
+    try:
+        scheme = _uri_scheme(uri)
+    except ValueError as e:
+        raise HarnessError(f"{label}: not a valid URI ({e}); expected {EXPECTED_TRACKING_URI}") from None
+    if scheme in FILE_SCHEMES:
+        if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").strip().lower() not in ("true", "1"):
+            raise HarnessError(f"{label}: a folder (MLflow's file store) is refused by MLflow 3 unless "
+                               f"MLFLOW_ALLOW_FILE_STORE=true; expected {EXPECTED_TRACKING_URI}")
+        folder = _file_store_path(uri)
+        if must_exist and not folder.is_dir():
+            raise HarnessError(f"{label}: no MLflow tracking store at {folder} (no such folder)")
+        check_location(folder, label)
+        return uri
+    if scheme not in DB_TRACKING_SCHEMES + SERVER_SCHEMES + OTHER_TRACKING_SCHEMES:
+        raise HarnessError(f"{label}: unsupported scheme {scheme!r}{scheme_hint(scheme)}; "
+                           f"expected {EXPECTED_TRACKING_URI}")
+    if scheme == "sqlite":
+        check_sqlite_url(uri, label, must_exist=must_exist, what="MLflow tracking store")
+    return uri
+
+
+def scheme_hint(scheme: str) -> str:
+    """SQLAlchemy 1.4 dropped the postgres:// alias that Heroku-style URLs still use."""
+    return " (did you mean postgresql://?)" if scheme == "postgres" else ""
+
+
+def _file_store_path(uri: str) -> Path:
+    if uri.lower().startswith("file:"):
+        from urllib.parse import urlparse
+        from urllib.request import url2pathname
+
+        return Path(url2pathname(urlparse(uri).path)).absolute()
+    return Path(uri).absolute()
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a sqlite:///PATH URL (a relative PATH is relative to the current folder);
+    None for any other URL and for an in-memory database (sqlite://, sqlite:///:memory:)."""
+    scheme, _, rest = url.partition(":")
+    if scheme.split("+", 1)[0].lower() != "sqlite" or not rest.startswith("///"):
+        return None
+    path = rest[3:].split("?", 1)[0]
+    return None if path in ("", ":memory:") else Path(path)
+
+
+def check_sqlite_url(url: str, label: str, must_exist: bool = False, what: str = "database") -> None:
+    """A sqlite URL is sqlite:///PATH (or in memory) and its file can be created or written;
+    with `must_exist` the file must already hold a database. Creates nothing."""
+    from .errors import HarnessError
+
+    rest = url.partition(":")[2]
+    if rest != "//" and not rest.startswith("///"):
+        raise HarnessError(f"{label}: a sqlite URL is sqlite:///RELATIVE/PATH or sqlite:////ABSOLUTE/PATH "
+                           f"(three or four slashes)")
+    db = sqlite_path(url)
+    if db is None:
+        return
+    db = db.absolute()
+    if must_exist and not (db.is_file() and db.stat().st_size > 0):
+        why = "no such file" if not db.exists() else "not a file" if not db.is_file() else "the file is empty"
+        raise HarnessError(f"{label}: no {what} at {db} ({why}; a relative sqlite:/// path is relative to "
+                           f"the current folder, {Path.cwd()})")
+    if db.is_dir():
+        raise HarnessError(f"{label}: {db} is a folder, not a sqlite database file")
+    check_location(db.parent, label)
+    if db.exists() and not os.access(db, os.R_OK | os.W_OK):
+        raise HarnessError(f"{label}: {db} cannot be written (permission denied)")
+
+
+def check_location(folder: Path, label: str) -> None:
+    """`folder` exists and can be written in, or can be created: one line otherwise. Creates
+    nothing (the probe is an anonymous temporary file in the nearest existing folder)."""
+    import tempfile
+
+    from .errors import HarnessError
+
+    folder = Path(os.path.abspath(folder))
+    existing = folder
+    try:
+        while not existing.exists():
+            existing = existing.parent
+    except OSError as e:
+        raise HarnessError(f"{label}: cannot use the folder {folder} ({e.strerror or e})") from None
+    if not existing.is_dir():
+        raise HarnessError(f"{label}: cannot create the folder {folder}: {existing} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        where = f"write in the folder {folder}" if existing == folder else \
+            f"create the folder {folder}: nothing can be written in {existing}"
+        raise HarnessError(f"{label}: cannot {where} ({e.strerror or e})") from None
+
+
+def client(tracking_uri: str | None, must_exist: bool = False):
+    """An MlflowClient on the tracking URI (the flag, else $MLFLOW_TRACKING_URI, else ./mlflow.db).
+
+    A URI MLflow cannot use is a HarnessError (one line, exit 2), not a traceback. A new sqlite
+    store (and its folder) is created on first use, unless `must_exist` (readers such as
+    `report`): then a store that is not there is a HarnessError and nothing is created, and an
+    MLflow server or database must answer (`services.preflight`).
+    """
+    from mlflow.tracking import MlflowClient
+
+    from .errors import HarnessError
+
+    uri = check_tracking_uri(tracking_uri, must_exist=must_exist)
+    db = sqlite_path(uri)
+    if must_exist and db is None and _uri_scheme(uri) in DB_TRACKING_SCHEMES + SERVER_SCHEMES:
+        from .services import preflight
+
+        preflight(uri, None)
+    if db is None or must_exist:  # an existing sqlite store has its tables: nothing to initialise
         return MlflowClient(tracking_uri=uri)
     # Opening a sqlite store runs its migrations; two processes doing that at once
     # on a new file fail ("table ... already exists"), so they take turns.
     import fcntl
 
-    db = Path(uri[len("sqlite:///"):])
-    db.parent.mkdir(parents=True, exist_ok=True)
-    with open(db.with_name(db.name + ".init-lock"), "w") as lock:
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(db.with_name(db.name + ".init-lock"), "w")
+    except OSError as e:
+        raise HarnessError(f"{tracking_label(uri)}: cannot create the store in {db.parent.absolute()} "
+                           f"({e.strerror or e})") from None
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         return MlflowClient(tracking_uri=uri)
+
+
+def existing_client(tracking_uri: str | None):
+    """`client(tracking_uri, must_exist=True)`: for commands that read a store, never create one."""
+    return client(tracking_uri, must_exist=True)
 
 
 def get_or_create_experiment(c, name: str) -> str:
