@@ -30,7 +30,7 @@ def add_run_config_flags(p: argparse.ArgumentParser) -> None:
         elif f.name == "data_root":
             p.add_argument(flag, default=None, metavar="DIR", help=help_)
         else:
-            typ = {"int": int, "float": float}.get(f.type, str)
+            typ = {"int": int, "int | None": int, "float": float}.get(f.type, str)
             p.add_argument(flag, type=typ, default=f.default, choices=f.metadata["choices"],
                            help=help_)
 
@@ -88,17 +88,34 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     tracking.check_tracking_uri(args.tracking_uri)  # a URI MLflow cannot use fails before the data work
     training.resolve_device(cfg.device)  # fail before the data work, not after
-    data = training.prepare(cfg, progress=True)
-    s = data.split
+    data = training.prepare(cfg, progress=True)  # with --cv_folds, fold 0: a design the corpus cannot hold fails here
+
+    def describe(data, what: str) -> None:
+        s = data.split
+        print(f"{what}: train {len(s.train)} / val {len(s.val)} / test {len(s.test)} clips"
+              + (f" (test actors {list(s.test_actors)})" if s.test_actors else ""), flush=True)
+
     print(f"data: {data.data_root} ({'synthetic' if data.synthetic else 'RAVDESS'}, {len(data.corpus.clips)} clips, "
-          f"fingerprint {data.corpus.fingerprint}); split {cfg.split}: "
-          f"train {len(s.train)} / val {len(s.val)} / test {len(s.test)} clips")
+          f"fingerprint {data.corpus.fingerprint}); split {cfg.split}"
+          + (f", {cfg.cv_folds}-fold cross-validation" if cfg.cv_folds else ""))
 
     def show(epoch: int, row: dict) -> None:
         print(f"epoch {epoch:3d}/{cfg.epochs}  train_loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}  "
               f"val_f1_macro {row['val_f1_macro']:.4f}", flush=True)
 
     try:
+        if cfg.cv_folds and cfg.fold is None:
+            from . import cv
+
+            res = cv.run_repeat(cfg, experiment=args.experiment, tracking_uri=args.tracking_uri, out_dir=args.out,
+                                on_fold=lambda f, d: describe(d, f"fold {f}/{cfg.cv_folds}"), on_epoch=show)
+            for f, r in enumerate(res["folds"]):
+                print(f"fold {f}: best epoch {r['best_epoch']}, test macro-F1 {r['test_f1_macro']:.4f}")
+            print(f"repeat (seed {cfg.seed}): pooled test macro-F1 {res['test_f1_macro']:.4f} over "
+                  f"{res['n_test_clips']} clips (every clip scored once), fold mean {res['test_f1_macro_fold_mean']:.4f}; "
+                  f"MLflow run {res['run_id']} in experiment {args.experiment!r}")
+            return 0
+        describe(data, "split" if not cfg.cv_folds else f"fold {cfg.fold}/{cfg.cv_folds}")
         res = training.run(cfg, experiment=args.experiment, tracking_uri=args.tracking_uri,
                            out_dir=args.out, data=data, on_epoch=show)
     except NonFiniteLossError as e:
@@ -108,7 +125,6 @@ def cmd_train(args: argparse.Namespace) -> int:
           f"test macro-F1 {res['test_f1_macro']:.4f}, accuracy {res['test_accuracy']:.4f}")
     print(f"checkpoint: {args.out / 'best_model.pt'}; MLflow run {res['run_id']} in experiment {args.experiment!r}")
     return 0
-
 
 SUBCOMMAND_MODULES: tuple[str, ...] = ("suite", "report", "study")
 

@@ -39,8 +39,12 @@ class RunConfig:
     data_root: str | None = _f(None, "RAVDESS root (folders Actor_XX/); omitted: the cached synthetic corpus")
     mode: str = _f("sentiment", "sentiment: neutral/positive/negative (3 classes); emotion: 8 classes", MODES)
     split: str = _f("actor", "actor: speaker-independent actor-disjoint split; random: the seed's stratified clip split", SPLITS)
-    train_ratio: float = _f(0.8, "share of actors (or clips with --split random) for training")
+    train_ratio: float = _f(0.8, "share of actors (or clips with --split random) for training; no meaning with "
+                                 "--cv_folds (the folds choose the test actors): leave it at 0.8 there")
     val_ratio: float = _f(0.1, "share for validation (model selection); the rest is the test set")
+    cv_folds: int = _f(0, "speaker-grouped cross-validation: deal the actors into K gender-balanced folds, each "
+                          "tested once per seed (K = number of actors: leave-one-speaker-out); 0 = one split")
+    fold: int | None = _f(None, "with --cv_folds: run this fold only (0..K-1); omitted: every fold, as one repeat")
     seed: int = _f(0, "seeds the split, initialisation, sampling and augmentation")
     # --- features ---------------------------------------------------------
     sr: int = _f(22050, "sample rate audio is resampled to")
@@ -73,7 +77,8 @@ class RunConfig:
     # (the data is identified by its content fingerprint, not its path), and the
     # seed, so that the seeds of one configuration share a hash (MLflow can group
     # by it; a suite cell is identified by (row, seed, hash)).
-    UNHASHED = ("data_root", "device", "seed")
+    # The fold is left out for the same reason: one repeat's folds share the row's hash.
+    UNHASHED = ("data_root", "device", "seed", "fold")
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -112,6 +117,25 @@ class RunConfig:
             raise ConfigError("specaug_freq", f"must be <= n_mels ({self.n_mels}), got {self.specaug_freq}")
         if self.seed < 0:
             raise ConfigError("seed", f"must be >= 0, got {self.seed}")
+        self._check_cv()
+
+    def _check_cv(self) -> None:
+        if self.cv_folds < 0 or self.cv_folds == 1:
+            raise ConfigError("cv_folds", f"expected 0 (one split) or a number of folds >= 2, got {self.cv_folds}")
+        if self.fold is not None:
+            if not self.cv_folds:
+                raise ConfigError("fold", "only means something with --cv_folds K (a fold of K)")
+            if not 0 <= self.fold < self.cv_folds:
+                raise ConfigError("fold", f"expected 0..{self.cv_folds - 1} (a fold of --cv_folds {self.cv_folds}), "
+                                          f"got {self.fold}")
+        if self.cv_folds:
+            if self.split != "actor":
+                raise ConfigError("cv_folds", "cross-validation is speaker-grouped: it needs --split actor, "
+                                              f"got --split {self.split}")
+            if self.train_ratio != _default("train_ratio"):
+                raise ConfigError("train_ratio", f"has no meaning with --cv_folds {self.cv_folds} (each fold's actors "
+                                                 f"are its test set, validation takes --val_ratio, the rest trains); "
+                                                 f"leave it at {_default('train_ratio')}, got {self.train_ratio}")
 
     def _check_types(self) -> None:
         # YAML rows and study samples arrive untyped: reject a string lr or a
@@ -122,6 +146,9 @@ class RunConfig:
             if f.name == "data_root":
                 ok = v is None or isinstance(v, str)
                 expected = "a path"
+            elif f.name == "fold":
+                ok = v is None or (isinstance(v, int) and not isinstance(v, bool))
+                expected = "an integer"
             elif t == "bool":
                 ok, expected = isinstance(v, bool), "true or false"
             elif t == "int":
@@ -172,6 +199,10 @@ class RunConfig:
     @property
     def test_ratio(self) -> float:
         return 1.0 - self.train_ratio - self.val_ratio
+
+
+def _default(name: str) -> Any:
+    return next(f.default for f in dataclasses.fields(RunConfig) if f.name == name)
 
 
 def _meta(name: str) -> Mapping[str, Any]:

@@ -171,10 +171,13 @@ class Split:
     test_actors: tuple[int, ...] = ()
 
 
-def make_split(corpus: Corpus, kind: str, train_ratio: float, val_ratio: float, seed: int, mode: str) -> Split:
-    """Train/val/test indices. Depends only on the data, the ratios and the seed
+def make_split(corpus: Corpus, kind: str, train_ratio: float, val_ratio: float, seed: int, mode: str,
+               cv_folds: int = 0, fold: int | None = None) -> Split:
+    """Train/val/test indices. Depends only on the data, the ratios, the seed and the fold
     (plus the labels for stratification), never on the model config, so two
-    configs with the same seed are a paired comparison."""
+    configs with the same seed (and fold) are a paired comparison."""
+    if cv_folds:
+        return make_cv_split(corpus, cv_folds, fold or 0, val_ratio, seed)
     if kind == "actor":
         return _actor_split(corpus, train_ratio, val_ratio, seed)
     return _random_split(corpus, train_ratio, val_ratio, seed, mode)
@@ -194,13 +197,7 @@ def _actor_split(corpus: Corpus, train_ratio: float, val_ratio: float, seed: int
     val_a = tuple(sorted(int(a) for a in order[:n_val]))
     test_a = tuple(sorted(int(a) for a in order[n_val:n_val + n_test]))
     train_a = tuple(sorted(int(a) for a in order[n_val + n_test:]))
-    actor_of = np.array([c.actor for c in corpus.clips])
-    return Split(
-        train=np.flatnonzero(np.isin(actor_of, train_a)),
-        val=np.flatnonzero(np.isin(actor_of, val_a)),
-        test=np.flatnonzero(np.isin(actor_of, test_a)),
-        train_actors=train_a, val_actors=val_a, test_actors=test_a,
-    )
+    return _by_actors(corpus, train_a, val_a, test_a)
 
 
 def _random_split(corpus: Corpus, train_ratio: float, val_ratio: float, seed: int, mode: str) -> Split:
@@ -216,3 +213,63 @@ def _random_split(corpus: Corpus, train_ratio: float, val_ratio: float, seed: in
         raise DataError(f"a stratified random split of {len(y)} clips with train_ratio={train_ratio}, "
                         f"val_ratio={val_ratio} is impossible: {e}") from None
     return Split(train=np.sort(train), val=np.sort(val), test=np.sort(test))
+
+
+# --- speaker-grouped cross-validation -------------------------------------------
+
+def is_male(actor: int) -> bool:
+    """RAVDESS: odd actor numbers are male, even female."""
+    return actor % 2 == 1
+
+
+def check_cv(n_actors: int, k: int, val_ratio: float) -> None:
+    """A K-fold design this corpus can hold: every fold has a test actor, and each fold leaves
+    validation and training actors; DataError otherwise (before any work)."""
+    if k > n_actors:
+        raise DataError(f"--cv_folds {k} needs at least {k} actors (one test actor per fold); the corpus has "
+                        f"{n_actors} (--cv_folds {n_actors} is leave-one-speaker-out)")
+    largest_fold = -(-n_actors // k)
+    n_val = max(1, round(n_actors * val_ratio))
+    if n_actors - largest_fold - n_val < 1:
+        raise DataError(f"--cv_folds {k} on {n_actors} actors with --val_ratio {val_ratio}: a fold of {largest_fold} "
+                        f"test actor(s) and {n_val} validation actor(s) leave none to train on")
+
+
+def cv_folds(actors: list[int], k: int, seed: int) -> tuple[tuple[int, ...], ...]:
+    """The seed's deal of the actors into K folds, balancing gender across folds.
+
+    Men and women are shuffled separately and dealt round-robin, the women starting
+    where the men stopped, so fold sizes differ by at most one and each fold holds
+    about as many of each gender as the corpus allows. Depends only on the actors,
+    K and the seed: every row of a suite sees the same folds for the same seed.
+    """
+    rng = np.random.default_rng([seed, k])
+    men = [int(a) for a in rng.permutation(sorted(a for a in actors if is_male(a)))]
+    women = [int(a) for a in rng.permutation(sorted(a for a in actors if not is_male(a)))]
+    folds: list[list[int]] = [[] for _ in range(k)]
+    for i, actor in enumerate(men + women):
+        folds[i % k].append(actor)
+    return tuple(tuple(sorted(f)) for f in folds)
+
+
+def make_cv_split(corpus: Corpus, k: int, fold: int, val_ratio: float, seed: int) -> Split:
+    """Fold `fold` of the seed's K folds is the test set; validation actors are drawn with the
+    seed from the other folds (`round(n_actors * val_ratio)`, at least one); the rest train."""
+    actors = corpus.actors
+    check_cv(len(actors), k, val_ratio)
+    test_a = cv_folds(actors, k, seed)[fold]
+    rest = [a for a in actors if a not in test_a]
+    n_val = max(1, round(len(actors) * val_ratio))
+    val_a = tuple(sorted(int(a) for a in np.random.default_rng([seed, k, fold]).permutation(rest)[:n_val]))
+    train_a = tuple(a for a in rest if a not in val_a)
+    return _by_actors(corpus, train_a, val_a, test_a)
+
+
+def _by_actors(corpus: Corpus, train_a: tuple[int, ...], val_a: tuple[int, ...], test_a: tuple[int, ...]) -> Split:
+    actor_of = np.array([c.actor for c in corpus.clips])
+    return Split(
+        train=np.flatnonzero(np.isin(actor_of, train_a)),
+        val=np.flatnonzero(np.isin(actor_of, val_a)),
+        test=np.flatnonzero(np.isin(actor_of, test_a)),
+        train_actors=tuple(train_a), val_actors=tuple(val_a), test_actors=tuple(test_a),
+    )

@@ -59,24 +59,104 @@ def bootstrap_interval(values: Sequence[float], level: float = LEVEL) -> tuple[f
     return float(x.mean()), float(x.mean()), "degenerate"
 
 
-def mean_ci(values: Sequence[float], method: str = "t", level: float = LEVEL) -> tuple[float, float, str]:
-    """(low, high, method used) of the mean; needs at least 2 values."""
+def corrected_t_interval(values: Sequence[float], test_train_ratio: float,
+                         level: float = LEVEL) -> tuple[float, float]:
+    """The mean's interval when the J values come from resamples whose training sets overlap
+    (Nadeau & Bengio 2003; Bouckaert & Frank 2004): mean ± t(J−1) · √(s² · (1/J + n_test/n_train)).
+
+    The plain s²/J assumes independent values; overlapping training sets correlate them, and
+    the plain interval gets too narrow the more resamples are added."""
+    from scipy import stats
+
+    x = np.asarray(values, dtype=float)
+    half = stats.t.ppf(0.5 + level / 2, len(x) - 1) * math.sqrt(corrected_var(x, test_train_ratio))
+    return float(x.mean() - half), float(x.mean() + half)
+
+
+def corrected_var(values: Sequence[float], test_train_ratio: float) -> float:
+    """Variance of the mean of correlated resamples: s² · (1/J + n_test/n_train)."""
+    x = np.asarray(values, dtype=float)
+    return float(x.var(ddof=1) * (1.0 / len(x) + test_train_ratio))
+
+
+CI_METHODS = ("corrected", "t", "bootstrap")
+
+
+def mean_ci(values: Sequence[float], method: str = "t", level: float = LEVEL, *, test_train_ratio: float = 0.0,
+            bounds: tuple[float, float] | None = None) -> tuple[float, float, str]:
+    """(low, high, method used) of the mean; needs at least 2 values.
+
+    `corrected` needs `test_train_ratio` (n_test / n_train of one resample). `bounds`: the
+    metric's range; an interval reaching past it is cut there (the mean cannot lie outside)."""
     if len(values) < 2:
         raise ValueError("a confidence interval needs at least 2 values")
     if method == "bootstrap":
-        return bootstrap_interval(values, level)
-    return (*t_interval(values, level), "t")
+        low, high, used = bootstrap_interval(values, level)
+    elif method == "corrected":
+        low, high, used = (*corrected_t_interval(values, test_train_ratio, level), "corrected")
+    else:
+        low, high, used = (*t_interval(values, level), "t")
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+    return low, high, used
+
+
+def metric_bounds(metric: str) -> tuple[float, float] | None:
+    """The range of a score: F1 and accuracy lie in [0, 1]; losses and times have no upper bound."""
+    return (0.0, 1.0) if any(w in metric for w in ("f1", "accuracy")) else None
+
+
+ROPE = 0.01  # macro-F1: differences smaller than this are practically equivalent
+DECISION_PROB = 0.95
+
+
+@dataclass(frozen=True)
+class Bayes:
+    """The correlated Bayesian t-test of Δ (Benavoli et al. 2017), via baycomp."""
+    p_better: float
+    p_equivalent: float
+    p_worse: float
+    decision: str  # better / worse / equivalent (its probability >= threshold), or undecided
+
+
+def decide(p_better: float, p_equivalent: float, p_worse: float, threshold: float = DECISION_PROB) -> str:
+    for name, p in (("better", p_better), ("worse", p_worse), ("equivalent", p_equivalent)):
+        if p >= threshold:
+            return name
+    return "undecided"
+
+
+def bayes_delta(d: Sequence[float], test_train_ratio: float, rope: float = ROPE, higher_better: bool = True,
+                threshold: float = DECISION_PROB) -> Bayes:
+    """P(better), P(equivalent within ±rope), P(worse) of the mean paired difference `d` (row − reference).
+
+    The posterior is baycomp's Student posterior of the mean difference with the Nadeau–Bengio
+    corrected variance s² · (1/J + n_test/n_train), J − 1 degrees of freedom; for plain K-fold
+    cross-validation (n_test/n_train = 1/(K−1)) this is exactly `baycomp.CorrelatedTTest`."""
+    from baycomp.single import Posterior
+
+    x = np.asarray(d, dtype=float)
+    var = corrected_var(x, test_train_ratio)
+    if rope > 0:
+        left, equiv, right = Posterior(float(x.mean()), var, len(x) - 1, rope).probs()
+    else:
+        (left, right), equiv = Posterior(float(x.mean()), var, len(x) - 1, 0).probs(), 0.0
+    better, worse = (right, left) if higher_better else (left, right)
+    better, equiv, worse = float(better), float(equiv), float(worse)
+    return Bayes(better, equiv, worse, decide(better, equiv, worse, threshold))
 
 
 @dataclass(frozen=True)
 class Paired:
-    n: int  # seeds both have
-    delta: float = math.nan  # mean of (row − reference) over those seeds
+    n: int  # resamples both have (seeds, or seed × fold)
+    delta: float = math.nan  # mean of (row − reference) over those resamples
     low: float = math.nan
     high: float = math.nan
-    p: float = math.nan  # paired t-test, unadjusted
-    p_improve: float = math.nan  # share of seeds where the row beats the reference, ties ½
+    p: float = math.nan  # paired t-test (corrected or plain, as the interval), unadjusted
+    p_improve: float = math.nan  # share of resamples where the row beats the reference, ties ½
     reason: str = ""  # why the numbers are n/a
+    method: str = ""  # the interval's and p's method: corrected or t
+    bayes: Bayes | None = None
 
 
 def seeds_reason(n: int, what: str = "seed") -> str:
@@ -85,24 +165,40 @@ def seeds_reason(n: int, what: str = "seed") -> str:
 
 
 def paired_delta(row: pd.Series, reference: pd.Series, higher_better: bool = True,
-                 level: float = LEVEL, reference_label: str = "baseline") -> Paired:
-    """Δ = row − reference over the seeds both have (Series indexed by seed)."""
+                 level: float = LEVEL, reference_label: str = "baseline", *, method: str = "t",
+                 test_train_ratio: float = 0.0, rope: float = ROPE,
+                 bounds: tuple[float, float] | None = None, what: str = "seed") -> Paired:
+    """Δ = row − reference over the resamples both have (Series indexed by resample: a seed, or seed/fold).
+
+    `method` "corrected" widens the interval and p for overlapping training sets; anything else is
+    the plain paired t. The Bayesian probabilities always use the correction. `bounds`: the metric's
+    range (Δ is then cut to [lo − hi, hi − lo])."""
     from scipy import stats
 
-    seeds = row.index.intersection(reference.index)
+    keys = row.index.intersection(reference.index)
     if len(row) < 2:
-        return Paired(n=len(seeds), reason=seeds_reason(len(row)))
+        return Paired(n=len(keys), reason=seeds_reason(len(row), what))
     if len(reference) < 2:
-        return Paired(n=len(seeds), reason=f"{reference_label}: {seeds_reason(len(reference))}")
-    if len(seeds) < 2:
-        return Paired(n=len(seeds), reason=seeds_reason(len(seeds), "paired seed"))
-    a, b = row.loc[seeds].to_numpy(float), reference.loc[seeds].to_numpy(float)
+        return Paired(n=len(keys), reason=f"{reference_label}: {seeds_reason(len(reference), what)}")
+    if len(keys) < 2:
+        return Paired(n=len(keys), reason=seeds_reason(len(keys), f"paired {what}"))
+    a, b = row.loc[keys].to_numpy(float), reference.loc[keys].to_numpy(float)
     d = a - b
-    low, high = t_interval(d, level)
-    p = float(_quiet(stats.ttest_rel, a, b).pvalue)
+    if method == "corrected":
+        low, high = corrected_t_interval(d, test_train_ratio, level)
+        se = math.sqrt(corrected_var(d, test_train_ratio))
+        p = float(2 * stats.t.sf(abs(d.mean()) / se, len(d) - 1)) if se > 0 else math.nan
+    else:
+        method = "t"
+        low, high = t_interval(d, level)
+        p = float(_quiet(stats.ttest_rel, a, b).pvalue)
+    if bounds is not None:
+        span = bounds[1] - bounds[0]
+        low, high = max(low, -span), min(high, span)
     wins = (d > 0) if higher_better else (d < 0)
     p_improve = (wins.sum() + 0.5 * (d == 0).sum()) / len(d)
-    return Paired(n=len(seeds), delta=float(d.mean()), low=low, high=high, p=p, p_improve=float(p_improve))
+    return Paired(n=len(keys), delta=float(d.mean()), low=low, high=high, p=p, p_improve=float(p_improve),
+                  method=method, bayes=bayes_delta(d, test_train_ratio, rope, higher_better))
 
 
 def holm(pvalues: Sequence[float]) -> np.ndarray:

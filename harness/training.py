@@ -30,8 +30,9 @@ from .plots import confusion_png
 
 DEFAULT_EXPERIMENT = "harness"
 # The RunConfig fields `prepare` reads: runs that agree on them can share one `Prepared`.
-PREPARE_FIELDS = ("data_root", "mode", "split", "train_ratio", "val_ratio", "seed", "sr", "n_mels", "n_fft",
-                  "hop_length")
+PREPARE_FIELDS = ("data_root", "mode", "split", "train_ratio", "val_ratio", "cv_folds", "fold", "seed", "sr", "n_mels",
+                  "n_fft", "hop_length")
+PREDICTIONS = "test_predictions.csv"  # every run's test predictions, one line per clip
 EVAL_BATCH = 128
 
 
@@ -83,7 +84,7 @@ def prepare(cfg: RunConfig, cache_dir: Path | None = None, progress: bool = Fals
     synthetic = cfg.data_root is None
     corpus = scan_data(cfg, cache_dir)
     root = corpus.root
-    split = make_split(corpus, cfg.split, cfg.train_ratio, cfg.val_ratio, cfg.seed, cfg.mode)
+    split = make_split(corpus, cfg.split, cfg.train_ratio, cfg.val_ratio, cfg.seed, cfg.mode, cfg.cv_folds, cfg.fold)
     feats = compute_features(corpus, cfg.sr, cfg.n_mels, cfg.n_fft, cfg.hop_length, cache_dir, progress)
     return Prepared(corpus=corpus, features=feats, labels=torch.from_numpy(corpus.labels(cfg.mode)),
                     split=split, classes=class_names(cfg.mode), data_root=root, synthetic=synthetic)
@@ -208,6 +209,7 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, n_classes
     true = y.cpu().numpy()
     labels = list(range(n_classes))
     out = {"f1_macro": float(f1_score(true, pred, labels=labels, average="macro", zero_division=0)),
+           "pred": pred, "probs": torch.softmax(logits, 1).cpu().numpy(),
            "accuracy": float(accuracy_score(true, pred)),
            "f1_per_class": f1_score(true, pred, labels=labels, average=None, zero_division=0).tolist(),
            "confusion": confusion_matrix(true, pred, labels=labels).tolist()}
@@ -254,6 +256,7 @@ def run(cfg: RunConfig, experiment: str = DEFAULT_EXPERIMENT, tracking_uri: str 
         "harness.n_clips": str(len(data.corpus.clips)),
         "harness.split": cfg.split,
         "harness.split_actors": _actors_tag(data.split),
+        **({"harness.fold": str(cfg.fold), "harness.cv_folds": str(cfg.cv_folds)} if cfg.cv_folds else {}),
         "harness.device": str(device),
         "harness.device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         **(extra_tags or {}),
@@ -269,7 +272,10 @@ def run(cfg: RunConfig, experiment: str = DEFAULT_EXPERIMENT, tracking_uri: str 
 
         out_dir = Path(out_dir)
         result = fit(cfg, data, out_dir, on_epoch=log_epoch, device=device)
+        # The clip counts give the report its correction for overlapping training sets (n_test / n_train).
         final = {"best_epoch": result.best_epoch, "best_val_f1_macro": result.best_val_f1,
+                 "n_train_clips": len(data.split.train), "n_val_clips": len(data.split.val),
+                 "n_test_clips": len(data.split.test),
                  "epochs_run": len(result.history), "wall_time_s": time.time() - t0}
         if score_on_test:
             test = score_test(result.model, data, result.norm, device)
@@ -278,11 +284,28 @@ def run(cfg: RunConfig, experiment: str = DEFAULT_EXPERIMENT, tracking_uri: str 
             png = confusion_png(test["confusion"], data.classes, out_dir / "confusion_matrix.png",
                                 f"test, {cfg.model}, seed {cfg.seed}: macro-F1 {test['f1_macro']:.3f}")
             c.log_artifact(run_id, str(png))
+            c.log_artifact(run_id, str(write_predictions(data, test, out_dir / PREDICTIONS)))
             tracking.set_tags(c, run_id, {"harness.test_confusion": str(test["confusion"])})
         final["wall_time_s"] = time.time() - t0
         tracking.log_metrics(c, run_id, final)
         c.log_artifact(run_id, str(result.checkpoint))
     return {"run_id": run_id, **final, "history": result.history}
+
+
+def write_predictions(data: Prepared, test: dict, path: Path) -> Path:
+    """The test split's predictions: clip (relative to the data root), actor, true and predicted class,
+    one probability per class; what the report pools across folds."""
+    import csv
+
+    clips = [data.corpus.clips[i] for i in data.split.test]
+    true = data.labels[data.split.test].numpy()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["clip", "actor", "true", "pred", *(f"prob_{c}" for c in data.classes)])
+        for clip, t, p, probs in zip(clips, true, test["pred"], test["probs"]):
+            w.writerow([clip.relpath, clip.actor, data.classes[t], data.classes[p], *(f"{q:.6f}" for q in probs)])
+    return path
 
 
 def _actors_tag(split: Split) -> str:

@@ -1,0 +1,72 @@
+"""Speaker-grouped cross-validation: one repeat (a seed) = K fold runs, and its pooled test score.
+
+`harness train --cv_folds K` runs a repeat: a parent run (`harness.kind=repeat`)
+with the K fold runs nested under it. Each fold run is an ordinary training run
+(selection on its own validation actors, its test fold scored once) that logs
+`test_predictions.csv`; every clip of the corpus is in exactly one test fold, so
+the repeat's `test_f1_macro` is the macro-F1 of the pooled predictions, and
+`test_f1_macro_fold_mean` the mean of the folds' scores.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import tracking
+from .config import RunConfig
+
+
+def pooled_scores(predictions: pd.DataFrame, classes: Sequence[str]) -> dict[str, float]:
+    """Macro-F1 and accuracy of pooled predictions (columns `true`, `pred`: class names)."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    true, pred = predictions["true"].astype(str), predictions["pred"].astype(str)
+    return {"test_f1_macro": float(f1_score(true, pred, labels=list(classes), average="macro", zero_division=0)),
+            "test_accuracy": float(accuracy_score(true, pred))}
+
+
+def read_predictions(path: Path) -> pd.DataFrame:
+    # Clip paths and class names stay strings, whatever they look like.
+    return pd.read_csv(path, dtype={"clip": str, "true": str, "pred": str})
+
+
+def run_repeat(cfg: RunConfig, experiment: str, tracking_uri: str | None = None, out_dir: Path = Path("artifacts"),
+               parent_run_id: str | None = None, extra_tags: dict | None = None, on_fold=None,
+               on_epoch=None) -> dict:
+    """Every fold of `cfg.cv_folds` for `cfg.seed`, nested under one repeat run; returns its metrics."""
+    from . import training
+    from .data import class_names
+
+    assert cfg.cv_folds >= 2 and cfg.fold is None
+    c = tracking.client(tracking_uri)
+    exp_id = tracking.get_or_create_experiment(c, experiment)
+    tags = {"harness.kind": "repeat", "harness.seed": str(cfg.seed), "harness.config_hash": cfg.config_hash,
+            "harness.cv_folds": str(cfg.cv_folds), **(extra_tags or {})}
+    t0 = time.time()
+    name = f"{cfg.model}-seed{cfg.seed}-cv{cfg.cv_folds}"
+    with tracking.tracked_run(c, exp_id, name, tags, parent_run_id) as run_id:
+        tracking.log_params(c, run_id, cfg.to_params())
+        folds, frames = [], []
+        for fold in range(cfg.cv_folds):
+            fcfg = cfg.replace(fold=fold)
+            data = training.prepare(fcfg)
+            if on_fold is not None:
+                on_fold(fold, data)
+            res = training.run(fcfg, experiment=experiment, tracking_uri=tracking_uri, out_dir=Path(out_dir) / f"fold{fold}",
+                               run_name=f"{name}/fold{fold}", parent_run_id=run_id, data=data,
+                               extra_tags={"harness.kind": "fold"}, on_epoch=on_epoch)
+            folds.append(res)
+            frames.append(read_predictions(Path(out_dir) / f"fold{fold}" / training.PREDICTIONS))
+        pooled = pd.concat(frames, ignore_index=True)
+        path = Path(out_dir) / training.PREDICTIONS
+        pooled.to_csv(path, index=False)
+        c.log_artifact(run_id, str(path))
+        metrics = {**pooled_scores(pooled, class_names(cfg.mode)),
+                   "test_f1_macro_fold_mean": float(np.mean([r["test_f1_macro"] for r in folds])),
+                   "n_folds": cfg.cv_folds, "n_test_clips": len(pooled), "wall_time_s": time.time() - t0}
+        tracking.log_metrics(c, run_id, metrics)
+    return {"run_id": run_id, **metrics, "folds": folds}
