@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast bench ui clean
+.PHONY: setup demo test test-fast bench ui dashboard clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,15 @@ bench: setup
 
 ui: setup
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+
+# The Optuna studies (and suite work queues) in optuna-dashboard, on 127.0.0.1 only (no authentication):
+#   make dashboard [STORAGE=sqlite:///optuna.db] [DASHBOARD_PORT=8080]
+# From another machine: ssh -L 8080:127.0.0.1:8080 SERVER, then http://127.0.0.1:8080.
+STORAGE ?= sqlite:///optuna.db
+DASHBOARD_PORT ?= 8080
+dashboard: setup
+	@echo "optuna-dashboard on http://127.0.0.1:$(DASHBOARD_PORT)  (Ctrl-C stops it)"
+	$(VENV)/bin/optuna-dashboard "$(STORAGE)" --host 127.0.0.1 --port $(DASHBOARD_PORT)
 
 clean:
 	rm -rf .cache artifacts mlruns mlartifacts .pytest_cache
