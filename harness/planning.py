@@ -11,13 +11,32 @@ from .suite_file import RowSpec, Suite
 
 @dataclass(frozen=True)
 class Cell:
+    """One training run of a suite: a row, a seed and, under cross-validation, a fold."""
     row: str
     seed: int
     config_hash: str
+    fold: int | None = None
 
     @property
     def key(self) -> str:
-        return f"{self.row}|{self.seed}|{self.config_hash}"
+        """The queue's name for it (unchanged for single-split cells, so older queues still match)."""
+        fold = "" if self.fold is None else f"f{self.fold}|"
+        return f"{self.row}|{self.seed}|{fold}{self.config_hash}"
+
+    @property
+    def ident(self) -> tuple[str, int, int | None, str]:
+        """What `finished_cells` is keyed by."""
+        return (self.row, self.seed, self.fold, self.config_hash)
+
+    @property
+    def label(self) -> str:
+        return f"{self.row} seed {self.seed}" + ("" if self.fold is None else f" fold {self.fold}")
+
+
+def row_cells(row: RowSpec, seeds: Sequence[int]) -> list[Cell]:
+    """A row's cells: one per seed, or one per (seed, fold) under cross-validation (a whole repeat per seed)."""
+    folds = range(row.config.cv_folds) if row.config.cv_folds else [None]
+    return [Cell(row.name, s, row.config.config_hash, f) for s in seeds for f in folds]
 
 
 @dataclass
@@ -48,12 +67,12 @@ def select_rows(suite: Suite, names: Sequence[str] | None) -> tuple[RowSpec, ...
     return tuple(r for r in suite.rows if r.name in names)
 
 
-def cell_config(row: RowSpec, seed: int, data_root: str | None) -> RunConfig:
-    return row.config.replace(seed=seed, data_root=data_root)
+def cell_config(row: RowSpec, cell: Cell, data_root: str | None) -> RunConfig:
+    return row.config.replace(seed=cell.seed, fold=cell.fold, data_root=data_root)
 
 
-def finished_cells(c, exp_id: str | None, fingerprint: str) -> dict[tuple[str, int, str], Any]:
-    """(row, seed, config_hash) -> the FINISHED child run, for this data."""
+def finished_cells(c, exp_id: str | None, fingerprint: str) -> dict[tuple[str, int, int | None, str], Any]:
+    """(row, seed, fold or None, config_hash) -> the FINISHED cell run, for this data."""
     if exp_id is None:
         return {}
     runs = search_runs(c, exp_id, "tags.`harness.kind` = 'cell' and attributes.status = 'FINISHED' "
@@ -61,7 +80,8 @@ def finished_cells(c, exp_id: str | None, fingerprint: str) -> dict[tuple[str, i
     out = {}
     for r in runs:
         t = r.data.tags
-        out.setdefault((t["harness.row"], int(t["harness.seed"]), t["harness.config_hash"]), r)
+        fold = int(t["harness.fold"]) if t.get("harness.fold", "") != "" else None
+        out.setdefault((t["harness.row"], int(t["harness.seed"]), fold, t["harness.config_hash"]), r)
     return out
 
 
@@ -79,16 +99,18 @@ def print_plan(suite: Suite, rows: Sequence[RowSpec], seeds: Sequence[int], cell
                done: dict, data_root: str | None, experiment: str) -> None:
     print(f"suite {suite.name!r} from {suite.path}, profile {suite.profile!r} -> experiment {experiment!r}; "
           f"data: {data_root or 'synthetic corpus'}; seeds {list(seeds)}")
-    print(f"{'row':<28} {'model':<9} {'epochs':>6}  {'done':>4}  {'to run':>6}  seeds to run")
+    print(f"{'row':<28} {'model':<9} {'epochs':>6} {'design':>7}  {'done':>4}  {'to run':>6}  seeds to run")
     total_epochs = 0
     n_pending = 0
     for r in rows:
         mine = [cell for cell in cells if cell.row == r.name]
-        todo = [cell.seed for cell in mine if (cell.row, cell.seed, cell.config_hash) not in done]
+        todo = [cell for cell in mine if cell.ident not in done]
         total_epochs += len(todo) * r.config.epochs
         n_pending += len(todo)
-        print(f"{r.name:<28} {r.config.model:<9} {r.config.epochs:>6}  {len(mine) - len(todo):>4}  {len(todo):>6}  "
-              f"{','.join(map(str, todo)) or '-'}")
+        design = f"cv{r.config.cv_folds}" if r.config.cv_folds else "split"
+        seeds_todo = sorted({cell.seed for cell in todo})
+        print(f"{r.name:<28} {r.config.model:<9} {r.config.epochs:>6} {design:>7}  {len(mine) - len(todo):>4}  "
+              f"{len(todo):>6}  {','.join(map(str, seeds_todo)) or '-'}")
     est = _estimate_seconds(done.values(), rows, cells, done)
     print(f"{len(cells)} cells: {len(cells) - n_pending} already done, {n_pending} to run "
           f"({total_epochs} training epochs){est}")
@@ -105,7 +127,7 @@ def _estimate_seconds(runs: Iterable, rows: Sequence[RowSpec], cells: Sequence[C
         return "; no finished cells yet to estimate the time from"
     secs, unknown = 0.0, 0
     for r in rows:
-        todo = sum(1 for cell in cells if cell.row == r.name and (cell.row, cell.seed, cell.config_hash) not in done)
+        todo = sum(1 for cell in cells if cell.row == r.name and cell.ident not in done)
         rates = per_epoch.get(r.config.model)
         if rates:
             secs += todo * r.config.epochs * sum(rates) / len(rates)

@@ -26,9 +26,9 @@ from . import tracking
 from .errors import HarnessError
 from .markdown import fmt_ci, fmt_delta, fmt_p, md_table, na, num
 from .plots import confusion_png, plot_forest, plot_val_curves
-from .runs import (Selection, column, available_metrics, find_experiment, read_histories, read_suite, search_frame,
-                   seed_values, select_cells)
-from .stats import ALPHA, higher_is_better
+from .runs import (Selection, available_metrics, column, find_experiment, read_histories, read_pooled, read_suite,
+                   search_frame, seed_values, select_cells)
+from .stats import CI_METHODS, DECISION_PROB, ROPE, higher_is_better
 from .study_report import read_study, render_study
 from .table import CLAIM_METRIC, ClaimCheck, build_table, check_seed_claims, default_baseline, what_the_data_supports
 
@@ -49,6 +49,7 @@ class SuiteReport:
     sel: Selection
     table: pd.DataFrame
     checks: list[ClaimCheck]
+    rope: float = ROPE
 
 
 def header_facts(sel: Selection) -> tuple[list[tuple[str, str]], list[str]]:
@@ -72,44 +73,85 @@ def header_facts(sel: Selection) -> tuple[list[tuple[str, str]], list[str]]:
     return facts, warn
 
 
-def render_markdown(rep: SuiteReport, plots: dict[str, str] | None = None) -> str:
+CI_NAMES = {
+    "corrected": "corrected resampled t (Nadeau & Bengio 2003; Bouckaert & Frank 2004): the variance of the mean "
+                 "is s² · (1/J + n_test/n_train), because resamples that share most of their training data are "
+                 "correlated and a plain t interval over them is too narrow, more so the more resamples are added",
+    "t": "plain Student t over resamples, as if they were independent (too narrow when training sets overlap; "
+         "`--ci corrected` is the default)",
+    "bootstrap": "bootstrap BCa over resamples, as if they were independent (percentile where BCa is degenerate)",
+}
+
+
+def _decision_cell(r) -> str:
+    if r["baseline"]:
+        return "baseline"
+    if not r["decision"]:
+        return na(r["delta_reason"])
+    if r["decision"] == "undecided":
+        name, p = max((("better", r["p_better"]), ("equivalent", r["p_equivalent"]), ("worse", r["p_worse"])),
+                      key=lambda kv: kv[1])
+        return f"undecided (likeliest: {name} {p:.2f})"
+    return f"**{r['decision']}** ({r['p_' + r['decision']]:.2f})"
+
+
+def render_markdown(rep: SuiteReport, plots: dict[str, str] | None = None, pooled: pd.DataFrame | None = None) -> str:
     t, metric = rep.table, rep.metric
     facts, warn = header_facts(rep.sel)
-    ci_name = "Student t" if rep.ci == "t" else "bootstrap BCa (percentile where BCa is degenerate)"
     n_holm = int(t["p"].notna().sum())
     out = [f"# Ablation report: {rep.experiment}", "",
            f"- experiment: `{rep.experiment}`; metric: `{metric}` "
            f"({'higher' if higher_is_better(metric) else 'lower'} is better); baseline: `{rep.baseline}`"]
     out += [f"- {k}: {v}" for k, v in facts]
+    out += [f"- intervals: {CI_NAMES[rep.ci]}",
+            f"- decisions: correlated Bayesian t-test (Benavoli et al. 2017, `baycomp`) of Δ vs the baseline with a "
+            f"region of practical equivalence ±{rep.rope:g}; a row is **better**, **worse** or **equivalent** when "
+            f"that probability is ≥ {DECISION_PROB}, else **undecided**"]
     out += ["", *[f"> {w}" for w in warn], *([""] if warn else [])]
-    out += [f"**How to read this.** Each row was trained once per seed; the seed fixes the data split and the "
-            f"initialisation. *95% CI* ({ci_name}) is where the mean over seeds plausibly lies, not the range of "
-            f"a single run: a single run spreads more (see min–max). *Δ* is the row minus the baseline on the same "
-            f"seeds (same split), with a t interval on those paired differences; a Δ CI that excludes 0 and a Holm "
-            f"p < {ALPHA} mean the difference is larger than seed-to-seed noise. p is a paired t-test, adjusted "
-            f"with Holm over the {n_holm} row{'' if n_holm == 1 else 's'} compared with the baseline. *P(better)* is the share of paired "
-            f"seeds where the row beats the baseline (ties count ½).", ""]
-    header = ["#", "row", "seeds", "failed", f"mean {metric}", f"95% CI ({rep.ci})", "std", "min–max",
-              "Δ vs baseline", "Δ 95% CI", "pairs", "p (Holm)", "P(better)", "claimed (single run)",
-              "claim vs CI", "accuracy", "best epoch", "wall s/run"]
+    out += [f"**How to read this.** A *resample* is one training run: a seed's split, or under cross-validation "
+            f"a seed's fold (every speaker tested once per seed). *mean* is over a row's resamples and its *95% CI* "
+            f"is for that same mean, not the range of a single run (see min–max below). *Δ* is the row minus the "
+            f"baseline on the same resamples (same actors held out), with its 95% CI. *Decision* says which of "
+            f"better / equivalent / worse the data makes at least {DECISION_PROB:.0%} probable; p is the matching "
+            f"paired t-test, Holm-adjusted over the {n_holm} row{'' if n_holm == 1 else 's'} compared with the "
+            f"baseline.", ""]
+    ran = t[t["n"] > 0]
     lines = []
-    for i, (row, r) in enumerate(t.iterrows()):
+    for i, (row, r) in enumerate(ran.iterrows()):
         ok = r["n"] >= 2
-        if r["baseline"]:
-            delta = ["baseline"] + ["—"] * 4
-        elif math.isfinite(r["delta"]):
-            delta = [fmt_delta(r["delta"]), fmt_ci(r["delta_low"], r["delta_high"]), int(r["n_pairs"]),
-                     fmt_p(r["p_holm"]), num(r["p_improve"], 2)]
-        else:
-            delta = [na(r["delta_reason"])] * 2 + [int(r["n_pairs"]), na(r["delta_reason"]), "n/a"]
+        delta = ("—" if r["baseline"] else
+                 f"{fmt_delta(r['delta'])} {fmt_ci(r['delta_low'], r['delta_high'])}" if math.isfinite(r["delta"])
+                 else na(r["delta_reason"]))
         label = f"`{row}`" + (f" (study `{r['study']}`)" if r["study"] else "")
-        lines.append([i, label, int(r["n"]), int(r["failed"]), num(r["mean"]),
-                      fmt_ci(r["ci_low"], r["ci_high"]) if ok else na(r["reason"]),
-                      num(r["std"]) if ok else "n/a",
-                      f"{num(r['min'])}–{num(r['max'])}" if r["n"] else "n/a", *delta,
-                      r["claimed"] or "—", r["verdict"] or "—", num(r["accuracy"]),
-                      num(r["best_epoch"], 1), num(r["wall_time_s"], 1)])
-    out += md_table(header, lines)
+        mean = f"{num(r['mean'])} {fmt_ci(r['ci_low'], r['ci_high'])}" if ok else f"{num(r['mean'])} ({r['reason']})"
+        lines.append([i, label, f"{int(r['n'])} ({r['design']})", mean, delta, _decision_cell(r),
+                      "—" if r["baseline"] else fmt_p(r["p_holm"]), r["verdict"] or "—"])
+    out += md_table(["#", "row", "n", f"mean {metric} [95% CI]", "Δ vs baseline [95% CI]", "decision",
+                     "p (Holm)", "seed's claim"], lines)
+    never = list(t.index[t["n"] == 0])
+    if never:
+        out += ["", f"No finished run yet: {', '.join(f'`{r}`' for r in never)}"
+                + ("" if not rep.sel.failed.empty else "") + "."]
+
+    pooled_mean = (pooled.groupby("row")["pooled_f1"].agg(["mean", "count"]) if pooled is not None and len(pooled)
+                   else pd.DataFrame(columns=["mean", "count"]))
+    details = []
+    for row, r in ran.iterrows():
+        pm = pooled_mean.loc[row] if row in pooled_mean.index else None
+        details.append([f"`{row}`", num(r["std"]) if r["n"] >= 2 else "n/a", f"{num(r['min'])}–{num(r['max'])}",
+                        int(r["failed"]), f"{r['ratio']:.3f}" if math.isfinite(r["ratio"]) else "n/a",
+                        "—" if r["baseline"] or not r["decision"] else
+                        f"{r['p_better']:.2f} / {r['p_equivalent']:.2f} / {r['p_worse']:.2f}",
+                        "—" if r["baseline"] else num(r["p_improve"], 2),
+                        f"{num(pm['mean'])} ({int(pm['count'])})" if pm is not None else "—",
+                        r["claimed"] or "—", num(r["accuracy"]), num(r["best_epoch"], 1), num(r["wall_time_s"], 1)])
+    out += ["", "### Details", "",
+            "*n_test/n_train* is the correction's ratio; *P(b/e/w)* the Bayesian probabilities of better / "
+            "equivalent / worse; *wins* the share of paired resamples where the row beats the baseline (ties ½); "
+            "*pooled F1* (cross-validation only) the macro-F1 of a repeat's pooled test predictions, every clip "
+            "scored once, averaged over repeats (how many in brackets)."]
+    out += [""] + md_table(["row", "std", "min–max", "failed", "n_test/n_train", "P(b/e/w)", "wins",
+                            "pooled F1", "claimed (single run)", "accuracy", "best epoch", "wall s/run"], details)
     fb = sorted(set(t.index[t["ci_method"] == "percentile"]))
     if fb:
         out += ["", f"Bootstrap BCa was degenerate for {', '.join(f'`{r}`' for r in fb)}: percentile interval used."]
@@ -117,10 +159,11 @@ def render_markdown(rep: SuiteReport, plots: dict[str, str] | None = None) -> st
     f = rep.sel.failed
     out += ["", "## Failed and killed runs", ""]
     if len(f):
-        out += md_table(["row", "seed", "status", "reason", "finished on rerun", "run"],
-                        [[f"`{r.row}`", r.seed, r.status, r.failure_reason or "not recorded",
-                          "yes" if r.rerun_finished else "no", r.run_id] for r in f.itertuples()])
-        out += ["", "They are counted (column *failed*: seeds without a finished rerun) and never averaged."]
+        out += md_table(["row", "seed", "fold", "status", "reason", "finished on rerun", "run"],
+                        [[f"`{r.row}`", r.seed, "—" if pd.isna(r.fold) else r.fold, r.status,
+                          r.failure_reason or "not recorded", "yes" if r.rerun_finished else "no", r.run_id]
+                         for r in f.itertuples()])
+        out += ["", "They are counted (column *failed*: resamples without a finished rerun) and never averaged."]
     else:
         out.append("None.")
     if rep.sel.notes:
@@ -130,7 +173,7 @@ def render_markdown(rep: SuiteReport, plots: dict[str, str] | None = None) -> st
     kinds = rep.sel.finished["data"].unique()
     data_kind = kinds[0] if len(kinds) == 1 else ""
     out += ["", "## What the data supports", "",
-            *[f"- {s}" for s in what_the_data_supports(t, rep.checks, metric, rep.baseline, data_kind)]]
+            *[f"- {s}" for s in what_the_data_supports(t, rep.checks, metric, rep.baseline, data_kind, rep.rope)]]
     return "\n".join(out) + "\n"
 
 
@@ -155,7 +198,8 @@ class NoSuiteRuns(HarnessError):
     """The experiment holds no row runs."""
 
 
-def suite_report(c, exp, metric: str = DEFAULT_METRIC, baseline: str | None = None, ci: str = "t") -> SuiteReport:
+def suite_report(c, exp, metric: str = DEFAULT_METRIC, baseline: str | None = None, ci: str = "corrected",
+                 rope: float = ROPE) -> SuiteReport:
     rows, cells = read_suite(c, exp.experiment_id)
     if rows.empty:
         raise NoSuiteRuns(f"no suite runs in experiment {exp.name!r}: run `python -m harness suite run ...` first")
@@ -170,7 +214,8 @@ def suite_report(c, exp, metric: str = DEFAULT_METRIC, baseline: str | None = No
     elif baseline not in names:
         raise HarnessError(f"unknown --baseline {baseline!r}; rows: {', '.join(names)}")
     return SuiteReport(experiment=exp.name, metric=metric, ci=ci, baseline=baseline, sel=sel,
-                       table=build_table(sel, metric, baseline, ci), checks=check_seed_claims(sel, metric))
+                       table=build_table(sel, metric, baseline, ci, rope),
+                       checks=check_seed_claims(sel, metric, ci=ci, rope=rope), rope=rope)
 
 
 def write_plots(c, rep: SuiteReport, out: Path) -> dict[str, str]:
@@ -181,7 +226,8 @@ def write_plots(c, rep: SuiteReport, out: Path) -> dict[str, str]:
     plots = {}
     points = {row: seed_values(rep.sel.finished, row, rep.metric).to_numpy() for row in rep.table.index}
     forest = plot_forest(rep.table, points, Path(f"{stem}-forest.png"), metric=rep.metric, baseline=rep.baseline,
-                         ci_label=rep.ci, experiment=rep.experiment, show_claims=rep.metric == CLAIM_METRIC)
+                         ci_label=rep.ci, experiment=rep.experiment,
+                         show_claims=rep.metric == CLAIM_METRIC and not rep.table["comparable"].astype(bool).any())
     plots[f"{rep.metric}: mean and 95% CI per row"] = forest.name
     history = read_histories(c, rep.sel.finished)
     if len(history):
@@ -217,14 +263,16 @@ def _slug(name: str) -> str:
 def cmd_report(args: argparse.Namespace) -> int:
     if not args.experiment and not args.study:
         raise HarnessError("give --experiment NAME (a suite's experiment) and/or --study NAME")
-    c = tracking.client(args.tracking_uri)
+    if args.rope < 0:
+        raise HarnessError(f"invalid --rope {args.rope}: expected a width >= 0 (in units of the metric)")
+    c = tracking.existing_client(args.tracking_uri)  # a mistyped store is an error, never a new empty one
     out = Path(args.out) if args.out else Path("reports") / f"{_slug(args.experiment or args.study)}.md"
     exp = find_experiment(c, args.experiment) if args.experiment else None
 
     rep = None
     if exp is not None:
         try:
-            rep = suite_report(c, exp, args.metric, args.baseline, args.ci)
+            rep = suite_report(c, exp, args.metric, args.baseline, args.ci, args.rope)
         except NoSuiteRuns as e:
             if not args.study:  # without rows, an experiment given beside --study is where the study lives
                 studies = search_frame(c, [exp.experiment_id], "study")
@@ -243,13 +291,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     out.parent.mkdir(parents=True, exist_ok=True)
     plots = write_plots(c, rep, out) if rep else {}
-    text = render_markdown(rep, plots) if rep else f"# Study report: {args.study}\n"
+    text = render_markdown(rep, plots, read_pooled(c, rep.sel.finished)) if rep else f"# Study report: {args.study}\n"
     if study:
         text += "\n" + render_study(study)
     out.write_text(text)
 
     log_exp = exp.experiment_id if rep else study.experiment_id
-    tags = {"harness.report.metric": args.metric, "harness.report.ci": args.ci,
+    tags = {"harness.report.metric": args.metric, "harness.report.ci": args.ci, "harness.report.rope": str(args.rope),
             "harness.report.baseline": rep.baseline if rep else "", "harness.report.study": args.study or ""}
     run_id = log_report(c, log_exp, [out, *(out.parent / p for p in plots.values())], tags)
     if rep:
@@ -267,8 +315,11 @@ def register(subparsers) -> None:
     p.add_argument("--baseline", metavar="ROW", help="row to compare with (default: the first row named "
                                                      "baseline*, else the first row)")
     p.add_argument("--metric", default=DEFAULT_METRIC, help=f"cell metric to tabulate (default: {DEFAULT_METRIC})")
-    p.add_argument("--ci", choices=("t", "bootstrap"), default="t",
-                   help="CI of the mean: Student t (default), or BCa bootstrap with a fixed seed")
+    p.add_argument("--ci", choices=CI_METHODS, default="corrected",
+                   help="intervals and p: corrected (default; the corrected resampled t of Nadeau & Bengio, for "
+                        "resamples whose training sets overlap), t (plain Student t), or bootstrap (BCa, fixed seed)")
+    p.add_argument("--rope", type=float, default=ROPE,
+                   help=f"region of practical equivalence for the decisions, in metric units (default: {ROPE})")
     p.add_argument("--out", type=Path, metavar="FILE", help="markdown file (default: reports/<experiment>.md); "
                                                            "plots are written beside it")
     p.add_argument("--tracking_uri", metavar="URI",

@@ -59,7 +59,7 @@ def rows_frame(parents: pd.DataFrame) -> pd.DataFrame:
     """Row parent runs with plain column names."""
     if parents.empty:
         return pd.DataFrame(columns=["run_id", "row", "row_index", "config_hash", "claimed", "study", "profile",
-                                     "start_time"])
+                                     "profile_changes", "start_time"])
     name = column(parents, "tags.harness.row").where(column(parents, "tags.harness.row") != "",
                                                    column(parents, "tags.mlflow.runName"))
     return pd.DataFrame({
@@ -68,19 +68,19 @@ def rows_frame(parents: pd.DataFrame) -> pd.DataFrame:
         "config_hash": column(parents, "tags.harness.config_hash"),
         "claimed": column(parents, "tags.harness.claimed_f1"),
         "study": column(parents, "tags.harness.study"), "profile": column(parents, "tags.harness.profile"),
-        "start_time": parents["start_time"],
+        "profile_changes": column(parents, "tags.harness.profile_changes"), "start_time": parents["start_time"],
     })
 
 
 CELL_TAGS = {"seed": "harness.seed", "row": "harness.row", "config_hash": "harness.config_hash",
              "parent_id": tracking.PARENT_TAG, "fingerprint": "harness.data_fingerprint", "data": "harness.data",
              "split": "harness.split", "git_commit": "harness.git_commit", "confusion": "harness.test_confusion",
-             "failure_reason": "harness.failure_reason"}
+             "failure_reason": "harness.failure_reason", "fold": "harness.fold"}
 
 
 def cells_frame(children: pd.DataFrame) -> pd.DataFrame:
     """Seed child runs with plain column names; metrics keep their `metrics.` prefix."""
-    base = ["run_id", "status", "start_time", *CELL_TAGS, "mode", "model"]
+    base = ["run_id", "status", "start_time", *CELL_TAGS, "resample", "mode", "model", "ratio", "cv_folds"]
     if children.empty:
         return pd.DataFrame(columns=base)
     out = children[["run_id", "status", "start_time"]].copy()
@@ -88,10 +88,27 @@ def cells_frame(children: pd.DataFrame) -> pd.DataFrame:
         out[col] = column(children, f"tags.{tag}")
     seed = out["seed"].where(out["seed"] != "", column(children, "params.seed"))
     out["seed"] = pd.to_numeric(seed, errors="coerce").astype("Int64")
+    out["fold"] = pd.to_numeric(out["fold"].replace("", None), errors="coerce").astype("Int64")
+    # The unit of resampling, what paired differences are matched on: a seed, or a seed's fold.
+    out["resample"] = [str(s) if pd.isna(f) else f"{s}/{f}" for s, f in zip(out["seed"], out["fold"])]
     out["mode"] = column(children, "params.mode")
     out["model"] = column(children, "params.model")
+    out["ratio"] = _test_train_ratio(children)
+    out["cv_folds"] = pd.to_numeric(column(children, "params.cv_folds", 0).replace("", 0), errors="coerce").fillna(0)
     metrics = [c for c in children.columns if c.startswith("metrics.")]
     return pd.concat([out, children[metrics]], axis=1)
+
+
+def _test_train_ratio(children: pd.DataFrame) -> pd.Series:
+    """n_test / n_train of each cell: its clip counts, or (older runs) the ratios of its config."""
+    from .stats import nominal_ratio
+
+    counted = pd.to_numeric(column(children, "metrics.n_test_clips", None), errors="coerce") / \
+        pd.to_numeric(column(children, "metrics.n_train_clips", None), errors="coerce")
+    nominal = [nominal_ratio(float(t or 0.8), float(v or 0.1), int(k or 0)) for t, v, k in
+               zip(column(children, "params.train_ratio"), column(children, "params.val_ratio"),
+                   column(children, "params.cv_folds"))]
+    return counted.where(counted.notna(), pd.Series(nominal, index=children.index)).astype(float)
 
 
 def read_suite(c, experiment_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -111,14 +128,18 @@ def read_histories(c, cells: pd.DataFrame, key: str = HISTORY_METRIC) -> pd.Data
 @dataclass
 class Selection:
     rows: pd.DataFrame  # newest parent per row name, in suite order
-    finished: pd.DataFrame  # one FINISHED cell per (row, seed) with the row's current config hash
+    finished: pd.DataFrame  # one FINISHED cell per (row, resample) with the row's current config hash
     failed: pd.DataFrame  # FAILED/KILLED cells with the current hash; `rerun_finished` says if a rerun replaced it
     notes: list[str] = field(default_factory=list)
 
 
 def select_cells(rows: pd.DataFrame, cells: pd.DataFrame) -> Selection:
-    """Newest parent per row name; per (row, seed) the latest FINISHED cell with that parent's config hash."""
+    """Newest parent per row name; per (row, resample) the latest FINISHED cell with that parent's config hash
+    (a resample is a seed, or under cross-validation a seed's fold)."""
     notes: list[str] = []
+    if "resample" not in cells:  # frames built by hand: single-split cells unless a fold says otherwise
+        folds = cells["fold"] if "fold" in cells else pd.Series(pd.NA, index=cells.index)
+        cells = cells.assign(resample=[str(s) if pd.isna(f) else f"{s}/{f}" for s, f in zip(cells["seed"], folds)])
     # a cell names its row; an older writer may only have nested it under the parent run
     cells = cells.assign(row=cells["row"].where(cells["row"] != "",
                                                 cells["parent_id"].map(dict(zip(rows["run_id"], rows["row"])))))
@@ -141,19 +162,24 @@ def select_cells(rows: pd.DataFrame, cells: pd.DataFrame) -> Selection:
     cur = cells[cells["config_hash"] == current].sort_values("start_time")
 
     fin = cur[cur["status"] == "FINISHED"]
-    for (name, seed), group in fin[fin.duplicated(["row", "seed"], keep=False)].groupby(["row", "seed"]):
-        notes.append(f"row `{name}` seed {seed}: {len(group)} finished runs with the current config; "
+    for (name, key), group in fin[fin.duplicated(["row", "resample"], keep=False)].groupby(["row", "resample"]):
+        notes.append(f"row `{name}` {_resample_text(key)}: {len(group)} finished runs with the current config; "
                      f"took the latest ({group['run_id'].iloc[-1]})")
-    fin = fin.drop_duplicates(["row", "seed"], keep="last").reset_index(drop=True)
+    fin = fin.drop_duplicates(["row", "resample"], keep="last").reset_index(drop=True)
 
     failed = cur[cur["status"].isin(FAILED_STATUSES)].copy()
-    done = set(zip(fin["row"], fin["seed"]))
-    failed["rerun_finished"] = [(r, s) in done for r, s in zip(failed["row"], failed["seed"])]
+    done = set(zip(fin["row"], fin["resample"]))
+    failed["rerun_finished"] = [(r, s) in done for r, s in zip(failed["row"], failed["resample"])]
     running = cur[~cur["status"].isin(("FINISHED", *FAILED_STATUSES))]
     if len(running):
         notes.append(f"{len(running)} run(s) not finished yet (RUNNING/SCHEDULED) not counted: "
-                     + ", ".join(f"`{r}` seed {s}" for r, s in zip(running["row"], running["seed"])))
+                     + ", ".join(f"`{r}` {_resample_text(k)}" for r, k in zip(running["row"], running["resample"])))
     return Selection(rows=rows, finished=fin, failed=failed.reset_index(drop=True), notes=notes)
+
+
+def _resample_text(key: str) -> str:
+    seed, _, fold = str(key).partition("/")
+    return f"seed {seed}" + (f" fold {fold}" if fold else "")
 
 
 def available_metrics(cells: pd.DataFrame) -> list[str]:
@@ -162,12 +188,40 @@ def available_metrics(cells: pd.DataFrame) -> list[str]:
 
 
 def seed_values(finished: pd.DataFrame, row: str, metric: str) -> pd.Series:
-    """The metric of one row's finished cells, indexed by seed (cells lacking it dropped)."""
+    """The metric of one row's finished cells, indexed by resample ("3", or "3/1" for seed 3's fold 1;
+    cells lacking the metric dropped)."""
     col = f"metrics.{metric}"
     cells = finished[finished["row"] == row]
     if col not in cells:
         return pd.Series(dtype=float)
-    return cells.set_index("seed")[col].dropna().astype(float).sort_index()
+    return cells.set_index("resample")[col].dropna().astype(float).sort_index()
+
+
+def read_pooled(c, finished: pd.DataFrame) -> pd.DataFrame:
+    """Per (row, seed) of a cross-validated row whose every fold finished: the macro-F1 of the folds'
+    pooled `test_predictions.csv` artifacts (every clip scored once). Columns row, seed, pooled_f1, n_clips."""
+    import tempfile
+
+    from .cv import pooled_scores, read_predictions
+    from .data import class_names
+    from .training import PREDICTIONS
+
+    out = []
+    cv = finished[finished["fold"].notna()]
+    with tempfile.TemporaryDirectory(prefix="harness-report-") as tmp:
+        for (row, seed), group in cv.groupby(["row", "seed"]):
+            k = int(group["cv_folds"].max())
+            if len(group) < k:
+                continue  # a repeat with folds missing scores only part of the corpus
+            try:
+                frames = [read_predictions(c.download_artifacts(r, PREDICTIONS, f"{tmp}/{r}"))
+                          for r in group["run_id"]]
+            except Exception:
+                continue  # runs from before predictions were logged
+            pooled = pd.concat(frames, ignore_index=True)
+            out.append({"row": row, "seed": int(seed), "n_clips": len(pooled),
+                        "pooled_f1": pooled_scores(pooled, class_names(group["mode"].iloc[0]))["test_f1_macro"]})
+    return pd.DataFrame(out, columns=["row", "seed", "pooled_f1", "n_clips"])
 
 
 def mean_metric(cells: pd.DataFrame, metric: str) -> float:
@@ -176,6 +230,6 @@ def mean_metric(cells: pd.DataFrame, metric: str) -> float:
 
 
 def unresolved_failures(failed: pd.DataFrame, row: str) -> int:
-    """Seeds of the row that failed or were killed and have no finished rerun."""
+    """Resamples of the row that failed or were killed and have no finished rerun."""
     mine = failed[(failed["row"] == row) & ~failed["rerun_finished"].astype(bool)]
-    return int(mine["seed"].nunique())
+    return int(mine["resample"].nunique())

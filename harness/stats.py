@@ -79,6 +79,12 @@ def corrected_var(values: Sequence[float], test_train_ratio: float) -> float:
     return float(x.var(ddof=1) * (1.0 / len(x) + test_train_ratio))
 
 
+def nominal_ratio(train_ratio: float, val_ratio: float, cv_folds: int = 0) -> float:
+    """n_test / n_train a design aims at, for runs that did not record their clip counts."""
+    test = 1.0 / cv_folds if cv_folds else 1.0 - train_ratio - val_ratio
+    return test / (1.0 - test - val_ratio)
+
+
 CI_METHODS = ("corrected", "t", "bootstrap")
 
 

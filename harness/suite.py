@@ -28,20 +28,32 @@ from typing import Sequence
 
 from . import services, tracking
 from .errors import HarnessError
-from .planning import (Cell, Summary, search_runs, cell_config, finished_cells, parse_seeds, print_plan,
+from .planning import (Cell, Summary, cell_config, finished_cells, parse_seeds, print_plan, row_cells, search_runs,
                        select_rows)
 from .queue import Heartbeat, _cell_of, claim, default_storage, enqueue, finish, open_queue, reap_dead_local_workers
-from .stats import mean_ci
+from .stats import mean_ci, nominal_ratio
 from .suite_file import RowSpec, Suite, load_suite
 
 
-def row_ci(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and 95% half-width of a row's scores (nan half-width for fewer than 2)."""
-    mean = sum(values) / len(values) if len(values) else math.nan
+def row_ci(cells: Sequence) -> tuple[float, float]:
+    """Mean test macro-F1 of a row's finished cell runs and the 95% half-width of the report's
+    default interval (corrected for overlapping training sets); nan half-width for fewer than 2."""
+    values = [r.data.metrics["test_f1_macro"] for r in cells]
+    mean = sum(values) / len(values) if values else math.nan
     if len(values) < 2:
         return mean, math.nan
-    low, high, _ = mean_ci(values)
+    ratio = sum(cell_ratio(r) for r in cells) / len(cells)
+    low, high, _ = mean_ci(values, "corrected", test_train_ratio=ratio)
     return mean, (high - low) / 2
+
+
+def cell_ratio(run) -> float:
+    """n_test / n_train of a cell run: its clip counts, or (older runs) the ratios of its config."""
+    m, p = run.data.metrics, run.data.params
+    if m.get("n_train_clips"):
+        return m["n_test_clips"] / m["n_train_clips"]
+    return nominal_ratio(float(p.get("train_ratio") or 0.8), float(p.get("val_ratio") or 0.1),
+                         int(p.get("cv_folds") or 0))
 
 
 # --- running ---------------------------------------------------------------------
@@ -68,6 +80,7 @@ def run_suite(suite: Suite, seeds: Sequence[int] | None = None, rows: Sequence[s
               target_ci: float | None = None, max_seeds: int | None = None,
               out_dir: str = "artifacts", progress: bool = True) -> Summary:
     """Run every pending (row, seed) cell; returns counts of done/skipped/failed."""
+    from .data import check_cv
     from .training import prepare, scan_data
 
     seeds = tuple(seeds or suite.seeds)
@@ -83,14 +96,20 @@ def run_suite(suite: Suite, seeds: Sequence[int] | None = None, rows: Sequence[s
     storage = storage or default_storage(uri)
     services.preflight(uri, storage)  # a server or database that is down: one line, exit 2, in seconds
 
-    # Scanning the data first: a bad corpus fails here, before any run exists.
+    # Scanning the data first: a bad corpus, or a CV design it cannot hold, fails here, before any run exists.
     probe = scan_data(selected[0].config.replace(data_root=data_root))
     fingerprint = probe.fingerprint
+    for r in selected:
+        if r.config.cv_folds:
+            try:
+                check_cv(len(probe.actors), r.config.cv_folds, r.config.val_ratio)
+            except HarnessError as e:
+                raise HarnessError(f"{suite.path}: row {r.name!r}: {e}") from None
     c = tracking.client(uri)
     exp = c.get_experiment_by_name(experiment)
     done = finished_cells(c, exp.experiment_id if exp else None, fingerprint)
-    all_cells = [Cell(r.name, s, r.config.config_hash) for r in selected for s in seeds]
-    pending = [cell for cell in all_cells if (cell.row, cell.seed, cell.config_hash) not in done]
+    all_cells = [cell for r in selected for cell in row_cells(r, seeds)]
+    pending = [cell for cell in all_cells if cell.ident not in done]
     summary = Summary(skipped=len(all_cells) - len(pending))
 
     if dry_run:
@@ -132,6 +151,7 @@ def row_parent(c, exp_id: str, suite: Suite, row: RowSpec, extra: dict[str, str]
             "harness.row_index": str([r.name for r in suite.rows].index(row.name)),
             "harness.config_hash": h, "harness.claimed_f1": row.claimed_f1, "harness.note": row.note,
             "harness.suite": suite.name, "harness.suite_file": str(suite.path), "harness.profile": suite.profile,
+            "harness.profile_changes": row.profile_changes,
             **extra}
     run = c.create_run(exp_id, run_name=row.name, tags=tags)
     params = {k: v for k, v in row.config.to_params().items() if k not in ("seed", "data_root")}
@@ -234,9 +254,9 @@ def run_cell(plan: Plan, cell: Cell, trial, queue, c, exp_id: str, report, data_
 
     from .training import PREPARE_FIELDS, prepare, run
 
-    label = f"{cell.row} seed {cell.seed}"
+    label = cell.label
     # Already finished (a rerun of a cell whose worker died after finishing)? Then skip.
-    if (cell.row, cell.seed, cell.config_hash) in finished_cells(c, exp_id, plan.fingerprint):
+    if cell.ident in finished_cells(c, exp_id, plan.fingerprint):
         report("skipped", f"{label} (already finished)")
         return "COMPLETE"
     # Someone else (a duplicate enqueue) is running it under a lower trial number? Let them.
@@ -245,22 +265,25 @@ def run_cell(plan: Plan, cell: Cell, trial, queue, c, exp_id: str, report, data_
             report("skipped", f"{label} (claimed by another worker)")
             return "COMPLETE"
     # A RUNNING run of this cell now can only be left by a dead worker: the queue hands a cell to one live worker.
+    same_fold = "" if cell.fold is None else f" and tags.`harness.fold` = '{cell.fold}'"
     for r in search_runs(c, exp_id, f"tags.`harness.kind` = 'cell' and attributes.status = 'RUNNING' and "
-                                f"tags.`harness.row` = '{cell.row}' and tags.`harness.seed` = '{cell.seed}' and "
-                                f"tags.`harness.config_hash` = '{cell.config_hash}'"):
+                                    f"tags.`harness.row` = '{cell.row}' and tags.`harness.seed` = '{cell.seed}' and "
+                                    f"tags.`harness.config_hash` = '{cell.config_hash}'{same_fold}"):
         tracking.set_tags(c, r.info.run_id, {"harness.failure_reason": "worker died (process killed or lost)"})
         c.set_terminated(r.info.run_id, status="KILLED")
     row = plan.suite.row(cell.row)
-    cfg = cell_config(row, cell.seed, plan.data_root)
+    cfg = cell_config(row, cell, plan.data_root)
     fkey = tuple(getattr(cfg, f) for f in PREPARE_FIELDS)
+    fold = "" if cell.fold is None else f"fold{cell.fold}"
     t0 = time.time()
     try:
         data = data_cache.get(fkey) or prepare(cfg)
         data_cache.clear()
         data_cache[fkey] = data
         res = run(cfg, experiment=plan.experiment, tracking_uri=plan.tracking_uri,
-                  out_dir=Path(plan.out_dir) / plan.experiment / cell.row / f"seed{cell.seed}",
-                  run_name=f"{cell.row}/seed{cell.seed}", parent_run_id=plan.parents[cell.row], data=data,
+                  out_dir=Path(plan.out_dir) / plan.experiment / cell.row / f"seed{cell.seed}" / fold,
+                  run_name=f"{cell.row}/seed{cell.seed}" + (f"/{fold}" if fold else ""),
+                  parent_run_id=plan.parents[cell.row], data=data,
                   extra_tags={"harness.kind": "cell", "harness.row": cell.row, "harness.suite": plan.suite.name,
                               "harness.profile": plan.suite.profile, "harness.queue_trial": str(trial.number),
                               "harness.worker": f"{platform.node()}:{os.getpid()}",
@@ -271,21 +294,22 @@ def run_cell(plan: Plan, cell: Cell, trial, queue, c, exp_id: str, report, data_
     report("done", f"{label}: test macro-F1 {res['test_f1_macro']:.3f} (best epoch {res['best_epoch']}, "
                    f"{time.time() - t0:.0f}s)")
     return "COMPLETE"
+
+
 def more_seeds(c, exp_id: str, plan: Plan, rows: Sequence[RowSpec], target_ci: float | None,
                max_seeds: int | None) -> list[Cell]:
-    """Adaptive seeds: one more seed for each row whose CI is still wider than the target."""
+    """Adaptive seeds: one more seed (under cross-validation, a whole repeat) for each row whose
+    CI is still wider than the target."""
     if target_ci is None:
         return []
     done = finished_cells(c, exp_id, plan.fingerprint)
     cells = []
     for row in rows:
-        seeds = sorted(s for (r, s, h) in done if r == row.name and h == row.config.config_hash)
-        scores = [done[(row.name, s, row.config.config_hash)].data.metrics["test_f1_macro"]
-                  for s in seeds]
-        _, half = row_ci(scores)
+        mine = [r for (name, _, _, h), r in done.items() if name == row.name and h == row.config.config_hash]
+        seeds = sorted({s for (name, s, _, h) in done if name == row.name and h == row.config.config_hash})
+        _, half = row_ci(mine)
         if len(seeds) < max_seeds and (math.isnan(half) or half > target_ci):
-            nxt = max(seeds, default=-1) + 1
-            cells.append(Cell(row.name, nxt, row.config.config_hash))
+            cells += row_cells(row, [max(seeds, default=-1) + 1])
     return cells
 
 
@@ -293,14 +317,15 @@ def close_parents(c, exp_id: str, parents: dict[str, str], fingerprint: str) -> 
     """Summarise each row on its parent run (mean, 95% CI, n) for the MLflow UI."""
     done = finished_cells(c, exp_id, fingerprint)
     for row, run_id in parents.items():
-        scores = [r.data.metrics["test_f1_macro"] for (name, _, _), r in done.items()
-                  if name == row and r.data.tags.get("mlflow.parentRunId") == run_id and "test_f1_macro" in r.data.metrics]
-        if not scores:
+        mine = [r for (name, _, _, _), r in done.items()
+                if name == row and r.data.tags.get("mlflow.parentRunId") == run_id and "test_f1_macro" in r.data.metrics]
+        if not mine:
             continue
-        mean, half = row_ci(scores)
-        metrics = {"n_seeds": len(scores), "test_f1_macro_mean": mean}
-        if not math.isnan(half):
-            metrics.update(test_f1_macro_ci95_low=mean - half, test_f1_macro_ci95_high=mean + half)
+        mean, half = row_ci(mine)
+        metrics = {"n_seeds": len({r.data.tags["harness.seed"] for r in mine}), "n_resamples": len(mine),
+                   "test_f1_macro_mean": mean}
+        if not math.isnan(half):  # the metric's range bounds the interval
+            metrics.update(test_f1_macro_ci95_low=max(0.0, mean - half), test_f1_macro_ci95_high=min(1.0, mean + half))
         tracking.log_metrics(c, run_id, metrics)
         status = c.get_run(run_id).info.status
         if status == "RUNNING":

@@ -27,6 +27,7 @@ class RowSpec:
     config: RunConfig  # seed 0; each cell replaces the seed
     claimed_f1: str = ""  # "0.661", "0.732,0.532" or a range "0.4-0.5"
     note: str = ""
+    profile_changes: str = ""  # what the profile changes in the row's training, e.g. "epochs 15 → 3, n_mels 128 → 32"
 
 
 @dataclass(frozen=True)
@@ -99,12 +100,23 @@ def load_suite(path: str | os.PathLike, profile: str | None = None) -> Suite:
             values["epochs"] = max(1, round(values.get("epochs", RunConfig.epochs) * scale))
         try:
             cfg = RunConfig.from_dict(values)
+            full = RunConfig.from_dict({**base, **overrides})
         except ConfigError as e:
             raise HarnessError(f"{here}: key {e.key!r}: {e.problem}") from None
         rows.append(RowSpec(name=name, config=cfg, claimed_f1=_claim(raw.get("claimed_f1"), here),
-                            note=str(raw.get("note") or "")))
+                            note=str(raw.get("note") or ""), profile_changes=training_changes(full, cfg)))
     return Suite(name=str(doc.get("name") or path.stem), path=path, seeds=seeds, rows=tuple(rows),
                  profile=profile_name, description=str(doc.get("description") or ""))
+
+
+# How a run is evaluated, not what is trained: a profile may change these and still test a row's claim.
+EVALUATION_FIELDS = ("cv_folds", "fold", "seed", "data_root", "device")
+
+
+def training_changes(full: RunConfig, profiled: RunConfig) -> str:
+    """What a profile changes in what a row trains ("epochs 15 → 3, n_mels 128 → 32"); empty if nothing."""
+    a, b = full.to_dict(), profiled.to_dict()
+    return ", ".join(f"{k} {a[k]} → {b[k]}" for k in a if k not in EVALUATION_FIELDS and a[k] != b[k])
 
 
 def _check_config_keys(d: dict, where: str) -> None:

@@ -45,20 +45,24 @@ class FakeSuite:
         return run.info.run_id
 
     def cell(self, row: str, seed: int, f1: float | None = None, status: str = "FINISHED",
-             config_hash: str | None = None, reason: str = "", fingerprint: str = "fp-a") -> str:
+             config_hash: str | None = None, reason: str = "", fingerprint: str = "fp-a", data: str = "ravdess",
+             fold: int | None = None) -> str:
         parent, h = self.parents[row]
         tags = {"harness.kind": "cell", "mlflow.parentRunId": parent, "harness.row": row, "harness.seed": str(seed),
                 "harness.config_hash": config_hash or h, "harness.data_fingerprint": fingerprint,
-                "harness.split": "actor", "harness.git_commit": "abc123def456", "harness.data": "synthetic"}
+                "harness.split": "actor", "harness.git_commit": "abc123def456", "harness.data": data}
+        if fold is not None:
+            tags["harness.fold"] = str(fold)
         if reason:
             tags["harness.failure_reason"] = reason
         run = self.c.create_run(self.exp_id, start_time=next(self.clock), run_name=f"{row}/seed{seed}", tags=tags)
         rid = run.info.run_id
-        params = [Param(k, v) for k, v in {"mode": "sentiment", "model": "resnet18", "seed": str(seed)}.items()]
+        params = {"mode": "sentiment", "model": "resnet18", "seed": str(seed)}
+        params = [Param(k, v) for k, v in {**params, **({"cv_folds": "4"} if fold is not None else {})}.items()]
         metrics, result_tags = [], []
         if f1 is not None:  # a finished cell: final metrics, the val history (step = epoch), the confusion
             final = {"test_f1_macro": f1, "test_accuracy": f1 + 0.05, "best_epoch": 3, "wall_time_s": 10.0 + seed,
-                     "best_val_f1_macro": f1}
+                     "best_val_f1_macro": f1, "n_train_clips": 400, "n_test_clips": 50}  # n_test/n_train = 0.125
             metrics = [Metric(k, v, 0, 0) for k, v in final.items()]
             metrics += [Metric("val_f1_macro", f1 - 0.1 * (3 - e), 0, e) for e in (1, 2, 3)]
             result_tags = [RunTag("harness.test_confusion", str(CONFUSION))]
@@ -273,35 +277,79 @@ def test_failed_and_killed_runs_are_listed_not_averaged(built):
     assert t.loc["all-failed", "reason"] == "no finished seed"
 
 
-def test_table_numbers_match_scipy(built):
+RATIO = 50 / 400  # the fake cells' n_test / n_train
+
+
+def corrected_by_hand(x: np.ndarray) -> tuple[float, float]:
+    """mean ± t(n−1) · sqrt(s² (1/n + n_test/n_train))"""
+    half = scipy_stats.t.ppf(0.975, len(x) - 1) * math.sqrt(x.var(ddof=1) * (1 / len(x) + RATIO))
+    return x.mean() - half, x.mean() + half
+
+
+def corrected_p_by_hand(d: np.ndarray) -> float:
+    t = d.mean() / math.sqrt(d.var(ddof=1) * (1 / len(d) + RATIO))
+    return 2 * scipy_stats.t.sf(abs(t), len(d) - 1)
+
+
+def test_table_numbers_are_the_corrected_resampled_t_by_default(built):
     t = built.table
     for row, values in [("baseline-resnet18-5ep", BASE), ("cw-specaug-30ep", CW), ("focal-specaug-30ep", FOCAL)]:
         x = np.array(values)
         assert t.loc[row, "n"] == len(x)
         assert t.loc[row, "mean"] == pytest.approx(x.mean())
         assert t.loc[row, "std"] == pytest.approx(x.std(ddof=1))
-        assert (t.loc[row, "ci_low"], t.loc[row, "ci_high"]) == pytest.approx(
-            scipy_stats.t.interval(0.95, len(x) - 1, loc=x.mean(), scale=scipy_stats.sem(x)))
+        assert t.loc[row, "ratio"] == pytest.approx(RATIO)
+        assert (t.loc[row, "ci_low"], t.loc[row, "ci_high"]) == pytest.approx(corrected_by_hand(x))
+        assert t.loc[row, "ci_method"] == "corrected"
         assert t.loc[row, "accuracy"] == pytest.approx(x.mean() + 0.05)
     # the focal row lacks seed 4: paired over seeds 0-3 only
     d = np.array(FOCAL) - np.array(BASE[:4])
     assert t.loc["focal-specaug-30ep", "n_pairs"] == 4
     assert t.loc["focal-specaug-30ep", "delta"] == pytest.approx(d.mean())
-    assert t.loc["focal-specaug-30ep", "delta_low"] == pytest.approx(d.mean() - scipy_stats.t.ppf(0.975, 3) * scipy_stats.sem(d))
-    # Holm over every non-baseline row that has a p-value
+    assert (t.loc["focal-specaug-30ep", "delta_low"], t.loc["focal-specaug-30ep", "delta_high"]) == \
+        pytest.approx(corrected_by_hand(d))
+    # Holm over every non-baseline row that has a p-value; p from the same corrected t
     compared = ["cw-specaug-30ep", "focal-specaug-30ep", "cw-specaug-ls-30ep", "cw-specaug-aggressive-30ep"]
     values = {"cw-specaug-30ep": CW, "focal-specaug-30ep": FOCAL, "cw-specaug-ls-30ep": LS,
               "cw-specaug-aggressive-30ep": AGGR}
-    raw = [scipy_stats.ttest_rel(values[r], BASE[:len(values[r])]).pvalue for r in compared]
+    raw = [corrected_p_by_hand(np.array(values[r]) - BASE[:len(values[r])]) for r in compared]
     assert list(t.loc[compared, "p_holm"]) == pytest.approx(holm_by_hand(raw))
     assert t.loc["cw-specaug-aggressive-30ep", "p_improve"] == 0.0
     assert math.isnan(t.loc["baseline-resnet18-5ep", "p_holm"])
 
 
+def test_the_plain_t_stays_available_and_matches_scipy(suite):
+    t = report.suite_report(suite.c, runs.find_experiment(suite.c, suite.name), ci="t").table
+    x = np.array(CW)
+    assert (t.loc["cw-specaug-30ep", "ci_low"], t.loc["cw-specaug-30ep", "ci_high"]) == pytest.approx(
+        scipy_stats.t.interval(0.95, len(x) - 1, loc=x.mean(), scale=scipy_stats.sem(x)))
+    raw = scipy_stats.ttest_rel(CW, BASE).pvalue
+    assert t.loc["cw-specaug-30ep", "p"] == pytest.approx(raw)
+    # the corrected interval is wider than the plain one for the same numbers
+    c = built_table = report.suite_report(suite.c, runs.find_experiment(suite.c, suite.name)).table
+    assert (c.loc["cw-specaug-30ep", "ci_high"] - c.loc["cw-specaug-30ep", "ci_low"]) > \
+        (t.loc["cw-specaug-30ep", "ci_high"] - t.loc["cw-specaug-30ep", "ci_low"])
+    assert built_table is c
+
+
+def test_each_row_gets_the_bayesian_probabilities_and_a_decision_against_the_baseline(built):
+    t = built.table
+    for row, values in [("cw-specaug-30ep", CW), ("cw-specaug-aggressive-30ep", AGGR)]:
+        d = np.array(values) - BASE
+        # baycomp's correlated t-test on the same differences and correction
+        from baycomp.single import Posterior
+        left, rope, right = Posterior(d.mean(), d.var(ddof=1) * (1 / len(d) + RATIO), len(d) - 1, 0.01).probs()
+        assert (t.loc[row, "p_better"], t.loc[row, "p_equivalent"], t.loc[row, "p_worse"]) == \
+            pytest.approx((right, rope, left))
+    assert t.loc["cw-specaug-30ep", "decision"] == "better"
+    assert t.loc["cw-specaug-aggressive-30ep", "decision"] == "worse"
+    assert t.loc["baseline-resnet18-5ep", "decision"] == ""
+
+
 def test_a_single_seed_row_is_na_with_its_reason(built):
     t = built.table.loc["smallcnn-25ep"]
     assert (t["n"], t["mean"], t["reason"], t["delta_reason"]) == (1, 0.45, "1 seed", "1 seed")
-    assert math.isnan(t["ci_low"]) and t["verdict"] == "n/a (1 seed)"
+    assert math.isnan(t["ci_low"]) and t["verdict"] == "n/a (1 seed)" and t["decision"] == ""
 
 
 def test_claim_verdicts_in_the_table(built):
@@ -312,13 +360,57 @@ def test_claim_verdicts_in_the_table(built):
     assert v["all-failed"] == ""
 
 
-def test_the_seeds_conclusions_are_checked_by_paired_delta(built):
+def test_the_seeds_conclusions_are_checked_by_the_decision_on_the_paired_delta(built):
     checks = {c.claim.variant: c for c in built.checks}
     assert checks["focal-specaug-30ep"].verdict == "supported"
     assert checks["focal-specaug-30ep"].paired.n == 4
     assert checks["focal-specaug-30ep"].paired.delta == pytest.approx(np.mean(np.array(FOCAL) - CW[:4]))
     assert checks["cw-specaug-aggressive-30ep"].verdict == "supported"
-    assert checks["cw-specaug-ls-30ep"].verdict == "supported (no detectable difference)"
+    # "similar" needs evidence of equivalence (within the ROPE), not just no significant difference:
+    # five seeds whose differences spread ±0.02 do not show it.
+    assert checks["cw-specaug-ls-30ep"].paired.bayes.p_equivalent < 0.95
+    assert checks["cw-specaug-ls-30ep"].verdict == "undecided (the data cannot tell yet)"
+
+
+def test_claims_are_not_judged_where_the_runs_did_not_test_them(tracking_uri, experiment):
+    s = FakeSuite(tracking_uri, experiment)
+    s.row("baseline", 0, claimed="0.6")
+    s.row("cw", 1, claimed="0.7", **{"harness.profile_changes": "epochs 15 → 3, n_mels 128 → 32"})
+    for seed, (a, b) in enumerate(zip(BASE, CW)):
+        s.cell("baseline", seed, a, data="synthetic")
+        s.cell("cw", seed, b, data="synthetic")
+    rep = report.suite_report(s.c, runs.find_experiment(s.c, experiment))
+    assert rep.table.loc["baseline", "verdict"] == "not comparable: synthetic corpus, not RAVDESS"
+    assert rep.table.loc["cw", "verdict"] == ("not comparable: profile quick changes epochs 15 → 3, n_mels 128 → 32; "
+                                              "synthetic corpus, not RAVDESS")
+    supports = report.render_markdown(rep).split("## What the data supports")[1]
+    assert "**not tested** here" in supports and "consistent with" not in supports and "not reproduced" not in supports
+
+
+def test_intervals_stay_inside_the_metrics_range(tracking_uri, experiment):
+    s = FakeSuite(tracking_uri, experiment)
+    s.row("baseline", 0)
+    for seed, v in enumerate([0.97, 0.99, 0.6]):
+        s.cell("baseline", seed, v)
+    t = report.suite_report(s.c, runs.find_experiment(s.c, experiment)).table
+    assert t.loc["baseline", "ci_high"] == 1.0 and 0.0 <= t.loc["baseline", "ci_low"] < t.loc["baseline", "mean"]
+
+
+def test_cross_validated_cells_pair_by_seed_and_fold(tracking_uri, experiment):
+    s = FakeSuite(tracking_uri, experiment)
+    s.row("baseline", 0)
+    s.row("variant", 1)
+    base = {(seed, fold): 0.5 + 0.01 * fold + 0.005 * seed for seed in (0, 1) for fold in range(4)}
+    for (seed, fold), v in base.items():
+        s.cell("baseline", seed, v, fold=fold)
+        if (seed, fold) != (1, 3):  # a missing fold: paired over the 7 others
+            s.cell("variant", seed, v + 0.02 + 0.002 * fold, fold=fold)
+    t = report.suite_report(s.c, runs.find_experiment(s.c, experiment)).table
+    assert (t.loc["baseline", "n"], t.loc["baseline", "n_seeds"], t.loc["baseline", "design"]) == \
+        (8, 2, "2 × 4-fold CV")
+    assert t.loc["variant", "n_pairs"] == 7
+    assert t.loc["variant", "delta"] == pytest.approx(np.mean([0.02 + 0.002 * f for s_ in (0, 1) for f in range(4)
+                                                             if (s_, f) != (1, 3)]))
 
 
 def test_the_baseline_can_be_chosen_and_an_unknown_one_is_an_error(suite):
@@ -344,7 +436,7 @@ def table_lines(md: str) -> list[list[str]]:
 def test_markdown_tables_have_the_same_columns_on_every_line(built):
     md = report.render_markdown(built)
     blocks = [b for b in md.split("\n\n") if b.startswith("|")]
-    assert len(blocks) == 2  # the ablation table and the failed runs
+    assert len(blocks) == 3  # the main table, its details and the failed runs
     for block in blocks:
         widths = {len(cells) for cells in table_lines(block)}
         assert len(widths) == 1, block
@@ -354,14 +446,18 @@ def test_markdown_tables_have_the_same_columns_on_every_line(built):
 def test_markdown_states_what_was_measured_and_what_the_data_supports(built):
     md = report.render_markdown(built)
     assert "metric: `test_f1_macro`" in md and "fp-a" in md and "actor" in md and "resnet18" in md
-    assert "ties count ½" in md and "Holm" in md
-    lines = {cells[1].strip(): [c.strip() for c in cells] for cells in table_lines(md.split("## Failed")[0])}
-    assert lines["`smallcnn-25ep`"][5] == "n/a (1 seed)" and lines["`smallcnn-25ep`"][8] == "n/a (1 seed)"
-    assert lines["`baseline-resnet18-5ep`"][4] == f"{np.mean(BASE):.3f}"
+    assert "Nadeau & Bengio" in md and "baycomp" in md and "Holm" in md and "ties ½" in md
+    main_table = md.split("### Details")[0]
+    lines = {cells[1].strip(): [c.strip() for c in cells] for cells in table_lines(main_table)}
+    assert lines["`smallcnn-25ep`"][3] == "0.450 (1 seed)" and lines["`smallcnn-25ep`"][4] == "n/a (1 seed)"
+    assert lines["`baseline-resnet18-5ep`"][3].startswith(f"{np.mean(BASE):.3f} [")
+    assert lines["`cw-specaug-30ep`"][5].startswith("**better**")
+    assert len(lines["`cw-specaug-30ep`"]) == 8  # one glance: #, row, n, mean, Δ, decision, p, claim
+    assert "`all-failed`" not in lines and "No finished run yet: `all-failed`." in md
     supports = md.split("## What the data supports")[1]
     assert "`cw-specaug-30ep`: the seed's claim 0.661" in supports and "consistent" in supports
-    assert "`cw-specaug-aggressive-30ep` vs `baseline-resnet18-5ep`" in supports and "significantly worse" in supports
-    assert "\"label smoothing performed similarly\"" in supports and "synthetic corpus" in supports
+    assert "`cw-specaug-aggressive-30ep` is **worse than** `baseline-resnet18-5ep`" in supports
+    assert "\"label smoothing performed similarly\"" in supports and "synthetic corpus" not in supports
     assert "WARNING" not in md
 
 
@@ -392,13 +488,13 @@ def test_report_command_writes_markdown_plots_and_a_report_run(suite, tracking_u
 
     # a second report ignores the first report run and logs a new one; bootstrap CIs on request
     assert main(["report", "--experiment", suite.name, "--tracking_uri", tracking_uri, "--ci", "bootstrap"]) == 0
-    assert "95% CI (bootstrap)" in Path("reports/report-suite.md").read_text()
+    assert "intervals: bootstrap BCa" in Path("reports/report-suite.md").read_text()
     assert len(suite.c.search_runs([suite.exp_id], "tags.`harness.kind` = 'report'")) == 2
 
 
 @pytest.mark.parametrize("argv, needles", [
     (["--experiment", "no-such-experiment"], ["experiment 'no-such-experiment' not found", "report-suite"]),
-    (["--experiment", "report-suite", "--metric", "f1"], ["metric 'f1' not found", "available: best_epoch, best_val_f1_macro, test_accuracy, test_f1_macro"]),
+    (["--experiment", "report-suite", "--metric", "f1"], ["metric 'f1' not found", "available: best_epoch, best_val_f1_macro, n_test_clips", "test_f1_macro"]),
     (["--experiment", "report-suite", "--baseline", "x"], ["unknown --baseline 'x'", "smallcnn-25ep"]),
     ([], ["--experiment"]),
 ])
