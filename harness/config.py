@@ -90,7 +90,7 @@ class RunConfig:
             v = getattr(self, name)
             if not 0.0 < v < 1.0:
                 raise ConfigError(name, f"must be between 0 and 1 (exclusive), got {v}")
-        if self.train_ratio + self.val_ratio >= 1.0 - 1e-9:
+        if not self.cv_folds and self.train_ratio + self.val_ratio >= 1.0 - 1e-9:  # under CV the folds hold the test set
             raise ConfigError(
                 "val_ratio",
                 f"train_ratio + val_ratio must be < 1 so that a test set remains, "

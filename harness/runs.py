@@ -200,9 +200,12 @@ def seed_values(finished: pd.DataFrame, row: str, metric: str) -> pd.Series:
 def read_pooled(c, finished: pd.DataFrame) -> pd.DataFrame:
     """Per (row, seed) of a cross-validated row whose every fold finished: the macro-F1 of the folds'
     pooled `test_predictions.csv` artifacts (every clip scored once). Columns row, seed, pooled_f1, n_clips."""
+    import os
     import tempfile
 
     from .cv import pooled_scores, read_predictions
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per file is noise here
     from .data import class_names
     from .training import PREDICTIONS
 

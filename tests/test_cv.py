@@ -1,0 +1,239 @@
+"""Speaker-grouped cross-validation: folds, repeats, pooled predictions, CV suites and their statistics."""
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import baycomp
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from scipy import stats as scipy_stats
+from sklearn.metrics import f1_score
+
+from harness import cv, planning, stats, tracking
+from harness.cli import main
+from harness.config import RunConfig
+from harness.data import cv_folds, is_male, make_split, scan_corpus
+from harness.errors import ConfigError
+from harness.suite import run_suite
+from harness.suite_file import load_suite
+
+RAVDESS_24 = list(range(1, 25))
+
+
+# --- the folds ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("actors, k", [(RAVDESS_24, 4), (RAVDESS_24, 6), (RAVDESS_24, 24), (list(range(1, 9)), 3),
+                                       ([1, 2, 3, 4, 5], 2)])
+def test_every_actor_is_in_exactly_one_test_fold_per_seed(actors, k):
+    for seed in range(5):
+        folds = cv_folds(actors, k, seed)
+        assert len(folds) == k and all(folds)
+        assert sorted(a for f in folds for a in f) == sorted(actors)
+        assert max(map(len, folds)) - min(map(len, folds)) <= 1
+
+
+def test_folds_are_gender_balanced_where_the_corpus_allows():
+    for seed in range(5):
+        for fold in cv_folds(RAVDESS_24, 4, seed):  # 12 men, 12 women: 3 + 3 per fold
+            assert sum(map(is_male, fold)) == 3 and len(fold) == 6
+        for fold in cv_folds(RAVDESS_24, 6, seed):
+            assert sum(map(is_male, fold)) == 2 and len(fold) == 4
+        men = [sum(map(is_male, f)) for f in cv_folds(list(range(1, 9)), 3, seed)]  # 4 men over 3 folds
+        assert sorted(men) == [1, 1, 2]
+
+
+def test_folds_depend_on_the_seed_only_so_rows_are_paired(synth_root, cache_dir):
+    corpus = scan_corpus(synth_root, cache_dir)
+    assert cv_folds(RAVDESS_24, 4, 0) != cv_folds(RAVDESS_24, 4, 1)  # repeats deal anew
+    for fold in range(2):
+        a = make_split(corpus, "actor", 0.8, 0.2, seed=3, mode="sentiment", cv_folds=2, fold=fold)
+        b = make_split(corpus, "actor", 0.8, 0.2, seed=3, mode="emotion", cv_folds=2, fold=fold)
+        assert a.test_actors == b.test_actors and a.val_actors == b.val_actors
+        assert set(a.test_actors).isdisjoint(a.val_actors) and set(a.train_actors).isdisjoint(a.test_actors)
+        assert len(a.val_actors) == 1 and len(a.train_actors) >= 1  # round(5 x 0.2) validation actors
+        assert sorted(a.train_actors + a.val_actors + a.test_actors) == corpus.actors
+
+
+# --- bad values: one line, exit 2 --------------------------------------------------------
+
+@pytest.mark.parametrize("values, key, needle", [
+    ({"cv_folds": 1}, "cv_folds", ">= 2"),
+    ({"cv_folds": -3}, "cv_folds", ">= 2"),
+    ({"fold": 0}, "fold", "only means something with --cv_folds"),
+    ({"cv_folds": 4, "fold": 4}, "fold", "0..3"),
+    ({"cv_folds": 4, "fold": -1}, "fold", "0..3"),
+    ({"cv_folds": 4, "train_ratio": 0.7}, "train_ratio", "no meaning with --cv_folds"),
+    ({"cv_folds": 4, "split": "random"}, "cv_folds", "--split actor"),
+])
+def test_impossible_cv_settings_are_config_errors(values, key, needle):
+    with pytest.raises(ConfigError) as e:
+        RunConfig(**values)
+    assert e.value.key == key and needle in e.value.problem
+
+
+def _one_line_exit_2(argv: list[str]) -> str:
+    proc = subprocess.run([sys.executable, "-m", "harness", *argv], capture_output=True, text=True, timeout=120)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--cv_folds", "1"], "invalid --cv_folds"),
+    (["--fold", "1"], "invalid --fold: only means something with --cv_folds"),
+    (["--cv_folds", "3", "--fold", "3"], "invalid --fold: expected 0..2"),
+    (["--cv_folds", "3", "--train_ratio", "0.7"], "invalid --train_ratio: has no meaning with --cv_folds 3"),
+])
+def test_bad_cv_flags_exit_2_with_one_line(argv, needle):
+    assert needle in _one_line_exit_2(["train", *argv])
+
+
+def test_more_folds_than_actors_exit_2_before_any_run(synth_root, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    line = _one_line_exit_2(["train", "--data_root", str(synth_root), "--cv_folds", "6", "--tracking_uri", uri])
+    assert "--cv_folds 6 needs at least 6 actors" in line and "has 5" in line
+    assert not (tmp_path / "m.db").exists()
+
+
+def test_help_says_train_ratio_has_no_meaning_under_cv():
+    out = subprocess.run([sys.executable, "-m", "harness", "train", "--help"], capture_output=True, text=True).stdout
+    assert "--cv_folds" in out and "--fold" in out and "no meaning with --cv_folds" in " ".join(out.split())
+
+
+# --- runs -------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_a_repeat_runs_every_fold_nested_and_pools_every_clip_once(tiny, tracking_uri, experiment, tmp_path):
+    out = tmp_path / "art"
+    assert main(["train", "--data_root", str(tiny().data_root), "--cv_folds", "2", "--val_ratio", "0.2",
+                 "--n_mels", "32", "--epochs", "1", "--batch_size", "64", "--device", "cpu", "--seed", "4",
+                 "--tracking_uri", tracking_uri, "--experiment", experiment, "--out", str(out)]) == 0
+    c = tracking.client(tracking_uri)
+    exp = c.get_experiment_by_name(experiment)
+    (repeat,) = c.search_runs([exp.experiment_id], "tags.`harness.kind` = 'repeat'")
+    folds = c.search_runs([exp.experiment_id], "tags.`harness.kind` = 'fold'")
+    assert sorted(r.data.tags["harness.fold"] for r in folds) == ["0", "1"]
+    assert {r.data.tags["mlflow.parentRunId"] for r in folds} == {repeat.info.run_id}
+    # The repeat's score is the pooled predictions' macro-F1, recomputed here from the fold artifacts.
+    frames = [cv.read_predictions(Path(c.download_artifacts(r.info.run_id, "test_predictions.csv", str(tmp_path))))
+              for r in folds]
+    pooled = pd.concat(frames, ignore_index=True)
+    assert len(pooled) == 300 and pooled["clip"].is_unique  # every clip of the 5 actors scored once
+    assert set(pooled.columns) == {"clip", "actor", "true", "pred", "prob_neutral", "prob_positive", "prob_negative"}
+    assert np.allclose(pooled[["prob_neutral", "prob_positive", "prob_negative"]].sum(axis=1), 1.0, atol=1e-4)
+    f1 = f1_score(pooled["true"], pooled["pred"], labels=["neutral", "positive", "negative"], average="macro",
+                  zero_division=0)
+    assert repeat.data.metrics["test_f1_macro"] == pytest.approx(f1)
+    assert repeat.data.metrics["test_f1_macro_fold_mean"] == pytest.approx(
+        np.mean([r.data.metrics["test_f1_macro"] for r in folds]))
+    # each fold's own artifact agrees with its logged test score
+    for r, frame in zip(folds, frames):
+        assert r.data.metrics["test_f1_macro"] == pytest.approx(f1_score(
+            frame["true"], frame["pred"], labels=["neutral", "positive", "negative"], average="macro",
+            zero_division=0))
+        assert r.data.metrics["n_test_clips"] == len(frame)
+
+
+def write_cv_suite(path: Path, synth_root: Path, seeds=(0, 1)) -> Path:
+    doc = {"name": path.stem, "seeds": list(seeds),
+           "base": {"model": "smallcnn", "n_mels": 32, "epochs": 1, "batch_size": 64, "val_ratio": 0.2,
+                    "cv_folds": 2},
+           "rows": [{"name": "baseline", "config": {}}, {"name": "weighted", "config": {"class_weight_loss": True}}]}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+@pytest.mark.slow
+def test_a_cv_suite_runs_row_seed_fold_cells_resumes_and_reports(tmp_path, synth_root, tracking_uri, experiment):
+    path = write_cv_suite(tmp_path / "cvsuite.yaml", synth_root)
+    kw = dict(data_root=str(synth_root), tracking_uri=tracking_uri, experiment=experiment,
+              storage=f"sqlite:///{tmp_path / 'q.db'}", progress=False, out_dir=str(tmp_path / "art"))
+    first = run_suite(load_suite(path), **kw)
+    assert (first.done, first.skipped, first.failed) == (8, 0, 0)  # 2 rows x 2 seeds x 2 folds
+    c = tracking.client(tracking_uri)
+    exp = c.get_experiment_by_name(experiment)
+    cells = planning.search_runs(c, exp.experiment_id, "tags.`harness.kind` = 'cell'")
+    assert sorted((r.data.tags["harness.row"], r.data.tags["harness.seed"], r.data.tags["harness.fold"])
+                  for r in cells) == [(row, s, f) for row in ("baseline", "weighted") for s in "01" for f in "01"]
+    # the same seed and fold hold out the same actors in both rows: a paired design
+    held_out = {}
+    for r in cells:
+        held_out.setdefault((r.data.tags["harness.seed"], r.data.tags["harness.fold"]), set()).add(
+            r.data.tags["harness.split_actors"])
+    assert all(len(v) == 1 for v in held_out.values())
+    again = run_suite(load_suite(path), **kw)
+    assert (again.done, again.skipped) == (0, 8)
+    # the parent summarises its resamples with the report's corrected interval
+    parents = c.search_runs([exp.experiment_id], "tags.`harness.kind` = 'row'")
+    assert {(p.data.tags["harness.row"], p.data.metrics["n_seeds"], p.data.metrics["n_resamples"])
+            for p in parents} == {("baseline", 2, 4), ("weighted", 2, 4)}
+
+    out = tmp_path / "cv.md"
+    assert main(["report", "--experiment", experiment, "--tracking_uri", tracking_uri, "--out", str(out)]) == 0
+    md = out.read_text()
+    assert "4 (2 × 2-fold CV)" in md and "corrected resampled t" in md
+    details = md.split("### Details")[1].split("## Failed")[0]
+    assert details.count("(2)") == 2  # pooled F1 over 2 complete repeats, for both rows
+
+    # --target-ci adds a whole repeat (every fold of the next seed) to a row still too wide
+    more = run_suite(load_suite(path), target_ci=1e-6, max_seeds=3, **kw)
+    cells = planning.search_runs(c, exp.experiment_id, "tags.`harness.kind` = 'cell' and tags.`harness.seed` = '2'")
+    folds_by_row: dict[str, list[str]] = {}
+    for r in cells:
+        folds_by_row.setdefault(r.data.tags["harness.row"], []).append(r.data.tags["harness.fold"])
+    assert folds_by_row and all(sorted(f) == ["0", "1"] for f in folds_by_row.values())
+    assert more.done == 2 * len(folds_by_row)
+
+
+def test_a_cv_suite_the_corpus_cannot_hold_is_refused_before_any_run(tmp_path, synth_root, tracking_uri, experiment):
+    path = write_cv_suite(tmp_path / "toomany.yaml", synth_root)
+    doc = yaml.safe_load(path.read_text())
+    doc["base"]["cv_folds"] = 9
+    path.write_text(yaml.safe_dump(doc))
+    assert main(["suite", "run", str(path), "--data_root", str(synth_root), "--tracking_uri", tracking_uri,
+                 "--experiment", experiment]) == 2
+    assert tracking.client(tracking_uri).get_experiment_by_name(experiment) is None
+
+
+# --- the statistics, on fixed numbers -----------------------------------------------------
+
+SCORES = np.array([0.61, 0.58, 0.66, 0.63, 0.60, 0.64, 0.59, 0.65])
+
+
+def test_the_corrected_interval_is_nadeau_bengio_by_hand():
+    # J = 8 resamples, n_test/n_train = 6/16: var of the mean = s^2 (1/8 + 0.375)
+    s2 = np.sum((SCORES - SCORES.mean()) ** 2) / 7
+    half = scipy_stats.t.ppf(0.975, 7) * math.sqrt(s2 * (1 / 8 + 6 / 16))
+    low, high, method = stats.mean_ci(SCORES, "corrected", test_train_ratio=6 / 16)
+    assert method == "corrected"
+    assert (low, high) == pytest.approx((SCORES.mean() - half, SCORES.mean() + half))
+    plain = stats.mean_ci(SCORES, "t")
+    assert high - low == pytest.approx((plain[1] - plain[0]) * math.sqrt((1 / 8 + 6 / 16) / (1 / 8)))
+
+
+def test_the_interval_is_cut_to_the_metrics_range():
+    low, high, _ = stats.mean_ci([0.99, 0.97, 0.6], "corrected", test_train_ratio=0.375, bounds=(0.0, 1.0))
+    assert high == 1.0 and low > 0.0
+
+
+def test_the_bayesian_probabilities_are_baycomps_correlated_t_test():
+    # Two repeats of 4-fold CV: baycomp's own correction is 1/(K - 1) = n_test/n_train of plain K-fold.
+    rng = np.random.default_rng(1)
+    base = rng.normal(0.6, 0.04, 8)
+    row = base + rng.normal(0.015, 0.02, 8)
+    p_left, p_rope, p_right = baycomp.two_on_single(base, row, rope=0.01, runs=2)
+    b = stats.bayes_delta(row - base, test_train_ratio=1 / 3, rope=0.01)
+    assert (b.p_better, b.p_equivalent, b.p_worse) == pytest.approx((p_right, p_rope, p_left))
+    lower_is_better = stats.bayes_delta(row - base, test_train_ratio=1 / 3, rope=0.01, higher_better=False)
+    assert (lower_is_better.p_better, lower_is_better.p_worse) == pytest.approx((p_left, p_right))
+
+
+@pytest.mark.parametrize("probs, decision", [((0.96, 0.03, 0.01), "better"), ((0.01, 0.03, 0.96), "worse"),
+                                             ((0.02, 0.97, 0.01), "equivalent"), ((0.6, 0.3, 0.1), "undecided")])
+def test_a_decision_needs_one_probability_at_the_threshold(probs, decision):
+    assert stats.decide(*probs) == decision
