@@ -96,7 +96,7 @@ def search_runs(c, exp_id: str, filter_string: str) -> list:
 
 
 def print_plan(suite: Suite, rows: Sequence[RowSpec], seeds: Sequence[int], cells: Sequence[Cell],
-               done: dict, data_root: str | None, experiment: str) -> None:
+               done: dict, data_root: str | None, experiment: str, budget: int | None = None) -> None:
     print(f"suite {suite.name!r} from {suite.path}, profile {suite.profile!r} -> experiment {experiment!r}; "
           f"data: {data_root or 'synthetic corpus'}; seeds {list(seeds)}")
     print(f"{'row':<28} {'model':<9} {'epochs':>6} {'design':>7}  {'done':>4}  {'to run':>6}  seeds to run")
@@ -114,6 +114,15 @@ def print_plan(suite: Suite, rows: Sequence[RowSpec], seeds: Sequence[int], cell
     est = _estimate_seconds(done.values(), rows, cells, done)
     print(f"{len(cells)} cells: {len(cells) - n_pending} already done, {n_pending} to run "
           f"({total_epochs} training epochs){est}")
+    if budget is not None:
+        # Worst case: every round adds a repeat to the most expensive rows until the budget is spent.
+        spent = sum(1 for key in done if key[0] in {r.name for r in rows})
+        extra = max(0, budget - max(spent, len(cells)))
+        costliest = max(rows, key=lambda r: r.config.epochs)
+        worst = [Cell(costliest.name, -1, costliest.config.config_hash)] * extra
+        print(f"--until-decided: at most {budget} training runs in all ({max(spent, len(cells))} in the first seeds "
+              f"or already done, at most {extra} more in racing rounds); worst case "
+              f"{_estimate_seconds(done.values(), [costliest], worst, {}).removeprefix('; ')} for those rounds")
 
 
 def _estimate_seconds(runs: Iterable, rows: Sequence[RowSpec], cells: Sequence[Cell], done: dict) -> str:

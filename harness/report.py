@@ -68,6 +68,7 @@ def header_facts(sel: Selection) -> tuple[list[tuple[str, str]], list[str]]:
     facts = [("data fingerprint", ", ".join(fps) or "not recorded"), ("data", _values_summary(f["data"])),
              ("split", _values_summary(f["split"])), ("seeds", ", ".join(map(str, seeds)) or "none finished"),
              ("profile", _values_summary(sel.rows["profile"])),
+             *([("design", racing_text)] if (racing_text := _racing(sel.rows)) else []),
              ("git commit", _values_summary(f["git_commit"], 12)),
              ("mode", _values_summary(f["mode"])), ("model", _values_summary(f["model"]))]
     return facts, warn
@@ -93,6 +94,14 @@ def _decision_cell(r) -> str:
                       key=lambda kv: kv[1])
         return f"undecided (likeliest: {name} {p:.2f})"
     return f"**{r['decision']}** ({r['p_' + r['decision']]:.2f})"
+
+
+def _racing(rows: pd.DataFrame) -> str:
+    """How the seeds were chosen, when a race chose them (`suite run --until-decided`)."""
+    from .racing import describe
+
+    texts = {describe(tag) for tag in (rows["racing"] if "racing" in rows else []) if tag}
+    return "; ".join(sorted(t for t in texts if t))
 
 
 def render_markdown(rep: SuiteReport, plots: dict[str, str] | None = None, pooled: pd.DataFrame | None = None) -> str:

@@ -59,7 +59,7 @@ def rows_frame(parents: pd.DataFrame) -> pd.DataFrame:
     """Row parent runs with plain column names."""
     if parents.empty:
         return pd.DataFrame(columns=["run_id", "row", "row_index", "config_hash", "claimed", "study", "profile",
-                                     "profile_changes", "start_time"])
+                                     "profile_changes", "racing", "start_time"])
     name = column(parents, "tags.harness.row").where(column(parents, "tags.harness.row") != "",
                                                    column(parents, "tags.mlflow.runName"))
     return pd.DataFrame({
@@ -68,7 +68,8 @@ def rows_frame(parents: pd.DataFrame) -> pd.DataFrame:
         "config_hash": column(parents, "tags.harness.config_hash"),
         "claimed": column(parents, "tags.harness.claimed_f1"),
         "study": column(parents, "tags.harness.study"), "profile": column(parents, "tags.harness.profile"),
-        "profile_changes": column(parents, "tags.harness.profile_changes"), "start_time": parents["start_time"],
+        "profile_changes": column(parents, "tags.harness.profile_changes"),
+        "racing": column(parents, "tags.harness.racing"), "start_time": parents["start_time"],
     })
 
 

@@ -4,7 +4,8 @@ Layout in MLflow (the report reads exactly this):
 - one experiment per suite (the file's `name`, or `--experiment`);
 - one parent run per row (tags `harness.kind=row`, `harness.row`, `harness.row_index`,
   `harness.config_hash`, `harness.claimed_f1`, `harness.note`), with the row's
-  mean and 95% CI over its finished seeds as metrics, for the MLflow UI;
+  mean and 95% CI over its finished seeds as metrics, and the answer in words (mean, CI, n,
+  paired Δ vs the baseline row) as the run's note `mlflow.note.content`, for the MLflow UI;
 - one nested child run per (row, seed) = a cell (tags `harness.kind=cell`,
   `harness.row`, `harness.seed`, `harness.config_hash`), holding the training run.
 
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from . import services, tracking
+from . import racing, services, tracking
 from .errors import HarnessError
 from .planning import (Cell, Summary, cell_config, finished_cells, parse_seeds, print_plan, row_cells, search_runs,
                        select_rows)
@@ -78,13 +79,15 @@ def run_suite(suite: Suite, seeds: Sequence[int] | None = None, rows: Sequence[s
               storage: str | None = None, experiment: str | None = None,
               extra_row_tags: dict[str, str] | None = None, dry_run: bool = False,
               target_ci: float | None = None, max_seeds: int | None = None,
+              until_decided: bool = False, budget: int | None = None,
               out_dir: str = "artifacts", progress: bool = True) -> Summary:
-    """Run every pending (row, seed) cell; returns counts of done/skipped/failed."""
+    """Run every pending (row, seed[, fold]) cell; returns counts of done/skipped/failed."""
     from .data import check_cv
     from .training import prepare, scan_data
 
     seeds = tuple(seeds or suite.seeds)
     selected = select_rows(suite, rows)
+    baseline = check_racing(suite, selected, seeds, until_decided, budget, target_ci)
     if workers < 1:
         raise HarnessError(f"invalid --workers {workers}: expected >= 1")
     if (target_ci is None) != (max_seeds is None):
@@ -112,8 +115,15 @@ def run_suite(suite: Suite, seeds: Sequence[int] | None = None, rows: Sequence[s
     pending = [cell for cell in all_cells if cell.ident not in done]
     summary = Summary(skipped=len(all_cells) - len(pending))
 
+    if until_decided and budget is None:
+        budget = racing.DEFAULT_BUDGET_FACTOR * len(all_cells)
+    if until_decided and budget < len(all_cells):
+        raise HarnessError(f"invalid --budget {budget}: the first seeds alone are {len(all_cells)} training runs "
+                           f"({len(selected)} rows x {len(seeds)} seeds{' x folds' if len(all_cells) > len(selected) * len(seeds) else ''})")
+
     if dry_run:
-        print_plan(suite, selected, seeds, all_cells, done, data_root, experiment)
+        print_plan(suite, selected, seeds, all_cells, done, data_root, experiment,
+                   budget=budget if until_decided else None)
         return summary
 
     exp_id = tracking.get_or_create_experiment(c, experiment)
@@ -125,19 +135,77 @@ def run_suite(suite: Suite, seeds: Sequence[int] | None = None, rows: Sequence[s
                 extra_row_tags=dict(extra_row_tags or {}))
     print(f"suite {suite.name!r} ({suite.profile}) -> MLflow experiment {experiment!r} at {tracking.redact(uri)}: "
           f"{len(all_cells)} cells, {summary.skipped} already done, {len(pending)} to run, {workers} worker(s)")
+    rounds = 0
     while True:
         if plan.cells:
             enqueue(queue, plan.cells)
+            failed_before = summary.failed
             drain(plan, workers, summary, progress)
+            if until_decided and rounds and summary.failed > failed_before:
+                print("racing stopped: a cell of the last round failed (rerun to retry it)")
+                break
+        if until_decided:
+            st = racing.standing(c, exp_id, selected, baseline, fingerprint)
+            nxt = racing.next_round(selected, baseline, st)
+            open_rows = sorted(r for r, d in st.decisions.items() if d == "undecided")
+            if not nxt:
+                print(f"racing: every row decided after {rounds} round(s), {st.spent} training runs "
+                      f"(budget {budget})")
+                break
+            if st.spent + len(nxt) > budget:
+                print(f"racing: budget reached ({st.spent} of {budget} training runs spent, the next round needs "
+                      f"{len(nxt)}); still undecided: {', '.join(open_rows)}")
+                break
+            rounds += 1
+            print(f"racing round {rounds}: {len(nxt)} cell(s) (seed {nxt[0].seed}) for undecided row(s) "
+                  f"{', '.join(open_rows)} and the baseline; {st.spent} of {budget} training runs spent")
+            plan = dataclasses.replace(plan, cells=tuple(nxt))
+            continue
         plan = dataclasses.replace(plan, cells=tuple(more_seeds(c, exp_id, plan, selected, target_ci, max_seeds)))
         if not plan.cells:
             break
         print(f"adaptive seeds: {len(plan.cells)} more cell(s) to reach a 95% CI half-width <= {target_ci}")
-    close_parents(c, exp_id, parents, fingerprint)
+    if until_decided:
+        record_race(c, exp_id, parents, fingerprint, selected, seeds, budget)
+    close_parents(c, exp_id, parents, fingerprint, suite)
     print(f"summary: {summary.done} done, {summary.skipped} skipped (already done), {summary.failed} failed")
     for line in summary.failures:
         print(f"  FAILED {line}")
     return summary
+
+
+def check_racing(suite: Suite, selected: Sequence[RowSpec], seeds: Sequence[int], until_decided: bool,
+                 budget: int | None, target_ci: float | None) -> str:
+    """`--until-decided`'s flags, checked before any work; returns the baseline row it races against."""
+    from .table import default_baseline
+
+    if budget is not None and not until_decided:
+        raise HarnessError("--budget goes with --until-decided")
+    if budget is not None and budget < 1:
+        raise HarnessError(f"invalid --budget {budget}: expected a number of training runs >= 1")
+    baseline = default_baseline([r.name for r in suite.rows])
+    if not until_decided:
+        return baseline
+    if target_ci is not None:
+        raise HarnessError("--until-decided and --target-ci are two stopping rules: use one")
+    if len(seeds) < 2:
+        raise HarnessError(f"--until-decided needs at least 2 starting seeds (a decision needs 2 paired repeats), "
+                           f"got {list(seeds)}")
+    if baseline not in {r.name for r in selected}:
+        raise HarnessError(f"--until-decided races rows against the baseline row {baseline!r}: include it in --rows")
+    if len(selected) < 2:
+        raise HarnessError("--until-decided needs a row besides the baseline")
+    return baseline
+
+
+def record_race(c, exp_id: str, parents: dict[str, str], fingerprint: str, rows: Sequence[RowSpec],
+                start: Sequence[int], budget: int) -> None:
+    """On each row's parent: that its seeds came from a sequential design, how many rounds, the budget."""
+    st = racing.standing(c, exp_id, rows, rows[0].name, fingerprint)
+    seeds_run = {s for _, s, _ in st.finished}
+    rounds = len(seeds_run - set(start))
+    for run_id in parents.values():
+        tracking.set_tags(c, run_id, racing.race_tags(rounds, budget, racing.RACING_PROB, start))
 
 
 def row_parent(c, exp_id: str, suite: Suite, row: RowSpec, extra: dict[str, str]) -> str:
@@ -313,12 +381,28 @@ def more_seeds(c, exp_id: str, plan: Plan, rows: Sequence[RowSpec], target_ci: f
     return cells
 
 
-def close_parents(c, exp_id: str, parents: dict[str, str], fingerprint: str) -> None:
-    """Summarise each row on its parent run (mean, 95% CI, n) for the MLflow UI."""
+def close_parents(c, exp_id: str, parents: dict[str, str], fingerprint: str, suite: Suite | None = None) -> None:
+    """Summarise each row on its parent run for the MLflow UI: mean, 95% CI and n as metrics, and the
+    answer in words as the run's note (`mlflow.note.content`): mean, CI, n and Δ vs the baseline row.
+
+    The baseline is the report's default: the first row (of `suite`, else of `parents`) whose name
+    starts with "baseline", else the first row."""
+    from .table import default_baseline
+
     done = finished_cells(c, exp_id, fingerprint)
+    cells = {}
     for row, run_id in parents.items():
-        mine = [r for (name, _, _, _), r in done.items()
-                if name == row and r.data.tags.get("mlflow.parentRunId") == run_id and "test_f1_macro" in r.data.metrics]
+        cells[row] = [r for (name, _, _, _), r in done.items()
+                      if name == row and r.data.tags.get("mlflow.parentRunId") == run_id
+                      and "test_f1_macro" in r.data.metrics]
+    order = [r.name for r in suite.rows] if suite is not None else list(parents)
+    baseline = default_baseline(order) if order else None
+    if baseline is not None and baseline not in cells and suite is not None:  # a run of other rows only
+        h = suite.row(baseline).config.config_hash
+        cells[baseline] = [r for (name, _, _, hh), r in done.items()
+                           if name == baseline and hh == h and "test_f1_macro" in r.data.metrics]
+    for row, run_id in parents.items():
+        mine = cells[row]
         if not mine:
             continue
         mean, half = row_ci(mine)
@@ -327,9 +411,76 @@ def close_parents(c, exp_id: str, parents: dict[str, str], fingerprint: str) -> 
         if not math.isnan(half):  # the metric's range bounds the interval
             metrics.update(test_f1_macro_ci95_low=max(0.0, mean - half), test_f1_macro_ci95_high=min(1.0, mean + half))
         tracking.log_metrics(c, run_id, metrics)
-        status = c.get_run(run_id).info.status
-        if status == "RUNNING":
+        parent = c.get_run(run_id)
+        tags = parent.data.tags
+        tracking.set_tags(c, run_id, {NOTE_TAG: row_note(row, mine, baseline, cells.get(baseline, []),
+                                                          tags.get("harness.profile_changes", ""),
+                                                          tags.get("harness.profile", ""))})
+        if parent.info.status == "RUNNING":
             c.set_terminated(run_id, status="FINISHED")
+
+
+NOTE_TAG = "mlflow.note.content"  # the run's description in the MLflow UI
+
+
+def _resample(run) -> tuple[int, int | None]:
+    """(seed, fold) of a cell run: what pairs it with the same resample of another row."""
+    fold = run.data.tags.get("harness.fold", "")
+    return int(run.data.tags["harness.seed"]), (int(fold) if fold != "" else None)
+
+
+def paired_difference(cells: Sequence, reference: Sequence) -> tuple[float, float, float, int]:
+    """Δ = row − reference in test macro-F1 over the resamples both finished, matched on (seed, fold):
+    (mean Δ, 95% low, 95% high, pairs), with the corrected interval of `row_ci` (nan below 2 pairs)."""
+    from .stats import corrected_t_interval
+
+    mine = {_resample(r): r for r in cells}
+    ref = {_resample(r): r for r in reference}
+    keys = sorted(set(mine) & set(ref), key=lambda k: (k[0], -1 if k[1] is None else k[1]))
+    if not keys:
+        return math.nan, math.nan, math.nan, 0
+    d = [mine[k].data.metrics["test_f1_macro"] - ref[k].data.metrics["test_f1_macro"] for k in keys]
+    delta = sum(d) / len(d)
+    if len(d) < 2:
+        return delta, math.nan, math.nan, len(d)
+    both = [mine[k] for k in keys] + [ref[k] for k in keys]
+    low, high = corrected_t_interval(d, sum(cell_ratio(r) for r in both) / len(both))
+    return delta, max(-1.0, low), min(1.0, high), len(d)
+
+
+def row_note(row: str, cells: Sequence, baseline: str | None, baseline_cells: Sequence, changes: str = "",
+             profile: str = "") -> str:
+    """The parent run's note (markdown, 2-3 lines): the row's answer at a glance. The first line is the
+    numbers alone, "mean [95% CI], Δ delta [95% CI]", in at most 50 characters: what the runs table's
+    Description column shows; the next line says what they are."""
+    mean, half = row_ci(cells)
+    seeds = len({r.data.tags["harness.seed"] for r in cells})
+    folds = len({_resample(r)[1] for r in cells})
+    n = f"{len(cells)} resamples ({seeds} seed{'' if seeds == 1 else 's'} × {folds} folds)" \
+        if len(cells) != seeds else f"{seeds} seed{'' if seeds == 1 else 's'}"
+    ci = f" [{max(0.0, mean - half):.3f}, {min(1.0, mean + half):.3f}]" if not math.isnan(half) else ""
+    head = f"{mean:.3f}{ci}"
+    what = [f"test macro-F1: mean over {n}" + (" and its 95% CI (corrected resampled t)" if ci else
+                                                ", no interval (fewer than 2 resamples)")]
+    if baseline is None:
+        pass
+    elif row == baseline:
+        head += ", baseline"
+        what.append("this is the baseline row the others' Δ is measured against")
+    else:
+        delta, low, high, pairs = paired_difference(cells, baseline_cells)
+        if pairs == 0:
+            head += ", Δ n/a"
+            what.append(f"no resample finished in both this row and `{baseline}`, so no Δ")
+        else:
+            dci = f" [{low:+.3f}, {high:+.3f}]" if not math.isnan(low) else ""
+            head += f", Δ {delta:+.3f}{dci}"
+            what.append(f"Δ = this row − `{baseline}`, paired over {pairs} resample{'' if pairs == 1 else 's'} "
+                        f"(same seed and fold){', and its 95% CI' if dci else ''}")
+    lines = [head, "; ".join(what) + "."]
+    if changes:
+        lines.append(f"Profile `{profile or '?'}` changes the training ({changes}): not the suite file's setting.")
+    return "  \n".join(lines)
 
 
 # --- CLI ---------------------------------------------------------------------------
@@ -354,6 +505,12 @@ def register(sub) -> None:
     r.add_argument("--target-ci", type=float, default=None, dest="target_ci",
                    help="adaptive seeds: add seeds to a row until its 95%% CI half-width of test macro-F1 <= W")
     r.add_argument("--max-seeds", type=int, default=None, dest="max_seeds", help="adaptive seeds: at most M per row")
+    r.add_argument("--until-decided", action="store_true", dest="until_decided",
+                   help="racing: after the first seeds, add a repeat only to rows whose decision against the "
+                        "baseline is still open, round by round, until all are decided or --budget is spent")
+    r.add_argument("--budget", type=int, default=None,
+                   help=f"with --until-decided: at most N training runs (cells) for the selected rows, the first "
+                        f"seeds included (default: {racing.DEFAULT_BUDGET_FACTOR}x the first seeds' cells)")
     r.add_argument("--dry-run", action="store_true", dest="dry_run", help="print the planned cells and exit")
     r.set_defaults(func=cmd_run)
 
@@ -367,5 +524,6 @@ def cmd_run(args) -> int:
     summary = run_suite(suite, seeds=seeds, rows=rows, workers=args.workers, data_root=args.data_root,
                         tracking_uri=args.tracking_uri, storage=args.storage, experiment=args.experiment,
                         dry_run=args.dry_run, target_ci=args.target_ci, max_seeds=args.max_seeds,
+                        until_decided=args.until_decided, budget=args.budget,
                         out_dir=args.out, progress=sys.stderr.isatty())
     return 1 if summary.failed else 0

@@ -1,0 +1,105 @@
+"""Racing rows to a decision: spend each new repeat only where the answer is still open.
+
+`suite run --until-decided` first runs the file's seeds (at least 2 repeats per
+row), then goes round by round (Maron & Moore 1994; F-Race, Birattari et al.
+2002): every row whose decision against the baseline is still open gets one more
+repeat (a seed, or every fold of it under cross-validation), and so does the
+baseline, so that the new repeat is paired. A decided row gets no more runs. It
+stops when every row is decided or the next round would spend more training runs
+than `--budget` allows; the budget is never exceeded.
+
+Decisions are the report's (the correlated Bayesian t-test with its ROPE, on
+the same resamples), but a row stops only at a stricter threshold,
+`RACING_PROB` = 0.99 rather than the report's 0.95: looking at the data after
+every round and stopping when it looks decided is optional stopping, and each
+look is another chance to stop on noise. With up to ~5 looks per row,
+0.99 ≈ 1 − 0.05/5 keeps the chance of stopping on a wrong decision near the
+report's 5% (a Bonferroni bound over the looks).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Sequence
+
+import pandas as pd
+
+from .planning import Cell, row_cells
+from .runs import read_suite, select_cells
+from .stats import ROPE, decide
+from .suite_file import RowSpec
+from .table import build_table
+
+RACING_PROB = 0.99
+RACE_TAG = "harness.racing"  # on each row's parent: {"rounds", "budget", "threshold", "start_seeds"} as JSON
+DEFAULT_BUDGET_FACTOR = 3  # without --budget: three times the cells of the first seeds
+
+
+@dataclass(frozen=True)
+class Standing:
+    """Where the race is: each row's decision and the finished cells so far."""
+    decisions: dict[str, str]  # row -> better / worse / equivalent / undecided (baseline: "baseline")
+    finished: frozenset[tuple[str, int, int | None]]  # (row, seed, fold) of finished cells
+    spent: int  # finished cells of the raced rows
+
+
+def standing(c, exp_id: str, rows: Sequence[RowSpec], baseline: str, fingerprint: str,
+             threshold: float = RACING_PROB, rope: float = ROPE) -> Standing:
+    """The report's statistics on the finished cells of these rows (this data, current configs)."""
+    parents, cells = read_suite(c, exp_id)
+    names = {r.name for r in rows}
+    hashes = {r.name: r.config.config_hash for r in rows}
+    parents = parents[parents["row"].isin(names) & (parents["config_hash"] == parents["row"].map(hashes))]
+    cells = cells[cells["fingerprint"] == fingerprint]
+    sel = select_cells(parents, cells)
+    fin = sel.finished
+    finished = frozenset((r, int(s), None if pd.isna(f) else int(f))
+                         for r, s, f in zip(fin["row"], fin["seed"], fin["fold"]))
+    decisions = {r.name: "undecided" for r in rows}
+    decisions[baseline] = "baseline"
+    if len(fin):
+        table = build_table(sel, "test_f1_macro", baseline, "corrected", rope)
+        for row, t in table.iterrows():
+            if row != baseline and row in decisions and t["decision"]:
+                decisions[row] = decide(t["p_better"], t["p_equivalent"], t["p_worse"], threshold)
+    return Standing(decisions=decisions, finished=finished, spent=len(finished))
+
+
+def complete_seeds(row: RowSpec, finished: frozenset) -> set[int]:
+    """Seeds whose every cell (every fold) of this row finished."""
+    by_seed: dict[int, int] = {}
+    for name, seed, _ in finished:
+        if name == row.name:
+            by_seed[seed] = by_seed.get(seed, 0) + 1
+    return {s for s, n in by_seed.items() if n == max(row.config.cv_folds, 1)}
+
+
+def next_round(rows: Sequence[RowSpec], baseline: str, st: Standing) -> list[Cell]:
+    """One more repeat for every undecided row, and the baseline's repeat of the same seed: the lowest seed
+    some undecided row has not completed. Empty when every row is decided."""
+    open_rows = [r for r in rows if st.decisions.get(r.name) == "undecided"]
+    if not open_rows:
+        return []
+    seed = min(min(set(range(len(st.finished) + 2)) - complete_seeds(r, st.finished)) for r in open_rows)
+    base = next(r for r in rows if r.name == baseline)
+    cells = []
+    for r in [base, *open_rows]:
+        cells += [c for c in row_cells(r, [seed]) if (c.row, c.seed, c.fold) not in st.finished]
+    return cells
+
+
+def race_tags(rounds: int, budget: int, threshold: float, start_seeds: Sequence[int]) -> dict[str, str]:
+    return {RACE_TAG: json.dumps({"rounds": rounds, "budget": budget, "threshold": threshold,
+                                  "start_seeds": list(start_seeds)})}
+
+
+def describe(tag: str) -> str:
+    """The report's sentence for a row parent's racing tag; empty when it is not one."""
+    try:
+        r = json.loads(tag)
+    except (TypeError, ValueError):
+        return ""
+    return (f"sequential (racing): seeds {', '.join(map(str, r['start_seeds']))} first, then {r['rounds']} "
+            f"round(s) adding a repeat only to undecided rows, budget {r['budget']} training runs, a row stopped "
+            f"at P ≥ {r['threshold']}; the intervals and decisions below treat the number of repeats as fixed, "
+            f"which a sequential design is not: read borderline decisions with care")
