@@ -88,7 +88,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     tracking.check_tracking_uri(args.tracking_uri)  # a URI MLflow cannot use fails before the data work
     training.resolve_device(cfg.device)  # fail before the data work, not after
-    data = training.prepare(cfg, progress=True)  # with --cv_folds, fold 0: a design the corpus cannot hold fails here
+    # With --cv_folds and no --fold, fold 0's data: a design the corpus cannot hold fails here, before any run.
+    data = training.prepare(cfg.replace(fold=0) if cfg.cv_folds and cfg.fold is None else cfg, progress=True)
 
     def describe(data, what: str) -> None:
         s = data.split

@@ -177,7 +177,9 @@ def make_split(corpus: Corpus, kind: str, train_ratio: float, val_ratio: float, 
     (plus the labels for stratification), never on the model config, so two
     configs with the same seed (and fold) are a paired comparison."""
     if cv_folds:
-        return make_cv_split(corpus, cv_folds, fold or 0, val_ratio, seed)
+        if fold is None:  # a repeat is K runs, one per fold: there is no single split to return
+            raise ValueError("a cross-validation split needs its fold")
+        return make_cv_split(corpus, cv_folds, fold, val_ratio, seed)
     if kind == "actor":
         return _actor_split(corpus, train_ratio, val_ratio, seed)
     return _random_split(corpus, train_ratio, val_ratio, seed, mode)

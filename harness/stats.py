@@ -137,8 +137,10 @@ def bayes_delta(d: Sequence[float], test_train_ratio: float, rope: float = ROPE,
     """P(better), P(equivalent within ±rope), P(worse) of the mean paired difference `d` (row − reference).
 
     The posterior is baycomp's Student posterior of the mean difference with the Nadeau–Bengio
-    corrected variance s² · (1/J + n_test/n_train), J − 1 degrees of freedom; for plain K-fold
-    cross-validation (n_test/n_train = 1/(K−1)) this is exactly `baycomp.CorrelatedTTest`."""
+    corrected variance s² · (1/J + n_test/n_train), J − 1 degrees of freedom. baycomp's own
+    `CorrelatedTTest` assumes plain K-fold (n_test/n_train = 1/(K−1)); with validation actors held
+    out of training the ratio is larger (4-fold on 8 actors, 1 for validation: 2/5, not 1/3), so the
+    ratio is passed in from the runs' clip counts."""
     from baycomp.single import Posterior
 
     x = np.asarray(d, dtype=float)

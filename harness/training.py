@@ -259,6 +259,8 @@ def run(cfg: RunConfig, experiment: str = DEFAULT_EXPERIMENT, tracking_uri: str 
         **({"harness.fold": str(cfg.fold), "harness.cv_folds": str(cfg.cv_folds)} if cfg.cv_folds else {}),
         "harness.device": str(device),
         "harness.device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        # CPU kernels reduce in a thread-count-dependent order: same seed, same numbers only at the same count.
+        "harness.torch_threads": str(torch.get_num_threads()),
         **(extra_tags or {}),
     }
     t0 = time.time()

@@ -6,7 +6,7 @@ from pathlib import Path
 from .config import did_you_mean
 from .errors import HarnessError
 
-NOT_IN_FILES = {"seed", "data_root", "device"}  # set by the file's seeds and the command line, never in a config
+NOT_IN_FILES = {"seed", "fold", "data_root", "device"}  # set per cell, by the file's seeds and the command line
 
 
 def read_yaml_mapping(path: Path, what: str) -> dict:
