@@ -129,7 +129,7 @@ def run_suite(suite: Suite, seeds: Sequence[int] | None = None, rows: Sequence[s
     exp_id = tracking.get_or_create_experiment(c, experiment)
     parents = {r.name: row_parent(c, exp_id, suite, r, extra_row_tags or {}) for r in selected}
     queue = open_queue(storage, experiment)
-    prepare(selected[0].config.replace(data_root=data_root))  # features cached once before workers start
+    prepare(cell_config(selected[0], all_cells[0], data_root))  # features cached once before workers start
     plan = Plan(suite=suite, experiment=experiment, tracking_uri=uri, storage=storage, data_root=data_root,
                 out_dir=out_dir, parents=parents, cells=tuple(pending), fingerprint=fingerprint,
                 extra_row_tags=dict(extra_row_tags or {}))
