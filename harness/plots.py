@@ -1,7 +1,15 @@
-"""The report's figures, and a run's confusion matrix: matplotlib only, data in, PNG out."""
+"""The report's figures, and a run's confusion matrix: matplotlib only, data in, PNG out.
+
+Every figure is sized to its content: the plotting area gets a size chosen for the data (so
+much per row, per class, per epoch), and the figure grows around it by whatever its labels,
+title and legend need (`_fit`, on matplotlib's constrained layout). Legends sit outside the
+plotting area, so they cover neither data nor axis labels. The `*_figure` functions build a
+figure (for tests to measure); `plot_*` / `confusion_png` save it as a PNG.
+"""
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -9,6 +17,8 @@ import numpy as np
 import pandas as pd
 
 from .stats import parse_claim
+
+DPI = 110
 
 
 def _pyplot():
@@ -18,13 +28,33 @@ def _pyplot():
     return plt
 
 
-def plot_forest(t: pd.DataFrame, points: Mapping[str, Sequence[float]], path: Path, *, metric: str, baseline: str,
-                ci_label: str, experiment: str, show_claims: bool) -> Path:
+def _fit(fig, ax, width: float, height: float, passes: int = 4) -> None:
+    """Resize `fig` so that `ax`'s plotting area is `width` x `height` inches: the margins that
+    constrained layout leaves for labels, title and legend are measured and added around it."""
+    for _ in range(passes):
+        fig.draw_without_rendering()  # runs the layout
+        pos = ax.get_position()  # after the layout and any fixed aspect
+        fw, fh = fig.get_size_inches()
+        dw, dh = width - pos.width * fw, height - pos.height * fh
+        if abs(dw) < 0.01 and abs(dh) < 0.01:
+            return
+        fig.set_size_inches(max(1.0, fw + dw), max(1.0, fh + dh))
+
+
+def _save(fig, path: Path) -> Path:
+    plt = _pyplot()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def forest_figure(t: pd.DataFrame, points: Mapping[str, Sequence[float]], *, metric: str, baseline: str,
+                  ci_label: str, experiment: str, show_claims: bool):
     """Mean and CI per row (`t`: columns n, mean, ci_low, ci_high, claimed, baseline), each seed as a dot
     (`points`), the baseline mean as a line, the seed's claims as x where `show_claims`."""
     plt = _pyplot()
     y = np.arange(len(t))[::-1]  # first row on top
-    fig, ax = plt.subplots(figsize=(8.5, 2.4 + 0.5 * len(t)), dpi=110)
+    fig, ax = plt.subplots(figsize=(8, 4), dpi=DPI, layout="constrained")
     labelled: set[str] = set()
 
     def once(label: str) -> str:
@@ -50,31 +80,36 @@ def plot_forest(t: pd.DataFrame, points: Mapping[str, Sequence[float]], path: Pa
                 claims = []
             for a, b in claims:
                 if a != b:
-                    ax.plot([a, b], [yi + 0.2] * 2, color="C3", lw=1.5)
-                ax.scatter([a, b] if a != b else [a], [yi + 0.2] * (2 if a != b else 1), marker="x", color="C3",
+                    ax.plot([a, b], [yi + 0.25] * 2, color="C3", lw=1.5)
+                ax.scatter([a, b] if a != b else [a], [yi + 0.25] * (2 if a != b else 1), marker="x", color="C3",
                            s=50, zorder=3, label=once("seed's single-run claim"))
     base = t.loc[baseline, "mean"] if baseline in t.index else math.nan
     if math.isfinite(base):
         ax.axvline(base, ls="--", color="C2", label=f"baseline mean ({baseline})")
     ax.set_yticks(y, [f"{row} (n={int(r['n'])}{', baseline' if r['baseline'] else ''})" for row, r in t.iterrows()])
-    ax.set_ylim(-0.7, len(t) - 0.4)
+    ax.set_ylim(-0.6, len(t) - 0.35)
     ax.set_xlabel(metric)
-    ax.set_title(f"{experiment}: {metric} per row, mean and 95% CI over seeds", fontsize=10)
+    ax.set_title(f"{experiment}: {metric} per row, mean and 95% CI over seeds", fontsize=10, loc="left")
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:  # below the x label, in the space the layout keeps for it
+        fig.legend(handles, labels, loc="outside lower center", ncol=2, fontsize=8, frameon=False)
+    _fit(fig, ax, width=6.0, height=0.3 + 0.45 * max(1, len(t)))
+    return fig
 
 
-def plot_val_curves(history: pd.DataFrame, order: Sequence[str], path: Path, title: str,
-                    metric: str = "val_f1_macro") -> Path:
+def plot_forest(t: pd.DataFrame, points: Mapping[str, Sequence[float]], path: Path, *, metric: str, baseline: str,
+                ci_label: str, experiment: str, show_claims: bool) -> Path:
+    return _save(forest_figure(t, points, metric=metric, baseline=baseline, ci_label=ci_label,
+                               experiment=experiment, show_claims=show_claims), path)
+
+
+def val_curves_figure(history: pd.DataFrame, order: Sequence[str], title: str, metric: str = "val_f1_macro"):
     """Validation macro-F1 per epoch: mean over seeds with a min–max band, one colour per row."""
     plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
 
-    fig, ax = plt.subplots(figsize=(8.5, 5), dpi=110)
+    fig, ax = plt.subplots(figsize=(10, 5), dpi=DPI, layout="constrained")
     colours = plt.get_cmap("tab20" if len(order) > 10 else "tab10")
     for i, row in enumerate(order):
         h = history[history["row"] == row]
@@ -88,30 +123,52 @@ def plot_val_curves(history: pd.DataFrame, order: Sequence[str], path: Path, tit
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(f"validation macro-F1 ({metric})")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=10, loc="left")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right", title="line = mean over seeds, band = min–max", title_fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:  # beside the plot, in row order: it covers no curve
+        fig.legend(handles, labels, loc="outside right upper", fontsize=8, frameon=False,
+                   title="line = mean over seeds\nband = min–max", title_fontsize=8, alignment="left")
+    _fit(fig, ax, width=6.5, height=4.0)
+    return fig
 
 
-def confusion_png(confusion: list[list[int]], classes: tuple[str, ...], path: Path, title: str) -> Path:
+def plot_val_curves(history: pd.DataFrame, order: Sequence[str], path: Path, title: str,
+                    metric: str = "val_f1_macro") -> Path:
+    return _save(val_curves_figure(history, order, title, metric), path)
+
+
+CELL_IN = 0.8  # inches per confusion-matrix cell
+
+
+def confusion_figure(confusion: list[list[int]], classes: tuple[str, ...], title: str):
+    """The matrix fills the canvas: its size follows the class count, the title is wrapped to
+    its width (each given line on its own), the labels get what they need around it."""
     plt = _pyplot()
     cm = np.array(confusion)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * len(classes), 0.8 + 0.6 * len(classes)), dpi=110)
-    ax.imshow(cm, cmap="Blues")
-    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    n = max(1, len(classes))
+    side = max(2.8, CELL_IN * n)
+    fontsize = 9
+    # wrapped to about the figure's width (the matrix and its row labels), 0.55 em per character
+    width_chars = max(16, int((side + 0.8) * 72 / (0.55 * fontsize)))
+    lines = [w for line in str(title).splitlines() for w in (textwrap.wrap(line, width_chars) or [""])]
+    fig, ax = plt.subplots(figsize=(side + 1.5, side + 1.5), dpi=DPI, layout="constrained")
+    ax.imshow(cm, cmap="Blues", vmin=0)
+    # upright tick labels where every class name fits its cell, else slanted
+    slant = max((len(c) for c in classes), default=0) * 0.55 * 9 / 72 > side / n * 0.95
+    ax.set_xticks(range(len(classes)), classes, rotation=45 if slant else 0, ha="right" if slant else "center",
+                  rotation_mode="anchor" if slant else "default")
     ax.set_yticks(range(len(classes)), classes)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(title, fontsize=9)
+    ax.set_title("\n".join(lines), fontsize=fontsize)
     for i in range(cm.shape[0]):
         for j in range(cm.shape[1]):
             ax.text(j, i, str(cm[i, j]), ha="center", va="center",
-                    color="white" if cm[i, j] > cm.max() / 2 else "black", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+                    color="white" if cm[i, j] > cm.max() / 2 else "black", fontsize=9)
+    _fit(fig, ax, width=side, height=side)
+    return fig
+
+
+def confusion_png(confusion: list[list[int]], classes: tuple[str, ...], path: Path, title: str) -> Path:
+    return _save(confusion_figure(confusion, classes, title), path)
