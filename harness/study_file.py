@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 TOP_KEYS = {"name", "description", "base", "params", "objective", "sampler", "pruner", "budget", "seed", "profiles"}
 BASE_KEYS = {"suite", "row", "config"}
 PARAM_KEYS = {"type", "low", "high", "log"}
-PROFILE_KEYS = {"description", "config", "sampler", "pruner", "budget", "seed"}
+PROFILE_KEYS = {"description", "config", "params", "sampler", "pruner", "budget", "seed"}
 BUDGET_KEYS = {"n_trials", "timeout"}
 # Per-epoch metric -> (direction, the key of training.run's result holding its best-epoch value).
 OBJECTIVES = {"val_f1_macro": ("maximize", "best_val_f1_macro")}
@@ -107,10 +107,11 @@ def load_spec(path: str | os.PathLike, profile: str | None = None, data_root: st
             raise _bad(file, at[:-1], f"expected a mapping with keys {', '.join(sorted(PROFILE_KEYS))}")
         check_keys(prof, PROFILE_KEYS, file, at)
         values = {**base_values, **_config_values(prof.get("config") or {}, file, f"{at}config")}
+        prof_params = _profile_params(doc["params"], prof.get("params"), file, at) if "params" in prof else params
         settings = {**top, **{k: prof[k] for k in top if k in prof},
                     "budget": {**top_budget, **_budget(prof.get("budget") or {}, file, f"{at}budget")}}
         specs[pname] = _spec(path, f"{name}-{pname}" if pname else name, pname or "full", values, data_root,
-                             params, objective, settings, at, base_suite)
+                             prof_params, objective, settings, at, base_suite)
     return specs[profile]
 
 
@@ -125,6 +126,9 @@ def _spec(path: Path, name: str, profile: str, values: dict, data_root: str | No
         base = RunConfig.from_dict({**values, "seed": seed, "data_root": data_root})
     except ConfigError as e:
         raise _bad(file, f"{at}config" if at else "base", f"the base config is invalid: {e.key}: {e.problem}") from None
+    if base.cv_folds:
+        raise _bad(file, f"{at}config" if at else "base", "cv_folds: a study selects on one validation split per "
+                                                          "trial; cross-validation is for suites (study confirm)")
     # The corners of the space must build too: then (for these monotone checks) every point does.
     for corner in ("low", "high"):
         point = {p.name: getattr(p, corner) for p in params}
@@ -179,13 +183,27 @@ def _config_values(values: Any, file: str, key: str) -> dict[str, Any]:
     return dict(values)
 
 
-def _params(raw: Any, file: str) -> tuple[Param, ...]:
+def _profile_params(top: dict, raw: Any, file: str, at: str) -> tuple[Param, ...]:
+    """A profile's search space: the file's `params`, with what it names replaced (`specaug_freq: {high: 8}`:
+    mask widths scaled to a profile's smaller spectrograms). It searches the same fields, never others."""
+    if not isinstance(raw, dict) or not raw:
+        raise _bad(file, f"{at}params", "expected a mapping of searched field -> {type, low, high, log}")
+    for name in raw:
+        if name not in top:
+            raise _bad(file, f"{at}params.{name}", f"not searched by this study; a profile changes the ranges of "
+                                                   f"its params ({', '.join(map(str, top))}), not which ones")
+    merged = {name: {**top[name], **spec} if isinstance(top[name], dict) and isinstance(spec, dict) else spec
+              for name, spec in raw.items()}
+    return _params({**top, **merged}, file, at)
+
+
+def _params(raw: Any, file: str, at: str = "") -> tuple[Param, ...]:
     if not isinstance(raw, dict) or not raw:
         raise _bad(file, "params", "expected a mapping of RunConfig field -> {type, low, high, log}")
     types = {f.name: f.type for f in dataclasses.fields(RunConfig)}
     out = []
     for name, p in raw.items():
-        key = f"params.{name}"
+        key = f"{at}params.{name}"
         if name in NOT_IN_FILES:
             raise _bad(file, key, "cannot be searched (set by the study's `seed` key or the command line)")
         if name not in types:

@@ -271,7 +271,31 @@ def test_the_shipped_study_reproduces_the_seeds_focal_specaug_row():
                                                                             "median")
     quick = st.load_spec(path, "quick")
     assert quick.name == "focal_specaug_lr-quick" and quick.profile == "quick"
-    assert (quick.base.model, quick.base.focal_loss, quick.n_trials) == ("smallcnn", True, 12)
+    assert (quick.base.model, quick.base.focal_loss, quick.n_trials) == ("resnet18", True, 12)
+    # `study confirm --profile quick` compares like with like: the quick suite's row, trained the same way.
+    quick_row = load_suite(REPO / "experiments" / "seed_table.yaml", "quick").row("focal-specaug-30ep").config
+    assert quick.base == quick_row.replace(**{p.name: getattr(quick.base, p.name) for p in quick.params})
+    # The mask widths keep their share of the smaller spectrogram (a quarter of the mel bins).
+    ranges = {p.name: (p.low, p.high) for p in quick.params}
+    full_ranges = {p.name: (p.low, p.high) for p in full.params}
+    assert ranges["specaug_freq"][1] / quick.base.n_mels == full_ranges["specaug_freq"][1] / full.base.n_mels
+    assert ranges["lr"] == full_ranges["lr"] and ranges["focal_gamma"] == full_ranges["focal_gamma"]
+
+
+def test_a_profile_changes_the_ranges_of_the_searched_params_only(tmp_path):
+    path = write(tmp_path / "s.yaml", study_doc(profiles={"quick": {"params": {"specaug_freq": {"high": 4}}}}))
+    full, quick = st.load_spec(path), st.load_spec(path, "quick")
+    assert [(p.name, p.low, p.high) for p in quick.params] == \
+        [(p.name, p.low, 4 if p.name == "specaug_freq" else p.high) for p in full.params]
+    for prof, needles in [({"params": {"dropout": {"low": 0, "high": 0.5}}}, ["'profiles.quick.params.dropout'",
+                                                                              "not searched"]),
+                          ({"params": {"lr": {"low": 0}}}, ["'profiles.quick.params.lr.low'", "log"]),
+                          ({"params": {"specaug_freq": {"high": 64}}}, ["'params.specaug_freq.high'", "n_mels"])]:
+        bad = write(tmp_path / "bad.yaml", study_doc(profiles={"quick": prof}))
+        with pytest.raises(HarnessError) as e:
+            st.load_spec(bad)
+        for n in needles:
+            assert n in str(e.value), str(e.value)
 
 
 @pytest.mark.parametrize("change, needles", [
