@@ -2,8 +2,10 @@
 
 A suite is data: a `base` config, `rows` (a name, `config` overrides, the
 seed's `claimed_f1` and a `note`), `seeds`, and `profiles` that scale a whole
-table down (or change its design) for a machine. Every error names the file,
-row and key.
+table down (or change its design) for a machine: `override` settings,
+`epochs_scale`, and `scale_masks` (SpecAugment widths follow smaller
+spectrograms, so that each row masks the same share as in the file). Every
+error names the file, row and key.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from .yamlfile import NOT_IN_FILES, check_keys, read_yaml_mapping
 
 TOP_KEYS = {"name", "description", "seeds", "base", "rows", "profiles"}
 ROW_KEYS = {"name", "config", "claimed_f1", "note"}
-PROFILE_KEYS = {"description", "seeds", "override", "epochs_scale"}
+PROFILE_KEYS = {"description", "seeds", "override", "epochs_scale", "scale_masks"}
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,9 @@ def load_suite(path: str | os.PathLike, profile: str | None = None) -> Suite:
         scale = p.get("epochs_scale", 1.0)
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or scale <= 0:
             raise HarnessError(f"{where}: profile {pname!r}: key 'epochs_scale': expected a number > 0, got {scale!r}")
+        if not isinstance(p.get("scale_masks", False), bool):
+            raise HarnessError(f"{where}: profile {pname!r}: key 'scale_masks': expected true or false, "
+                               f"got {p['scale_masks']!r}")
 
     seeds = _check_seeds(prof.get("seeds", doc.get("seeds", [0, 1, 2, 3, 4])),
                          f"{where}: profile {profile_name!r}" if "seeds" in prof else where)
@@ -99,14 +104,36 @@ def load_suite(path: str | os.PathLike, profile: str | None = None) -> Suite:
         if scale != 1.0:
             values["epochs"] = max(1, round(values.get("epochs", RunConfig.epochs) * scale))
         try:
-            cfg = RunConfig.from_dict(values)
             full = RunConfig.from_dict({**base, **overrides})
+            if prof.get("scale_masks"):  # the widths are checked against the profile's features once scaled
+                features = RunConfig.from_dict({**values, "specaug_freq": 0, "specaug_time": 0})
+                values.update(scaled_masks(full, features, prof.get("override") or {}))
+            cfg = RunConfig.from_dict(values)
         except ConfigError as e:
             raise HarnessError(f"{here}: key {e.key!r}: {e.problem}") from None
         rows.append(RowSpec(name=name, config=cfg, claimed_f1=_claim(raw.get("claimed_f1"), here),
                             note=str(raw.get("note") or ""), profile_changes=training_changes(full, cfg)))
     return Suite(name=str(doc.get("name") or path.stem), path=path, seeds=seeds, rows=tuple(rows),
                  profile=profile_name, description=str(doc.get("description") or ""))
+
+
+def scaled_masks(full: RunConfig, profiled: RunConfig, override: dict) -> dict[str, int]:
+    """SpecAugment mask widths that cover the same share of the profile's spectrogram as of the row's:
+    the frequency mask scaled by the mel bins, the time mask by the frames per second (sr / hop). A
+    width the profile sets itself is kept; a non-zero width stays at least 1; rows without SpecAugment
+    are left as they are."""
+    def scaled(width: int, ratio: float) -> int:
+        return max(1, round(width * ratio)) if width else 0
+
+    out: dict[str, int] = {}
+    if not profiled.use_specaug:
+        return out
+    if "specaug_freq" not in override:
+        out["specaug_freq"] = min(profiled.n_mels, scaled(full.specaug_freq, profiled.n_mels / full.n_mels))
+    if "specaug_time" not in override:
+        ratio = (profiled.sr / profiled.hop_length) / (full.sr / full.hop_length)
+        out["specaug_time"] = scaled(full.specaug_time, ratio)
+    return out
 
 
 # How a run is evaluated, not what is trained: a profile may change these and still test a row's claim.
