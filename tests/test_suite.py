@@ -237,3 +237,78 @@ def test_cli_selects_rows_and_seeds(tmp_path, synth_root, tracking_uri, experime
     assert "did you mean 'weighted'" in capsys.readouterr().err
     assert main(["suite", "run", str(path), "--seeds", "0,x", *common]) == 2
     assert "invalid --seeds" in capsys.readouterr().err
+
+
+def test_parent_runs_carry_a_note_with_mean_ci_n_and_the_paired_delta(tmp_path, synth_root, tracking_uri, experiment):
+    path = write_suite(tmp_path / "note.yaml", synth_root, rows={"plain": {}, "baseline-cw": {"class_weight_loss": True},
+                                                                 "ls": {"label_smoothing": 0.1}})
+    run_suite(load_suite(path), data_root=str(synth_root), tracking_uri=tracking_uri, experiment=experiment,
+              storage=f"sqlite:///{tmp_path / 'q.db'}", progress=False, out_dir=str(tmp_path / "art"))
+    c = tracking.client(tracking_uri)
+    runs = cells(tracking_uri, experiment)
+    f1 = {(r.data.tags["harness.row"], int(r.data.tags["harness.seed"])): r.data.metrics["test_f1_macro"] for r in runs}
+    row_runs = {r.data.tags["harness.row"]: r for r in planning.search_runs(
+        c, c.get_experiment_by_name(experiment).experiment_id, "tags.`harness.kind` = 'row'")}
+    notes = {row: p.data.tags[suite_mod.NOTE_TAG] for row, p in row_runs.items()}
+    for row, note in notes.items():
+        m = row_runs[row].data.metrics
+        lines = note.splitlines()
+        assert 2 <= len(lines) <= 4, note
+        # the first line (the runs table's Description column shows 50 characters): mean [95% CI], Δ [95% CI]
+        assert lines[0].startswith(f"{m['test_f1_macro_mean']:.3f} "
+                                   f"[{m['test_f1_macro_ci95_low']:.3f}, {m['test_f1_macro_ci95_high']:.3f}]")
+        assert len(lines[0].rstrip()) <= 50 and "test macro-F1: mean over 2 seeds" in lines[1]
+    # The baseline is the first row named baseline*, not the first row; Δ pairs seed with seed.
+    assert notes["baseline-cw"].splitlines()[0].rstrip().endswith(", baseline")
+    for row in ("plain", "ls"):
+        delta = sum(f1[(row, s)] - f1[("baseline-cw", s)] for s in (0, 1)) / 2
+        assert f", Δ {delta:+.3f} [" in notes[row].splitlines()[0]
+        assert "Δ = this row − `baseline-cw`, paired over 2 resamples" in notes[row]
+
+
+def test_the_note_pairs_resamples_on_seed_and_fold_and_names_what_the_profile_changed():
+    from types import SimpleNamespace as NS
+
+    def run(seed, fold, f1):
+        return NS(data=NS(tags={"harness.seed": str(seed), "harness.fold": "" if fold is None else str(fold)},
+                          metrics={"test_f1_macro": f1, "n_test_clips": 60, "n_train_clips": 180}, params={}))
+    row = [run(0, 0, 0.6), run(0, 1, 0.7), run(1, 0, 0.5)]
+    base = [run(0, 0, 0.5), run(0, 1, 0.5), run(1, 1, 0.9)]  # (1, 0) and (1, 1) do not pair
+    delta, low, high, pairs = suite_mod.paired_difference(row, base)
+    assert pairs == 2 and delta == pytest.approx(0.15) and low < delta < high
+    note = suite_mod.row_note("r", row, "base", base, "epochs 30 → 6", "quick")
+    assert "mean over 3 resamples (2 seeds × 2 folds)" in note and ", Δ +0.150 [" in note and "paired over 2" in note
+    assert "Profile `quick` changes the training (epochs 30 → 6)" in note and len(note.splitlines()) == 3
+    assert ", Δ n/a" in suite_mod.row_note("r", row, "base", [run(5, None, 0.5)])
+
+
+def test_the_cpu_profile_keeps_every_rows_training_and_the_share_each_mask_covers():
+    full = load_suite(REPO / "experiments" / "seed_table.yaml")
+    cpu = load_suite(REPO / "experiments" / "seed_table.yaml", "cpu")
+    assert [r.name for r in cpu.rows] == [r.name for r in full.rows] and cpu.seeds == full.seeds
+    for f, c in zip(full.rows, cpu.rows):
+        same = ("model", "epochs", "batch_size", "lr", "class_weight_loss", "focal_loss", "focal_gamma",
+                "label_smoothing", "use_specaug", "mixup_alpha", "dropout", "use_bn", "balanced_sampler", "sr")
+        assert {k: getattr(c.config, k) for k in same} == {k: getattr(f.config, k) for k in same}, f.name
+        assert c.config.n_mels / c.config.hop_length < f.config.n_mels / f.config.hop_length  # mels x frames: smaller
+        assert c.config.n_fft == 2 * c.config.hop_length  # frames overlap by half, as in the seed
+        if f.config.use_specaug:  # each mask covers the same share of the (smaller) spectrogram
+            assert c.config.specaug_freq / c.config.n_mels == f.config.specaug_freq / f.config.n_mels
+            assert c.config.specaug_time * c.config.hop_length == f.config.specaug_time * f.config.hop_length
+        assert "epochs" not in c.profile_changes
+    assert (cpu.row("cw-specaug-aggressive-30ep").config.specaug_freq,
+            cpu.row("cw-specaug-aggressive-30ep").config.specaug_time) == (6, 15)
+
+
+def test_scale_masks_keeps_a_width_the_profile_sets_and_must_be_a_boolean(tmp_path, synth_root):
+    rows = {"aug": {"use_specaug": True, "specaug_freq": 8, "specaug_time": 20}, "plain": {}}
+    profiles = {"small": {"override": {"n_mels": 16, "specaug_time": 7}, "scale_masks": True}}
+    path = write_suite(tmp_path / "masks.yaml", synth_root, rows=rows, profiles=profiles)
+    small = load_suite(path, "small")
+    aug = small.row("aug").config
+    assert (aug.specaug_freq, aug.specaug_time) == (4, 7)  # 8 of 32 mels -> 4 of 16; the profile's own 7 kept
+    assert small.row("plain").config.specaug_freq == 8  # no SpecAugment: nothing to scale
+    path = write_suite(tmp_path / "masks.yaml", synth_root, rows=rows,
+                       profiles={"small": {"override": {"n_mels": 16}, "scale_masks": "yes"}})
+    with pytest.raises(HarnessError, match="profile 'small': key 'scale_masks': expected true or false"):
+        load_suite(path)
