@@ -24,10 +24,12 @@ from typing import Sequence
 
 import pandas as pd
 
+from . import tracking
+from .errors import HarnessError
 from .planning import Cell, row_cells
 from .runs import read_suite, select_cells
 from .stats import ROPE, decide
-from .suite_file import RowSpec
+from .suite_file import RowSpec, Suite
 from .table import build_table
 
 RACING_PROB = 0.99
@@ -103,3 +105,37 @@ def describe(tag: str) -> str:
             f"round(s) adding a repeat only to undecided rows, budget {r['budget']} training runs, a row stopped "
             f"at P ≥ {r['threshold']}; the intervals and decisions below treat the number of repeats as fixed, "
             f"which a sequential design is not: read borderline decisions with care")
+
+
+def check_racing(suite: Suite, selected: Sequence[RowSpec], seeds: Sequence[int], until_decided: bool,
+                 budget: int | None, target_ci: float | None) -> str:
+    """`--until-decided`'s flags, checked before any work; returns the baseline row it races against."""
+    from .table import default_baseline
+
+    if budget is not None and not until_decided:
+        raise HarnessError("--budget goes with --until-decided")
+    if budget is not None and budget < 1:
+        raise HarnessError(f"invalid --budget {budget}: expected a number of training runs >= 1")
+    baseline = default_baseline([r.name for r in suite.rows])
+    if not until_decided:
+        return baseline
+    if target_ci is not None:
+        raise HarnessError("--until-decided and --target-ci are two stopping rules: use one")
+    if len(seeds) < 2:
+        raise HarnessError(f"--until-decided needs at least 2 starting seeds (a decision needs 2 paired repeats), "
+                           f"got {list(seeds)}")
+    if baseline not in {r.name for r in selected}:
+        raise HarnessError(f"--until-decided races rows against the baseline row {baseline!r}: include it in --rows")
+    if len(selected) < 2:
+        raise HarnessError("--until-decided needs a row besides the baseline")
+    return baseline
+
+
+def record_race(c, exp_id: str, parents: dict[str, str], fingerprint: str, rows: Sequence[RowSpec],
+                start: Sequence[int], budget: int) -> None:
+    """On each row's parent: that its seeds came from a sequential design, how many rounds, the budget."""
+    st = standing(c, exp_id, rows, rows[0].name, fingerprint)
+    seeds_run = {s for _, s, _ in st.finished}
+    rounds = len(seeds_run - set(start))
+    for run_id in parents.values():
+        tracking.set_tags(c, run_id, race_tags(rounds, budget, RACING_PROB, start))

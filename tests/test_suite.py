@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from harness import parents as parents_mod
 from harness import planning
 from harness import suite as suite_mod
 from harness import tracking, training
@@ -249,7 +250,7 @@ def test_parent_runs_carry_a_note_with_mean_ci_n_and_the_paired_delta(tmp_path, 
     f1 = {(r.data.tags["harness.row"], int(r.data.tags["harness.seed"])): r.data.metrics["test_f1_macro"] for r in runs}
     row_runs = {r.data.tags["harness.row"]: r for r in planning.search_runs(
         c, c.get_experiment_by_name(experiment).experiment_id, "tags.`harness.kind` = 'row'")}
-    notes = {row: p.data.tags[suite_mod.NOTE_TAG] for row, p in row_runs.items()}
+    notes = {row: p.data.tags[parents_mod.NOTE_TAG] for row, p in row_runs.items()}
     for row, note in notes.items():
         m = row_runs[row].data.metrics
         lines = note.splitlines()
@@ -274,12 +275,12 @@ def test_the_note_pairs_resamples_on_seed_and_fold_and_names_what_the_profile_ch
                           metrics={"test_f1_macro": f1, "n_test_clips": 60, "n_train_clips": 180}, params={}))
     row = [run(0, 0, 0.6), run(0, 1, 0.7), run(1, 0, 0.5)]
     base = [run(0, 0, 0.5), run(0, 1, 0.5), run(1, 1, 0.9)]  # (1, 0) and (1, 1) do not pair
-    delta, low, high, pairs = suite_mod.paired_difference(row, base)
+    delta, low, high, pairs = parents_mod.paired_difference(row, base)
     assert pairs == 2 and delta == pytest.approx(0.15) and low < delta < high
-    note = suite_mod.row_note("r", row, "base", base, "epochs 30 → 6", "quick")
+    note = parents_mod.row_note("r", row, "base", base, "epochs 30 → 6", "quick")
     assert "mean over 3 resamples (2 seeds × 2 folds)" in note and ", Δ +0.150 [" in note and "paired over 2" in note
     assert "Profile `quick` changes the training (epochs 30 → 6)" in note and len(note.splitlines()) == 3
-    assert ", Δ n/a" in suite_mod.row_note("r", row, "base", [run(5, None, 0.5)])
+    assert ", Δ n/a" in parents_mod.row_note("r", row, "base", [run(5, None, 0.5)])
 
 
 def test_the_cpu_profile_keeps_every_rows_training_and_the_share_each_mask_covers():
