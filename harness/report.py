@@ -123,7 +123,8 @@ def render_markdown(rep: SuiteReport, plots: dict[str, str] | None = None, poole
             f"baseline on the same resamples (same actors held out), with its 95% CI. *Decision* says which of "
             f"better / equivalent / worse the data makes at least {DECISION_PROB:.0%} probable; p is the matching "
             f"paired t-test, Holm-adjusted over the {n_holm} row{'' if n_holm == 1 else 's'} compared with the "
-            f"baseline.", ""]
+            f"baseline; the decisions are per row and not adjusted for how many rows are compared, so where "
+            f"they and Holm's p disagree, the p is the more cautious reading.", ""]
     ran = t[t["n"] > 0]
     lines = []
     for i, (row, r) in enumerate(ran.iterrows()):
