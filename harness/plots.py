@@ -67,9 +67,10 @@ def forest_figure(t: pd.DataFrame, points: Mapping[str, Sequence[float]], *, met
     for yi, (row, r) in zip(y, t.iterrows()):
         seeds = np.asarray(points.get(row, ()), dtype=float)
         if not len(seeds):
-            ax.annotate("no finished seed", (0.01, yi), xycoords=("axes fraction", "data"), va="center",
+            ax.annotate("no finished run", (0.01, yi), xycoords=("axes fraction", "data"), va="center",
                         fontsize=8, color="grey")
-        ax.scatter(seeds, np.full(len(seeds), yi), s=12, color="grey", alpha=0.6, label=once("one seed"))
+        ax.scatter(seeds, np.full(len(seeds), yi), s=12, color="grey", alpha=0.6,
+                   label=once("one run (a seed, or a seed's fold)"))
         if r["n"] >= 2:
             ax.errorbar(r["mean"], yi, xerr=[[r["mean"] - r["ci_low"]], [r["ci_high"] - r["mean"]]], fmt="o",
                         color="C0", capsize=4, label=once(f"mean and 95% CI ({ci_label})"))
@@ -89,7 +90,7 @@ def forest_figure(t: pd.DataFrame, points: Mapping[str, Sequence[float]], *, met
     ax.set_yticks(y, [f"{row} (n={int(r['n'])}{', baseline' if r['baseline'] else ''})" for row, r in t.iterrows()])
     ax.set_ylim(-0.6, len(t) - 0.35)
     ax.set_xlabel(metric)
-    ax.set_title(f"{experiment}: {metric} per row, mean and 95% CI over seeds", fontsize=10, loc="left")
+    ax.set_title(f"{experiment}: {metric} per row, mean and 95% CI over runs", fontsize=10, loc="left")
     ax.grid(axis="x", alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()
     if handles:  # below the x label, in the space the layout keeps for it

@@ -243,7 +243,7 @@ def write_plots(c, rep: SuiteReport, out: Path) -> dict[str, str]:
     if len(history):
         curves = plot_val_curves(history, list(rep.table.index), Path(f"{stem}-val-f1.png"),
                                  f"{rep.experiment}: validation macro-F1 per epoch "
-                                 f"(mean over seeds, band = min–max)")
+                                 f"(mean over runs, band = min–max)")
         plots["validation macro-F1 per epoch"] = curves.name
     best = best_row(rep.table, rep.metric)
     cells = rep.sel.finished[rep.sel.finished["row"] == best]
@@ -253,7 +253,7 @@ def write_plots(c, rep: SuiteReport, out: Path) -> dict[str, str]:
         if len(classes) == cm.shape[0]:
             # short lines: the figure is sized for the class count, not the title
             png = confusion_png(cm.tolist(), classes, Path(f"{stem}-confusion.png"),
-                                f"{best}\n(best mean {rep.metric})\ntest confusion, sum of {len(cells)} seeds")
+                                f"{best}\n(best mean {rep.metric})\ntest confusion, sum of {len(cells)} runs")
             plots[f"test confusion matrix of `{best}`"] = png.name
     return plots
 
