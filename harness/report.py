@@ -92,6 +92,8 @@ def _decision_cell(r) -> str:
     if r["decision"] == "undecided":
         name, p = max((("better", r["p_better"]), ("equivalent", r["p_equivalent"]), ("worse", r["p_worse"])),
                       key=lambda kv: kv[1])
+        if p >= DECISION_PROB:  # only a degenerate posterior gets here: every paired difference identical
+            return "undecided (identical differences: no spread to judge from)"
         return f"undecided (likeliest: {name} {p:.2f})"
     return f"**{r['decision']}** ({r['p_' + r['decision']]:.2f})"
 

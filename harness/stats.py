@@ -151,6 +151,10 @@ def bayes_delta(d: Sequence[float], test_train_ratio: float, rope: float = ROPE,
         (left, right), equiv = Posterior(float(x.mean()), var, len(x) - 1, 0).probs(), 0.0
     better, worse = (right, left) if higher_better else (left, right)
     better, equiv, worse = float(better), float(equiv), float(worse)
+    if var == 0:
+        # Identical differences (two seeds that both collapse to the majority class, say) make the posterior a
+        # point: certainty from coincidence. No decision until the differences spread.
+        return Bayes(better, equiv, worse, "undecided")
     return Bayes(better, equiv, worse, decide(better, equiv, worse, threshold))
 
 

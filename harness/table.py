@@ -187,6 +187,9 @@ def what_the_data_supports(table: pd.DataFrame, checks: Sequence[ClaimCheck], me
                 "equivalent": f"equivalent (within ±{rope:g}) to"}.get(t["decision"])
         if what:
             out.append(f"`{row}` is **{what}** `{baseline}`: {_probs(t)} ({numbers}).")
+        elif t["std"] == 0 or (math.isfinite(t["delta_low"]) and t["delta_low"] == t["delta_high"]):
+            out.append(f"`{row}` vs `{baseline}`: **undecided**: every paired difference is the same "
+                       f"({fmt_delta(t['delta'])}), which gives no spread to judge from; more repeats would tell.")
         else:
             out.append(f"`{row}` vs `{baseline}`: **undecided**: {_probs(t)}, none reaches the decision "
                        f"threshold; more repeats would tell ({numbers}).")

@@ -36,9 +36,10 @@ def cells_by_row(uri: str, experiment: str) -> dict[str, list[int]]:
 
 
 # Known effects, without the noise of real training: each row's test macro-F1 is a fixed function of
-# (row, seed). `better` beats the baseline by 0.1 on every seed, `tie` equals it, `open` swings ±0.05
-# around it, so its decision never comes.
-EFFECT = {"baseline": lambda s: 0.0, "better": lambda s: 0.1, "tie": lambda s: 0.0,
+# (row, seed). `better` beats the baseline by 0.10-0.11, `tie` stays within ±0.001 of it, `open` swings ±0.05
+# around it, so its decision never comes. (Identical differences on every seed would decide nothing: a
+# posterior without spread is not evidence.)
+EFFECT = {"baseline": lambda s: 0.0, "better": lambda s: 0.1 + 0.01 * (s % 2), "tie": lambda s: 0.001 * (-1) ** s,
           "open": lambda s: 0.05 if s % 2 else -0.05}
 
 
@@ -66,14 +67,14 @@ def test_decided_rows_get_no_new_cells_and_the_budget_is_never_exceeded(tmp_path
     path = write_race(tmp_path / "race.yaml", {r: {"lr": 0.002 + i * 1e-4} for i, r in enumerate(EFFECT)})
     summary = run_suite(load_suite(path), data_root=str(synth_root), tracking_uri=tracking_uri,
                         experiment=experiment, storage=f"sqlite:///{tmp_path / 'q.db'}", progress=False,
-                        out_dir=str(tmp_path / "art"), until_decided=True, budget=13)
+                        out_dir=str(tmp_path / "art"), until_decided=True, budget=17)
     by_row = cells_by_row(tracking_uri, experiment)
-    # decided after the first two seeds: no more runs for them
-    assert by_row["better"] == [0, 1] and by_row["tie"] == [0, 1]
+    # decided after a third seed (P >= 0.99 needs it here): no more runs for them
+    assert by_row["better"] == [0, 1, 2] and by_row["tie"] == [0, 1, 2]
     # the open row and its paired baseline get one repeat per round until the next round would break the budget
-    # (8 cells for the first seeds, 2 per round: rounds 1 and 2 fit in 13, a third would make 14)
-    assert by_row["open"] == by_row["baseline"] == [0, 1, 2, 3]
-    assert sum(map(len, by_row.values())) == summary.done == 12 <= 13
+    # (8 cells for the first seeds, 4 in round 1, then 2 per round: 16 after round 3, a fourth would make 18)
+    assert by_row["open"] == by_row["baseline"] == [0, 1, 2, 3, 4]
+    assert sum(map(len, by_row.values())) == summary.done == 16 <= 17
     st = racing.standing(tracking.client(tracking_uri),
                          tracking.client(tracking_uri).get_experiment_by_name(experiment).experiment_id,
                          load_suite(path).rows, "baseline",
@@ -83,11 +84,11 @@ def test_decided_rows_get_no_new_cells_and_the_budget_is_never_exceeded(tmp_path
     # the parents say the seeds came from a sequential design
     c = tracking.client(tracking_uri)
     parents = c.search_runs([c.get_experiment_by_name(experiment).experiment_id], "tags.`harness.kind` = 'row'")
-    assert all('"rounds": 2' in p.data.tags[racing.RACE_TAG] and '"budget": 13' in p.data.tags[racing.RACE_TAG]
+    assert all('"rounds": 3' in p.data.tags[racing.RACE_TAG] and '"budget": 17' in p.data.tags[racing.RACE_TAG]
                for p in parents)
     md = tmp_path / "race.md"
     assert main(["report", "--experiment", experiment, "--tracking_uri", tracking_uri, "--out", str(md)]) == 0
-    assert "sequential (racing): seeds 0, 1 first, then 2 round(s)" in md.read_text()
+    assert "sequential (racing): seeds 0, 1 first, then 3 round(s)" in md.read_text()
 
 
 @pytest.mark.parametrize("flags, needle", [
