@@ -6,7 +6,10 @@ row), then goes round by round (Maron & Moore 1994; F-Race, Birattari et al.
 repeat (a seed, or every fold of it under cross-validation), and so does the
 baseline, so that the new repeat is paired. A decided row gets no more runs. It
 stops when every row is decided or the next round would spend more training runs
-than `--budget` allows; the budget is never exceeded.
+than `--budget` allows; the budget is never exceeded. A row is also given up
+(undecidable) after `FUTILITY_AFTER` paired repeats when even unlimited repeats
+could not decide it: the corrected variance never falls below s² · n_test/n_train,
+so a small effect near the ROPE's edge can stay open forever (`stats.reachable`).
 
 Decisions are the report's (the correlated Bayesian t-test with its ROPE, on
 the same resamples), but a row stops only at a stricter threshold,
@@ -27,20 +30,21 @@ import pandas as pd
 from . import tracking
 from .errors import HarnessError
 from .planning import Cell, row_cells
-from .runs import read_suite, select_cells
-from .stats import ROPE, decide
+from .runs import read_suite, seed_values, select_cells
+from .stats import ROPE, reachable
 from .suite_file import RowSpec, Suite
 from .table import build_table
 
 RACING_PROB = 0.99
 RACE_TAG = "harness.racing"  # on each row's parent: {"rounds", "budget", "threshold", "start_seeds"} as JSON
 DEFAULT_BUDGET_FACTOR = 3  # without --budget: three times the cells of the first seeds
+FUTILITY_AFTER = 4  # paired repeats before a row may be given up as undecidable (early estimates are too noisy)
 
 
 @dataclass(frozen=True)
 class Standing:
     """Where the race is: each row's decision and the finished cells so far."""
-    decisions: dict[str, str]  # row -> better / worse / equivalent / undecided (baseline: "baseline")
+    decisions: dict[str, str]  # row -> better / worse / equivalent / undecided / undecidable (baseline: "baseline")
     finished: frozenset[tuple[str, int, int | None]]  # (row, seed, fold) of finished cells
     spent: int  # finished cells of the raced rows
 
@@ -60,10 +64,16 @@ def standing(c, exp_id: str, rows: Sequence[RowSpec], baseline: str, fingerprint
     decisions = {r.name: "undecided" for r in rows}
     decisions[baseline] = "baseline"
     if len(fin):
-        table = build_table(sel, "test_f1_macro", baseline, "corrected", rope)
+        table = build_table(sel, "test_f1_macro", baseline, "corrected", rope, threshold)
+        base = seed_values(fin, baseline, "test_f1_macro")
         for row, t in table.iterrows():
-            if row != baseline and row in decisions and t["decision"]:
-                decisions[row] = decide(t["p_better"], t["p_equivalent"], t["p_worse"], threshold)
+            if row == baseline or row not in decisions or not t["decision"]:
+                continue
+            decisions[row] = t["decision"]
+            d = (seed_values(fin, row, "test_f1_macro") - base).dropna()
+            if t["decision"] == "undecided" and len(d) >= FUTILITY_AFTER and \
+                    not reachable(d.to_numpy(), float(t["ratio"]), rope, threshold):
+                decisions[row] = "undecidable"
     return Standing(decisions=decisions, finished=finished, spent=len(finished))
 
 

@@ -125,6 +125,21 @@ class Bayes:
     decision: str  # better / worse / equivalent (its probability >= threshold), or undecided
 
 
+def reachable(d: Sequence[float], test_train_ratio: float, rope: float = ROPE, threshold: float = DECISION_PROB) -> bool:
+    """Could more repeats decide this comparison? With J -> infinity the corrected variance of the mean falls
+    only to s² · n_test/n_train: if even that posterior (at today's mean and s) leaves every probability
+    below the threshold, no budget decides it (a futility rule for racing)."""
+    from scipy import stats
+
+    x = np.asarray(d, dtype=float)
+    scale = math.sqrt(x.var(ddof=1) * test_train_ratio)
+    if scale == 0:
+        return True
+    m = float(x.mean())
+    worse, better = stats.norm.cdf(-rope, m, scale), stats.norm.sf(rope, m, scale)
+    return max(better, worse, 1.0 - better - worse) >= threshold
+
+
 def decide(p_better: float, p_equivalent: float, p_worse: float, threshold: float = DECISION_PROB) -> str:
     for name, p in (("better", p_better), ("worse", p_worse), ("equivalent", p_equivalent)):
         if p >= threshold:
@@ -179,7 +194,8 @@ def seeds_reason(n: int, what: str = "seed") -> str:
 def paired_delta(row: pd.Series, reference: pd.Series, higher_better: bool = True,
                  level: float = LEVEL, reference_label: str = "baseline", *, method: str = "t",
                  test_train_ratio: float = 0.0, rope: float = ROPE,
-                 bounds: tuple[float, float] | None = None, what: str = "seed") -> Paired:
+                 bounds: tuple[float, float] | None = None, what: str = "seed",
+                 threshold: float = DECISION_PROB) -> Paired:
     """Δ = row − reference over the resamples both have (Series indexed by resample: a seed, or seed/fold).
 
     `method` "corrected" widens the interval and p for overlapping training sets; anything else is
@@ -210,7 +226,7 @@ def paired_delta(row: pd.Series, reference: pd.Series, higher_better: bool = Tru
     wins = (d > 0) if higher_better else (d < 0)
     p_improve = (wins.sum() + 0.5 * (d == 0).sum()) / len(d)
     return Paired(n=len(keys), delta=float(d.mean()), low=low, high=high, p=p, p_improve=float(p_improve),
-                  method=method, bayes=bayes_delta(d, test_train_ratio, rope, higher_better))
+                  method=method, bayes=bayes_delta(d, test_train_ratio, rope, higher_better, threshold))
 
 
 def holm(pvalues: Sequence[float]) -> np.ndarray:

@@ -127,9 +127,11 @@ def run_suite(suite: Suite, seeds: Sequence[int] | None = None, rows: Sequence[s
             st = racing.standing(c, exp_id, selected, baseline, fingerprint)
             nxt = racing.next_round(selected, baseline, st)
             open_rows = sorted(r for r, d in st.decisions.items() if d == "undecided")
+            given_up = sorted(r for r, d in st.decisions.items() if d == "undecidable")
             if not nxt:
                 print(f"racing: every row decided after {rounds} round(s), {st.spent} training runs "
-                      f"(budget {budget})")
+                      f"(budget {budget})" + (f"; given up as undecidable even with unlimited repeats: "
+                                             f"{', '.join(given_up)}" if given_up else ""))
                 break
             if st.spent + len(nxt) > budget:
                 print(f"racing: budget reached ({st.spent} of {budget} training runs spent, the next round needs "

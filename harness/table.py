@@ -14,7 +14,7 @@ import pandas as pd
 
 from .markdown import fmt_ci, fmt_delta, fmt_p
 from .runs import Selection, mean_metric, seed_values, unresolved_failures
-from .stats import (ROPE, Paired, claim_positions, claim_verdict, higher_is_better, holm, mean_ci,
+from .stats import (DECISION_PROB, ROPE, Paired, claim_positions, claim_verdict, higher_is_better, holm, mean_ci,
                     metric_bounds, paired_delta, seeds_reason)
 
 CLAIM_METRIC = "test_f1_macro"  # the seed's claimed numbers are single-run test macro-F1
@@ -71,7 +71,8 @@ def claim_comparability(row, data_kinds: Sequence[str]) -> str:
     return "; ".join(why)
 
 
-def build_table(sel: Selection, metric: str, baseline: str, ci: str = "corrected", rope: float = ROPE) -> pd.DataFrame:
+def build_table(sel: Selection, metric: str, baseline: str, ci: str = "corrected", rope: float = ROPE,
+                threshold: float = DECISION_PROB) -> pd.DataFrame:
     """One line per row (suite order) with every number the report shows; NaN where n/a.
 
     Units are resamples (a seed's split, or a seed's fold); `ci` "corrected" widens intervals for
@@ -103,7 +104,7 @@ def build_table(sel: Selection, metric: str, baseline: str, ci: str = "corrected
         if row.row != baseline:
             paired = paired_delta(v, base_values, better, method="t" if ci == "t" else "corrected",
                                   test_train_ratio=float(pd.Series([ratio, base_ratio]).mean()), rope=rope,
-                                  bounds=bounds, what=unit)
+                                  bounds=bounds, what=unit, threshold=threshold)
             line.update(n_pairs=paired.n, delta=paired.delta, delta_low=paired.low, delta_high=paired.high, p=paired.p,
                         p_improve=paired.p_improve, delta_reason=paired.reason)
             if paired.bayes is not None:
