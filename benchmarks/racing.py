@@ -88,7 +88,8 @@ ROWS = (
     Row("close", {"lr": 2e-3}, "a close call", "lr 2x: Δ +0.072, sd 0.107, 9 of 12 seeds > 0"),
 )
 BASELINE = ROWS[0].name
-SHORT = {"better": "B", "worse": "W", "equivalent": "E", "undecided": ".", "": "-"}
+SHORT = {"better": "B", "worse": "W", "equivalent": "E", "undecided": ".", "undecidable": "x", "": "-"}
+OPEN = ("undecided", "undecidable")  # racing left these rows without a decision (undecidable: given up as futile)
 
 
 def write_suite(path: Path, epochs: int) -> Path:
@@ -287,7 +288,7 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
     # the long run: full (report threshold) and every prefix of n seeds (racing's threshold)
     full, full_dec = decisions_at(sel["long"], None, DECISION_PROB)
     by_n = {k: decisions_at(sel["long"], k, racing.RACING_PROB)[1] for k in range(2, n + 1)}
-    decided = [r for r, d in race_dec.items() if d != "undecided"]
+    decided = [r for r, d in race_dec.items() if d not in OPEN]
     match = {k: all(by_n[k].get(r) == race_dec[r] for r in decided) for k in by_n}
     n_fixed = next((k for k in sorted(match) if match[k]), None)
     fixed_runs = (n_fixed or n) * rows
@@ -335,7 +336,7 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
         cells = [f"{v:+.3f}" for v in d]
         cells.insert(min(repeats[x], len(cells)), "|")
         print(f"  {x:<11} {' '.join(cells)}")
-        if race_dec[x] == "undecided":
+        if race_dec[x] in OPEN:
             limits[x] = limit_probs(d, ratio, ROPE)
     if limits:
         print(f"rows racing left open: P(better/equiv/worse) as the seeds grow without end, if Δ and its std stay "
