@@ -153,6 +153,18 @@ class FeatureTiming:
         return statistics.median(self.repeat_s)
 
 
+
+def corpus_root(synth_cache: Path) -> tuple[Path, str]:
+    """The corpus a benchmark reads: RAVDESS_ROOT when set, else the synthetic corpus (generated into
+    `synth_cache`); with a label for its header."""
+    from harness.training import synthetic_root
+
+    env_root = os.environ.get("RAVDESS_ROOT")
+    if env_root:
+        return Path(env_root).expanduser(), f"RAVDESS_ROOT={env_root} (real audio)"
+    print("RAVDESS_ROOT unset: generating the synthetic corpus ...", flush=True)
+    return synthetic_root(synth_cache), "synthetic corpus (harness.synth, 8 actors)"
+
 @contextmanager
 def scratch(prefix: str) -> Iterator[Path]:
     """A temporary folder for the harness cache and a throwaway MLflow store, set in the

@@ -56,7 +56,7 @@ for p in (str(HERE.parent), str(HERE)):  # the repo (harness) and this folder (p
     if p not in sys.path:
         sys.path.insert(0, p)
 
-from pipeline import Ratio, load_average, machine_lines, print_summary, scratch  # noqa: E402
+from pipeline import Ratio, corpus_root, load_average, machine_lines, print_summary, scratch  # noqa: E402
 
 K = 4  # folds of design B
 TRAIN_RATIO_A, VAL_RATIO = 0.625, 0.125  # 8 actors: train 5, val 1, test 2 in both designs
@@ -279,16 +279,11 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
     import numpy as np
 
     from harness.config import RunConfig
-    from harness.training import prepare, synthetic_root
+    from harness.training import prepare
 
     t_start = time.perf_counter()
     print("\n".join(machine_lines()))
-    env_root = os.environ.get("RAVDESS_ROOT")
-    if env_root:
-        root, data_label = Path(env_root).expanduser(), f"RAVDESS_ROOT={env_root} (real audio)"
-    else:
-        print("RAVDESS_ROOT unset: generating the synthetic corpus ...", flush=True)
-        root, data_label = synthetic_root(tmp / "synth-cache"), "synthetic corpus (harness.synth, 8 actors)"
+    root, data_label = corpus_root(tmp / "synth-cache")
     print(f"data    : {data_label}")
     base = RunConfig(data_root=str(root), mode="sentiment", model="smallcnn", n_mels=32, epochs=args.epochs,
                      batch_size=32, device="cpu")

@@ -57,7 +57,7 @@ for p in (str(HERE.parent), str(HERE)):  # the repo (harness) and this folder (p
     if p not in sys.path:
         sys.path.insert(0, p)
 
-from pipeline import Ratio, load_average, machine_lines, print_summary, scratch  # noqa: E402
+from pipeline import Ratio, corpus_root, load_average, machine_lines, print_summary, scratch  # noqa: E402
 
 COST_GOAL = 0.6  # racing runs / fixed-design runs reaching the same decisions
 FLIP_GOAL = 0  # rows racing decided that the long run decides otherwise
@@ -222,16 +222,11 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
     from harness.stats import DECISION_PROB, ROPE
     from harness.suite import run_suite
     from harness.suite_file import load_suite
-    from harness.training import scan_data, synthetic_root
+    from harness.training import scan_data
 
     t_start = time.perf_counter()
     print("\n".join(machine_lines()))
-    env_root = os.environ.get("RAVDESS_ROOT")
-    if env_root:
-        root, data_label = Path(env_root).expanduser(), f"RAVDESS_ROOT={env_root} (real audio)"
-    else:
-        print("RAVDESS_ROOT unset: generating the synthetic corpus ...", flush=True)
-        root, data_label = synthetic_root(Path(os.environ["HARNESS_CACHE"])), "synthetic corpus (harness.synth, 8 actors)"
+    root, data_label = corpus_root(Path(os.environ["HARNESS_CACHE"]))
     print(f"data    : {data_label}")
     suite = load_suite(write_suite(tmp / "racing.yaml", args.epochs))
     n, rows = args.seeds, len(ROWS)
