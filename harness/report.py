@@ -126,7 +126,9 @@ def render_markdown(rep: SuiteReport, plots: dict[str, str] | None = None, poole
             f"better / equivalent / worse the data makes at least {DECISION_PROB:.0%} probable; p is the matching "
             f"paired t-test, Holm-adjusted over the {n_holm} row{'' if n_holm == 1 else 's'} compared with the "
             f"baseline; the decisions are per row and not adjusted for how many rows are compared, so where "
-            f"they and Holm's p disagree, the p is the more cautious reading.", ""]
+            f"they and Holm's p disagree, the p is the more cautious reading. A decision is one-sided "
+            f"(P ≥ {DECISION_PROB} that Δ lies beyond the ROPE), the Δ interval two-sided: a row can be "
+            f"**better** while its 95% interval still touches 0.", ""]
     ran = t[t["n"] > 0]
     lines = []
     for i, (row, r) in enumerate(ran.iterrows()):
