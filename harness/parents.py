@@ -10,9 +10,11 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+import pandas as pd
+
 from . import tracking
 from .planning import finished_cells, search_runs
-from .stats import mean_ci, nominal_ratio
+from .stats import mean_ci, paired_delta, run_ratio
 from .suite_file import RowSpec, Suite
 
 
@@ -31,10 +33,8 @@ def row_ci(cells: Sequence) -> tuple[float, float]:
 def cell_ratio(run) -> float:
     """n_test / n_train of a cell run: its clip counts, or (older runs) the ratios of its config."""
     m, p = run.data.metrics, run.data.params
-    if m.get("n_train_clips"):
-        return m["n_test_clips"] / m["n_train_clips"]
-    return nominal_ratio(float(p.get("train_ratio") or 0.8), float(p.get("val_ratio") or 0.1),
-                         int(p.get("cv_folds") or 0))
+    return run_ratio(m.get("n_test_clips"), m.get("n_train_clips"), p.get("train_ratio"), p.get("val_ratio"),
+                     p.get("cv_folds"))
 
 
 def row_parent(c, exp_id: str, suite: Suite, row: RowSpec, extra: dict[str, str]) -> str:
@@ -109,23 +109,27 @@ def _resample(run) -> tuple[int, int | None]:
     return int(run.data.tags["harness.seed"]), (int(fold) if fold != "" else None)
 
 
+def _scores(cells: Sequence) -> pd.Series:
+    return pd.Series({_key(r): r.data.metrics["test_f1_macro"] for r in cells}, dtype=float)
+
+
+def _key(run) -> str:
+    seed, fold = _resample(run)
+    return f"{seed}" if fold is None else f"{seed}/{fold}"
+
+
 def paired_difference(cells: Sequence, reference: Sequence) -> tuple[float, float, float, int]:
     """Δ = row − reference in test macro-F1 over the resamples both finished, matched on (seed, fold):
     (mean Δ, 95% low, 95% high, pairs), with the corrected interval of `row_ci` (nan below 2 pairs)."""
-    from .stats import corrected_t_interval
-
-    mine = {_resample(r): r for r in cells}
-    ref = {_resample(r): r for r in reference}
-    keys = sorted(set(mine) & set(ref), key=lambda k: (k[0], -1 if k[1] is None else k[1]))
-    if not keys:
+    mine, ref = _scores(cells), _scores(reference)
+    keys = mine.index.intersection(ref.index)
+    if not len(keys):
         return math.nan, math.nan, math.nan, 0
-    d = [mine[k].data.metrics["test_f1_macro"] - ref[k].data.metrics["test_f1_macro"] for k in keys]
-    delta = sum(d) / len(d)
-    if len(d) < 2:
-        return delta, math.nan, math.nan, len(d)
-    both = [mine[k] for k in keys] + [ref[k] for k in keys]
-    low, high = corrected_t_interval(d, sum(cell_ratio(r) for r in both) / len(both))
-    return delta, max(-1.0, low), min(1.0, high), len(d)
+    paired = set(keys)
+    both = [r for r in [*cells, *reference] if _key(r) in paired]
+    p = paired_delta(mine, ref, method="corrected", test_train_ratio=sum(map(cell_ratio, both)) / len(both),
+                     bounds=(0.0, 1.0))  # the report's statistics; it leaves Δ n/a below 2 pairs, the note does not
+    return float((mine[keys] - ref[keys]).mean()), p.low, p.high, len(keys)
 
 
 def row_note(row: str, cells: Sequence, baseline: str | None, baseline_cells: Sequence, changes: str = "",

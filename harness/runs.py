@@ -102,14 +102,14 @@ def cells_frame(children: pd.DataFrame) -> pd.DataFrame:
 
 def _test_train_ratio(children: pd.DataFrame) -> pd.Series:
     """n_test / n_train of each cell: its clip counts, or (older runs) the ratios of its config."""
-    from .stats import nominal_ratio
+    from .stats import run_ratio
 
-    counted = pd.to_numeric(column(children, "metrics.n_test_clips", None), errors="coerce") / \
-        pd.to_numeric(column(children, "metrics.n_train_clips", None), errors="coerce")
-    nominal = [nominal_ratio(float(t or 0.8), float(v or 0.1), int(k or 0)) for t, v, k in
-               zip(column(children, "params.train_ratio"), column(children, "params.val_ratio"),
-                   column(children, "params.cv_folds"))]
-    return counted.where(counted.notna(), pd.Series(nominal, index=children.index)).astype(float)
+    n_test = pd.to_numeric(column(children, "metrics.n_test_clips", None), errors="coerce")
+    n_train = pd.to_numeric(column(children, "metrics.n_train_clips", None), errors="coerce")
+    return pd.Series([run_ratio(*args) for args in zip(n_test, n_train, column(children, "params.train_ratio"),
+                                                       column(children, "params.val_ratio"),
+                                                       column(children, "params.cv_folds"))],
+                     index=children.index, dtype=float)
 
 
 def read_suite(c, experiment_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:

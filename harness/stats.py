@@ -79,6 +79,15 @@ def corrected_var(values: Sequence[float], test_train_ratio: float) -> float:
     return float(x.var(ddof=1) * (1.0 / len(x) + test_train_ratio))
 
 
+def run_ratio(n_test: float | None, n_train: float | None, train_ratio: object = "", val_ratio: object = "",
+              cv_folds: object = "") -> float:
+    """n_test / n_train of one run: its clip counts, or (runs that did not record them) the ratios of its
+    config, given as MLflow params (strings; empty means the default)."""
+    if n_train and n_test is not None and math.isfinite(n_test) and math.isfinite(n_train):
+        return n_test / n_train
+    return nominal_ratio(float(train_ratio or 0.8), float(val_ratio or 0.1), int(float(cv_folds or 0)))
+
+
 def nominal_ratio(train_ratio: float, val_ratio: float, cv_folds: int = 0) -> float:
     """n_test / n_train a design aims at, for runs that did not record their clip counts."""
     test = 1.0 / cv_folds if cv_folds else 1.0 - train_ratio - val_ratio

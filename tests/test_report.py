@@ -492,6 +492,21 @@ def test_report_command_writes_markdown_plots_and_a_report_run(suite, tracking_u
     assert len(suite.c.search_runs([suite.exp_id], "tags.`harness.kind` = 'report'")) == 2
 
 
+def test_rope_sets_the_equivalence_band_of_the_decisions(suite, tracking_uri, capsys):
+    # label smoothing vs the baseline: Δ ≈ +0.06, wins on every seed; with a band of ±0.2 that is "equivalent"
+    exp = runs.find_experiment(suite.c, suite.name)
+    narrow = report.suite_report(suite.c, exp).table.loc["cw-specaug-ls-30ep"]
+    wide = report.suite_report(suite.c, exp, rope=0.2).table.loc["cw-specaug-ls-30ep"]
+    assert narrow["decision"] == "better" and wide["decision"] == "equivalent"
+    assert wide["p_equivalent"] > narrow["p_equivalent"]
+    out = Path("out") / "rope.md"
+    assert main(["report", "--experiment", suite.name, "--tracking_uri", tracking_uri, "--rope", "0.2",
+                 "--out", str(out)]) == 0
+    assert "region of practical equivalence ±0.2" in out.read_text()
+    assert main(["report", "--experiment", suite.name, "--tracking_uri", tracking_uri, "--rope", "-1"]) == 2
+    assert "invalid --rope -1.0" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv, needles", [
     (["--experiment", "no-such-experiment"], ["experiment 'no-such-experiment' not found", "report-suite"]),
     (["--experiment", "report-suite", "--metric", "f1"], ["metric 'f1' not found", "available: best_epoch, best_val_f1_macro, n_test_clips", "test_f1_macro"]),
