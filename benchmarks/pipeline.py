@@ -128,8 +128,8 @@ import hashlib, json, sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 import soundfile, torch, torchaudio
-from harness.data import scan_corpus
-from harness.features import compute_features
+from harness.train.data import scan_corpus
+from harness.train.features import compute_features
 root, cache, sr, n_mels, n_fft, hop = Path(sys.argv[2]), Path(sys.argv[3]), *map(int, sys.argv[4:8])
 t0 = time.perf_counter()
 corpus = scan_corpus(root, cache)
@@ -157,7 +157,7 @@ class FeatureTiming:
 def corpus_root(synth_cache: Path) -> tuple[Path, str]:
     """The corpus a benchmark reads: RAVDESS_ROOT when set, else the synthetic corpus (generated into
     `synth_cache`); with a label for its header."""
-    from harness.training import synthetic_root
+    from harness.train.run import synthetic_root
 
     env_root = os.environ.get("RAVDESS_ROOT")
     if env_root:
@@ -188,8 +188,8 @@ def bench_features(root: Path, cache_dir: Path, sr: int, n_mels: int, n_fft: int
     import soundfile  # noqa: F401  (imports paid before the clock)
     import torchaudio  # noqa: F401
 
-    from harness.data import scan_corpus
-    from harness.features import compute_features
+    from harness.train.data import scan_corpus
+    from harness.train.features import compute_features
 
     assert not (cache_dir / "features").exists(), "the first run needs a fresh cache"
     t0 = time.perf_counter()
@@ -220,7 +220,7 @@ class BareLoop:
     def __init__(self, cfg, data, device) -> None:
         import torch
 
-        from harness.models import SmallCNN
+        from harness.train.models import SmallCNN
 
         tr, va = data.split.train, data.split.val
         mean, std = float(data.features[tr].mean()), float(data.features[tr].std()) + 1e-6
@@ -238,7 +238,7 @@ class BareLoop:
         import torch
         import torch.nn.functional as F
 
-        from harness.training import EVAL_BATCH
+        from harness.train.run import EVAL_BATCH
 
         t0 = time.perf_counter()
         model, opt, x, y, bs = self.model, self.opt, self.x_train, self.y_train, self.bs
@@ -271,7 +271,7 @@ def interleaved_epochs(cfg, data, device) -> tuple[list[float], list[float]]:
     """
     import torch
 
-    from harness.training import fit
+    from harness.train.run import fit
 
     bare = BareLoop(cfg, data, device)
     harness_s: list[float] = []
@@ -303,7 +303,7 @@ def throughput(model_name: str, device, n_train: int, n_eval: int, batch: int = 
     import torch
     import torch.nn.functional as F
 
-    from harness.models import build_model
+    from harness.train.models import build_model
 
     torch.manual_seed(0)
     amp = device.type == "cuda"
@@ -373,7 +373,7 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
     import torch
 
     from harness.config import RunConfig
-    from harness.training import prepare, resolve_device, synthetic_root
+    from harness.train.run import prepare, resolve_device, synthetic_root
 
     print("\n".join(machine_lines()))
     env_root = os.environ.get("RAVDESS_ROOT")

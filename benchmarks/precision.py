@@ -135,7 +135,7 @@ def _init_worker(base_cfg) -> None:
 
 
 def run_task(task: Task) -> dict:
-    from harness.training import fit, prepare, resolve_device, score_test
+    from harness.train.run import fit, prepare, resolve_device, score_test
 
     if task.design == "random":
         cfg = _BASE.replace(split="actor", train_ratio=TRAIN_RATIO_A, val_ratio=VAL_RATIO, seed=task.seed)
@@ -279,7 +279,7 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
     import numpy as np
 
     from harness.config import RunConfig
-    from harness.training import prepare
+    from harness.train.run import prepare
 
     t_start = time.perf_counter()
     print("\n".join(machine_lines()))

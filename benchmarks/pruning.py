@@ -39,7 +39,7 @@ def timed_study(spec, n_trials: int, store: Path) -> dict:
     """One run_study into fresh stores under `store`: epochs trained, best value, states, wall seconds."""
     import optuna
 
-    from harness.study import run_study
+    from harness.study.search import run_study
 
     store.mkdir(parents=True)
     storage = f"sqlite:///{store / 'optuna.db'}"
@@ -67,8 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     # Absolute, so both runs (each in its own folder) share one warm feature cache.
     os.environ["HARNESS_CACHE"] = str(Path(os.environ.get("HARNESS_CACHE", ".cache")).expanduser().resolve())
 
-    from harness.study import load_spec
-    from harness.training import prepare
+    from harness.study.search import load_spec
+    from harness.train.run import prepare
 
     print("\n".join(machine_lines()))
     spec = load_spec(args.file, args.profile, args.data_root)

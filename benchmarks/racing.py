@@ -135,9 +135,9 @@ class Filter(io.TextIOBase):
 
 def decisions_at(sel, n: int | None, threshold: float):
     """build_table on the first n seeds of the selection (all when None); (table, row -> decision at threshold)."""
-    from harness.runs import Selection
+    from harness.report.runs import Selection
+    from harness.report.table import build_table
     from harness.stats import ROPE, decide
-    from harness.table import build_table
 
     fin = sel.finished if n is None else sel.finished[sel.finished["seed"] < n]
     table = build_table(Selection(rows=sel.rows, finished=fin, failed=sel.failed.iloc[0:0], notes=[]),
@@ -151,7 +151,7 @@ def decisions_at(sel, n: int | None, threshold: float):
 
 def paired(sel, row: str) -> list[float]:
     """The long run's paired differences row − baseline in test macro-F1, in seed order."""
-    from harness.runs import seed_values
+    from harness.report.runs import seed_values
 
     base, v = (seed_values(sel.finished, r, "test_f1_macro") for r in (BASELINE, row))
     keys = sorted(v.index.intersection(base.index), key=int)
@@ -217,12 +217,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace, tmp: Path) -> int:
-    from harness import racing, tracking
-    from harness.runs import read_suite, select_cells
+    from harness import tracking
+    from harness.report.runs import read_suite, select_cells
     from harness.stats import DECISION_PROB, ROPE
-    from harness.suite import run_suite
-    from harness.suite_file import load_suite
-    from harness.training import scan_data
+    from harness.suite import racing
+    from harness.suite.file import load_suite
+    from harness.suite.runner import run_suite
+    from harness.train.run import scan_data
 
     t_start = time.perf_counter()
     print("\n".join(machine_lines()))

@@ -65,7 +65,7 @@ def run_config(name: str, suite: Path, root: Path, work: Path, uri: str, storage
     if any(p.returncode for p in ps):
         sys.exit(f"{name}: suite run failed:\n" + "\n".join(outs))
     from harness import tracking
-    from harness.planning import search_runs
+    from harness.suite.planning import search_runs
 
     c = tracking.client(uri)
     exp = c.get_experiment_by_name(experiment)
@@ -90,7 +90,7 @@ def main() -> int:
     env.pop("MLFLOW_TRACKING_URI", None)
     os.environ["HARNESS_CACHE"] = env["HARNESS_CACHE"]
     try:
-        from harness.synth import generate_corpus
+        from harness.train.synth import generate_corpus
 
         root = generate_corpus(tmp / "ravdess", n_actors=5, seed=0)
         seeds = list(range(max(1, a.cells // 2)))

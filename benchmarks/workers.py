@@ -78,8 +78,8 @@ def timed_suite(suite_path: Path, workers: int, store: Path, data_root: str | No
     """One run_suite call into fresh stores under `store`, timed."""
     from mlflow.tracking import MlflowClient
 
-    from harness.suite import run_suite
-    from harness.suite_file import load_suite
+    from harness.suite.file import load_suite
+    from harness.suite.runner import run_suite
 
     store.mkdir(parents=True)
     uri, experiment = f"sqlite:///{store / 'mlflow.db'}", f"bench-workers-{store.name}"
@@ -124,8 +124,8 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace, tmp: Path) -> int:
     import torch
 
-    from harness.suite_file import load_suite
-    from harness.training import prepare
+    from harness.suite.file import load_suite
+    from harness.train.run import prepare
 
     print("\n".join(machine_lines()))
     suite_path = tmp / "bench-workers.yaml"

@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .config import RunConfig
-from .errors import ConfigError, HarnessError
+from harness.config import RunConfig
+from harness.errors import ConfigError, HarnessError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from . import synth
+    from harness.train import synth
 
     if args.actors < 1 or args.actors > 99:
         raise HarnessError(f"invalid --actors: expected 1..99, got {args.actors}")
@@ -82,8 +82,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from . import tracking, training
-    from .errors import NonFiniteLossError
+    from harness import tracking
+    from harness.errors import NonFiniteLossError
+    from harness.train import run as training
 
     cfg = config_from_args(args)
     tracking.check_tracking_uri(args.tracking_uri)  # a URI MLflow cannot use fails before the data work
@@ -106,7 +107,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     try:
         if cfg.cv_folds and cfg.fold is None:
-            from . import cv
+            from harness.train import cv
 
             res = cv.run_repeat(cfg, experiment=args.experiment, tracking_uri=args.tracking_uri, out_dir=args.out,
                                 on_fold=lambda f, d: describe(d, f"fold {f}/{cfg.cv_folds}"), on_epoch=show)
@@ -127,7 +128,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"checkpoint: {args.out / 'best_model.pt'}; MLflow run {res['run_id']} in experiment {args.experiment!r}")
     return 0
 
-SUBCOMMAND_MODULES: tuple[str, ...] = ("suite", "report", "study")
+SUBCOMMAND_MODULES: tuple[str, ...] = ("suite.runner", "report.render", "study.search")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from .errors import ConfigError
+from harness.errors import ConfigError
 
 MODES = ("sentiment", "emotion")
 MODELS = ("resnet18", "smallcnn")

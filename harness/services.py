@@ -16,8 +16,8 @@ from __future__ import annotations
 import os
 import re
 
-from . import tracking
-from .errors import HarnessError
+from harness import tracking
+from harness.errors import HarnessError
 
 _DB_SCHEMES = ("postgresql", "postgres", "mysql", "mssql", "oracle")
 
@@ -117,3 +117,12 @@ def check_database(url: str, what: str) -> None:
         raise HarnessError(f"{where}: {_one_line(cause)} (is it running? scripts/services.sh status)") from None
     finally:
         engine.dispose()
+
+
+def existing_client(tracking_uri: str | None):
+    """An MlflowClient for commands that read a store and never create one: a server or database
+    behind the URI must answer first (one line, exit 2, within the preflight timeout)."""
+    uri = tracking.check_tracking_uri(tracking_uri, must_exist=True)
+    if tracking.sqlite_path(uri) is None and tracking.uri_scheme(uri) in tracking.DB_TRACKING_SCHEMES + tracking.SERVER_SCHEMES:
+        preflight(uri, None)
+    return tracking.client(uri, must_exist=True)

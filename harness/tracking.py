@@ -63,7 +63,7 @@ def tracking_label(uri: str) -> str:
     return f"{source} {redact(uri)}"
 
 
-def _uri_scheme(uri: str) -> str:
+def uri_scheme(uri: str) -> str:
     from urllib.parse import urlparse
 
     scheme = urlparse(uri).scheme.lower()
@@ -74,14 +74,14 @@ def check_tracking_uri(tracking_uri: str | None, must_exist: bool = False) -> st
     """The resolved tracking URI, or a HarnessError (one line) when MLflow cannot use it: an
     unsupported scheme, a sqlite file or folder in a place that cannot be created or written, or,
     with `must_exist`, a local store that is not there. Creates nothing; no network."""
-    from .errors import HarnessError
+    from harness.errors import HarnessError
 
     uri = resolve_tracking_uri(tracking_uri)
     label = tracking_label(uri)
     if uri in OTHER_TRACKING_SCHEMES:  # MLflow's bare "databricks", "uc"
         return uri
     try:
-        scheme = _uri_scheme(uri)
+        scheme = uri_scheme(uri)
     except ValueError as e:
         raise HarnessError(f"{label}: not a valid URI ({e}); expected {EXPECTED_TRACKING_URI}") from None
     if scheme in FILE_SCHEMES:
@@ -128,7 +128,7 @@ def sqlite_path(url: str) -> Path | None:
 def check_sqlite_url(url: str, label: str, must_exist: bool = False, what: str = "database") -> None:
     """A sqlite URL is sqlite:///PATH (or in memory) and its file can be created or written;
     with `must_exist` the file must already hold a database. Creates nothing."""
-    from .errors import HarnessError
+    from harness.errors import HarnessError
 
     rest = url.partition(":")[2]
     if rest != "//" and not rest.startswith("///"):
@@ -154,7 +154,7 @@ def check_location(folder: Path, label: str) -> None:
     nothing (the probe is an anonymous temporary file in the nearest existing folder)."""
     import tempfile
 
-    from .errors import HarnessError
+    from harness.errors import HarnessError
 
     folder = Path(os.path.abspath(folder))
     existing = folder
@@ -179,19 +179,15 @@ def client(tracking_uri: str | None, must_exist: bool = False):
 
     A URI MLflow cannot use is a HarnessError (one line, exit 2), not a traceback. A new sqlite
     store (and its folder) is created on first use, unless `must_exist` (readers such as
-    `report`): then a store that is not there is a HarnessError and nothing is created, and an
-    MLflow server or database must answer (`services.preflight`).
+    `report`): then a store that is not there is a HarnessError and nothing is created
+    (`services.existing_client` also asks a server or database to answer first).
     """
     from mlflow.tracking import MlflowClient
 
-    from .errors import HarnessError
+    from harness.errors import HarnessError
 
     uri = check_tracking_uri(tracking_uri, must_exist=must_exist)
     db = sqlite_path(uri)
-    if must_exist and db is None and _uri_scheme(uri) in DB_TRACKING_SCHEMES + SERVER_SCHEMES:
-        from .services import preflight
-
-        preflight(uri, None)
     if db is None or must_exist:  # an existing sqlite store has its tables: nothing to initialise
         return MlflowClient(tracking_uri=uri)
     # Opening a sqlite store runs its migrations; two processes doing that at once
@@ -207,11 +203,6 @@ def client(tracking_uri: str | None, must_exist: bool = False):
     with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         return MlflowClient(tracking_uri=uri)
-
-
-def existing_client(tracking_uri: str | None):
-    """`client(tracking_uri, must_exist=True)`: for commands that read a store, never create one."""
-    return client(tracking_uri, must_exist=True)
 
 
 def get_or_create_experiment(c, name: str) -> str:

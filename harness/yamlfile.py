@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import did_you_mean
-from .errors import HarnessError
+from harness.config import did_you_mean
+from harness.errors import HarnessError
 
 NOT_IN_FILES = {"seed", "fold", "data_root", "device"}  # set per cell, by the file's seeds and the command line
 

@@ -30,7 +30,7 @@ def cache_dir(_session_sandbox) -> Path:
 @pytest.fixture(scope="session")
 def synth_root(tmp_path_factory) -> Path:
     """5 actors x 60 clips: enough for an actor-disjoint 3/1/1 split."""
-    from harness.synth import generate_corpus
+    from harness.train.synth import generate_corpus
 
     return generate_corpus(tmp_path_factory.mktemp("synth") / "ravdess", n_actors=5, seed=0)
 

@@ -14,13 +14,15 @@ import yaml
 from scipy import stats as scipy_stats
 from sklearn.metrics import f1_score
 
-from harness import cv, planning, stats, tracking
+from harness import stats, tracking
 from harness.cli import main
 from harness.config import RunConfig
-from harness.data import cv_folds, is_male, make_split, scan_corpus
 from harness.errors import ConfigError
-from harness.suite import run_suite
-from harness.suite_file import load_suite
+from harness.suite import planning
+from harness.suite.file import load_suite
+from harness.suite.runner import run_suite
+from harness.train import cv
+from harness.train.data import cv_folds, is_male, make_split, scan_corpus
 
 RAVDESS_24 = list(range(1, 25))
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.data import (EMOTIONS, SENTIMENT_OF_EMOTION, SENTIMENTS, make_split, parse_name, scan_corpus)
 from harness.errors import DataError
+from harness.train.data import EMOTIONS, SENTIMENT_OF_EMOTION, SENTIMENTS, make_split, parse_name, scan_corpus
 
 
 def test_names_are_parsed_field_by_field():

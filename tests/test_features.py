@@ -8,9 +8,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from harness import features
-from harness.data import scan_corpus
-from harness.features import CLIP_SECONDS, SpecAugment, compute_features, fix_length, mixup, n_frames
+from harness.train import features
+from harness.train.data import scan_corpus
+from harness.train.features import CLIP_SECONDS, SpecAugment, compute_features, fix_length, mixup, n_frames
 
 
 def test_every_clip_becomes_the_same_shape(synth_root, cache_dir):

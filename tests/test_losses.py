@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from harness.config import RunConfig
-from harness.losses import WEIGHT_CLIP, FocalLoss, balanced_sampler, build_loss, class_weights
+from harness.train.losses import WEIGHT_CLIP, FocalLoss, balanced_sampler, build_loss, class_weights
 
 
 def test_class_weights_are_inverse_frequency_normalised_and_clipped():

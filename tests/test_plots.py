@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.plots import confusion_figure, confusion_png, forest_figure, plot_forest, val_curves_figure
+from harness.figures import confusion_figure, confusion_png
+from harness.report.plots import forest_figure, plot_forest, val_curves_figure
 
 LONG_ROWS = ["baseline-5ep", "cw-15ep", "cw-specaug-15ep", "cw-specaug-ls-30ep", "cw-specaug-30ep",
              "focal-specaug-30ep", "cw-specaug-aggressive-30ep-with-a-much-longer-name", "smallcnn-25ep",

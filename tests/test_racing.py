@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness import planning, racing, tracking, training
+from harness import tracking
 from harness.cli import main
-from harness.suite import run_suite
-from harness.suite_file import load_suite
+from harness.suite import planning, racing
+from harness.suite.file import load_suite
+from harness.suite.runner import run_suite
+from harness.train import run as training
 
 
 def write_race(path: Path, rows: dict, seeds=(0, 1), epochs: int = 1) -> Path:

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from harness import training
 from harness.config import RunConfig
-from harness.data import make_split, scan_corpus
+from harness.train import run as training
+from harness.train.data import make_split, scan_corpus
 
 pytestmark = pytest.mark.real_data
 
@@ -27,7 +27,7 @@ def test_every_real_clip_is_found_and_labelled(ravdess_root, cache_dir):
 def test_stereo_clips_are_mixed_down(ravdess_root):
     stereo = [p for p in sorted(ravdess_root.glob("Actor_0[1-5]/*.wav")) if sf.info(p).channels == 2]
     assert stereo, "expected the corpus's stereo clips among actors 01-05"
-    from harness.data import read_audio
+    from harness.train.data import read_audio
     samples, rate = read_audio(stereo[0])
     assert samples.ndim == 1 and rate == 48000
 

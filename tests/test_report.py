@@ -18,8 +18,10 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from scipy import stats as scipy_stats
 
-from harness import report, runs, stats, table
+from harness import stats
 from harness.cli import main
+from harness.report import render as report
+from harness.report import runs, table
 
 CONFUSION = [[5, 1, 0], [1, 4, 1], [0, 2, 6]]
 

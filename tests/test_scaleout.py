@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from harness import tracking
-from harness.planning import search_runs
+from harness.suite.planning import search_runs
 
 REPO = Path(__file__).resolve().parent.parent
 SERVICES = REPO / "scripts" / "services.sh"

@@ -11,12 +11,13 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from harness import study as st
-from harness import queue
-from harness import tracking, training
+from harness import tracking
 from harness.cli import main
 from harness.errors import DataError, HarnessError
-from harness.suite_file import load_suite
+from harness.study import search as st
+from harness.suite import queue
+from harness.suite.file import load_suite
+from harness.train import run as training
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = {"model": "smallcnn", "n_mels": 32, "epochs": 2, "batch_size": 32, "train_ratio": 0.6, "val_ratio": 0.2,

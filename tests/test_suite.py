@@ -11,14 +11,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness import parents as parents_mod
-from harness import planning
-from harness import suite as suite_mod
-from harness import tracking, training
+from harness import tracking
 from harness.cli import main
 from harness.errors import HarnessError
-from harness.suite import run_suite
-from harness.suite_file import load_suite
+from harness.suite import parents as parents_mod
+from harness.suite import planning
+from harness.suite import runner as suite_mod
+from harness.suite.file import load_suite
+from harness.suite.runner import run_suite
+from harness.train import run as training
 
 REPO = Path(__file__).resolve().parent.parent
 

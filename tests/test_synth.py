@@ -5,10 +5,10 @@ import hashlib
 
 import pytest
 
-from harness import training
 from harness.config import RunConfig
-from harness.data import parse_name
-from harness.synth import generate_corpus, is_complete
+from harness.train import run as training
+from harness.train.data import parse_name
+from harness.train.synth import generate_corpus, is_complete
 
 
 def digest(root) -> str:

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from harness import training
-from harness.config import RunConfig
-from harness.data import class_names
-from harness.errors import NonFiniteLossError
-from harness.training import fit, load_checkpoint, prepare, score_test
 from harness import tracking
+from harness.config import RunConfig
+from harness.errors import NonFiniteLossError
+from harness.train import run as training
+from harness.train.data import class_names
+from harness.train.run import fit, load_checkpoint, prepare, score_test
 
 
 def test_same_seed_same_numbers(tiny, tmp_path, tracking_uri, experiment):

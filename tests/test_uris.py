@@ -3,7 +3,6 @@ the URI and what was expected, exit status 2, before any work starts and with no
 a command that only reads a tracking store (`report`) never creates one."""
 from __future__ import annotations
 
-import argparse
 import inspect
 import os
 import subprocess
@@ -161,7 +160,7 @@ def test_run_with_a_bad_tracking_uri_or_storage_is_one_line_exit_2_and_creates_n
 
 def test_reading_a_tracking_store_that_is_not_there_says_so_and_creates_nothing(empty_cwd):
     with pytest.raises(HarnessError) as e:
-        tracking.existing_client("sqlite:///typo.db")
+        services.existing_client("sqlite:///typo.db")
     assert str(e.value).startswith("--tracking_uri sqlite:///typo.db: no MLflow tracking store at "
                                    f"{empty_cwd / 'typo.db'} (no such file")
     with pytest.raises(HarnessError, match="no MLflow tracking store"):
@@ -169,7 +168,7 @@ def test_reading_a_tracking_store_that_is_not_there_says_so_and_creates_nothing(
     empty = empty_cwd / "empty.db"
     empty.write_bytes(b"")
     with pytest.raises(HarnessError, match="the file is empty"):
-        tracking.existing_client(f"sqlite:///{empty}")
+        services.existing_client(f"sqlite:///{empty}")
     empty.unlink()
     assert created(empty_cwd) == []  # no typo.db, no typo.db.init-lock, no mlruns/
 
@@ -177,14 +176,14 @@ def test_reading_a_tracking_store_that_is_not_there_says_so_and_creates_nothing(
 def test_an_existing_tracking_store_is_read_as_before(tracking_uri, experiment):
     c = tracking.client(tracking_uri)
     exp_id = tracking.get_or_create_experiment(c, experiment)
-    assert tracking.existing_client(tracking_uri).get_experiment_by_name(experiment).experiment_id == exp_id
+    assert services.existing_client(tracking_uri).get_experiment_by_name(experiment).experiment_id == exp_id
 
 
 def test_report_on_a_typo_says_there_is_no_store_and_creates_nothing(empty_cwd, capsys):
     args = build_parser().parse_args(["report", "--tracking_uri", "sqlite:///typo.db", "--experiment", "x"])
     if "existing_client" not in inspect.getsource(args.func) and "must_exist" not in inspect.getsource(args.func):
         pytest.skip("cmd_report still opens the store with tracking.client(...): "
-                    "use tracking.existing_client(args.tracking_uri) there")
+                    "use services.existing_client(args.tracking_uri) there")
     line = fails(["report", "--tracking_uri", "sqlite:///typo.db", "--experiment", "x"], capsys)
     assert "no MLflow tracking store at" in line and "typo.db" in line
     assert created(empty_cwd) == []

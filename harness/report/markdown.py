@@ -4,7 +4,6 @@ from __future__ import annotations
 import math
 from typing import Iterable, Sequence
 
-
 # --- number formatting ---------------------------------------------------------------
 
 def num(x: float, digits: int = 3) -> str:

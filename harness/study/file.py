@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from .config import RunConfig, did_you_mean
-from .errors import ConfigError, HarnessError
-from .yamlfile import NOT_IN_FILES, check_keys, read_yaml_mapping
+from harness.config import RunConfig, did_you_mean
+from harness.errors import ConfigError, HarnessError
+from harness.yamlfile import NOT_IN_FILES, check_keys, read_yaml_mapping
 
 if TYPE_CHECKING:
     import optuna
@@ -156,7 +156,7 @@ def _base(base: Any, file: str) -> tuple[dict[str, Any], Path | None]:
     values: dict[str, Any] = {}
     suite_path = None
     if "suite" in base:
-        from .suite_file import load_suite
+        from harness.suite.file import load_suite
 
         suite_path = Path(str(base["suite"]))  # relative to the working folder, like FILE
         try:

@@ -12,10 +12,10 @@ from typing import Sequence
 
 import pandas as pd
 
-from . import tracking
-from .planning import finished_cells, search_runs
-from .stats import mean_ci, paired_delta, run_ratio
-from .suite_file import RowSpec, Suite
+from harness import tracking
+from harness.stats import mean_ci, paired_delta, run_ratio
+from harness.suite.file import RowSpec, Suite
+from harness.suite.planning import finished_cells, search_runs
 
 
 def row_ci(cells: Sequence) -> tuple[float, float]:
@@ -67,7 +67,7 @@ def close_parents(c, exp_id: str, parents: dict[str, str], fingerprint: str, sui
 
     The baseline is the report's default: the first row (of `suite`, else of `parents`) whose name
     starts with "baseline", else the first row."""
-    from .table import default_baseline
+    from harness.report.table import default_baseline
 
     done = finished_cells(c, exp_id, fingerprint)
     cells = {}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -22,15 +23,33 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from . import tracking
-from .errors import HarnessError
-from .markdown import fmt_ci, fmt_delta, fmt_p, md_table, na, num
-from .plots import confusion_png, plot_forest, plot_val_curves
-from .runs import (Selection, available_metrics, column, find_experiment, read_histories, read_pooled, read_suite,
-                   search_frame, seed_values, select_cells)
-from .stats import CI_METHODS, DECISION_PROB, ROPE, higher_is_better
-from .study_report import read_study, render_study
-from .table import CLAIM_METRIC, ClaimCheck, build_table, check_seed_claims, default_baseline, what_the_data_supports
+from harness import services, tracking
+from harness.errors import HarnessError
+from harness.figures import confusion_png
+from harness.report.markdown import fmt_ci, fmt_delta, fmt_p, md_table, na, num
+from harness.report.plots import plot_forest, plot_val_curves
+from harness.report.runs import (
+    Selection,
+    available_metrics,
+    column,
+    find_experiment,
+    read_histories,
+    read_pooled,
+    read_suite,
+    search_frame,
+    seed_values,
+    select_cells,
+)
+from harness.report.study import read_study, render_study
+from harness.report.table import (
+    CLAIM_METRIC,
+    ClaimCheck,
+    build_table,
+    check_seed_claims,
+    default_baseline,
+    what_the_data_supports,
+)
+from harness.stats import CI_METHODS, DECISION_PROB, ROPE, higher_is_better
 
 DEFAULT_METRIC = "test_f1_macro"
 
@@ -98,11 +117,21 @@ def _decision_cell(r) -> str:
     return f"**{r['decision']}** ({r['p_' + r['decision']]:.2f})"
 
 
+def describe_race(tag: str) -> str:
+    """The report's sentence for a row parent's racing tag; empty when it is not one."""
+    try:
+        r = json.loads(tag)
+    except (TypeError, ValueError):
+        return ""
+    return (f"sequential (racing): seeds {', '.join(map(str, r['start_seeds']))} first, then {r['rounds']} "
+            f"round(s) adding a repeat only to undecided rows, budget {r['budget']} training runs, a row stopped "
+            f"at P ≥ {r['threshold']}; the intervals and decisions below treat the number of repeats as fixed, "
+            f"which a sequential design is not: read borderline decisions with care")
+
+
 def _racing(rows: pd.DataFrame) -> str:
     """How the seeds were chosen, when a race chose them (`suite run --until-decided`)."""
-    from .racing import describe
-
-    texts = {describe(tag) for tag in (rows["racing"] if "racing" in rows else []) if tag}
+    texts = {describe_race(tag) for tag in (rows["racing"] if "racing" in rows else []) if tag}
     return "; ".join(sorted(t for t in texts if t))
 
 
@@ -234,7 +263,7 @@ def suite_report(c, exp, metric: str = DEFAULT_METRIC, baseline: str | None = No
 
 def write_plots(c, rep: SuiteReport, out: Path) -> dict[str, str]:
     """The PNGs beside the markdown; returns {title: relative file name}."""
-    from .data import class_names
+    from harness.train.data import class_names
 
     stem = out.with_suffix("")
     plots = {}
@@ -279,7 +308,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise HarnessError("give --experiment NAME (a suite's experiment) and/or --study NAME")
     if args.rope < 0:
         raise HarnessError(f"invalid --rope {args.rope}: expected a width >= 0 (in units of the metric)")
-    c = tracking.existing_client(args.tracking_uri)  # a mistyped store is an error, never a new empty one
+    c = services.existing_client(args.tracking_uri)  # a mistyped store is an error, never a new empty one
     out = Path(args.out) if args.out else Path("reports") / f"{_slug(args.experiment or args.study)}.md"
     exp = find_experiment(c, args.experiment) if args.experiment else None
 

@@ -12,10 +12,21 @@ from typing import Iterable, Sequence
 
 import pandas as pd
 
-from .markdown import fmt_ci, fmt_delta, fmt_p
-from .runs import Selection, mean_metric, seed_values, unresolved_failures
-from .stats import (DECISION_PROB, ROPE, Paired, claim_positions, claim_verdict, higher_is_better, holm, mean_ci,
-                    metric_bounds, paired_delta, seeds_reason)
+from harness.report.markdown import fmt_ci, fmt_delta, fmt_p
+from harness.report.runs import Selection, mean_metric, seed_values, unresolved_failures
+from harness.stats import (
+    DECISION_PROB,
+    ROPE,
+    Paired,
+    claim_positions,
+    claim_verdict,
+    higher_is_better,
+    holm,
+    mean_ci,
+    metric_bounds,
+    paired_delta,
+    seeds_reason,
+)
 
 CLAIM_METRIC = "test_f1_macro"  # the seed's claimed numbers are single-run test macro-F1
 

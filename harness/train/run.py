@@ -19,14 +19,14 @@ import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
-from . import tracking
-from .config import RunConfig
-from .data import Corpus, Split, class_names, make_split, scan_corpus
-from .errors import NonFiniteLossError
-from .features import SpecAugment, compute_features, mixup
-from .losses import balanced_sampler, build_loss
-from .models import build_model
-from .plots import confusion_png
+from harness import tracking
+from harness.config import RunConfig
+from harness.errors import NonFiniteLossError
+from harness.figures import confusion_png
+from harness.train.data import Corpus, Split, class_names, make_split, scan_corpus
+from harness.train.features import SpecAugment, compute_features, mixup
+from harness.train.losses import balanced_sampler, build_loss
+from harness.train.models import build_model
 
 DEFAULT_EXPERIMENT = "harness"
 # The RunConfig fields `prepare` reads: runs that agree on them can share one `Prepared`.
@@ -42,7 +42,7 @@ def default_cache_dir() -> Path:
 
 def synthetic_root(cache_dir: Path, n_actors: int = 8, seed: int = 0) -> Path:
     """The embedded default corpus, generated once into the cache."""
-    from . import synth
+    from harness.train import synth
 
     root = cache_dir / "synth" / f"v{synth.SYNTH_VERSION}-actors{n_actors}-seed{seed}"
     if not synth.is_complete(root, n_actors, seed, 16000):
@@ -102,7 +102,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        from .errors import ConfigError
+        from harness.errors import ConfigError
         raise ConfigError("device", "cuda was asked for but torch sees no CUDA device")
     return torch.device(name)
 

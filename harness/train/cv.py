@@ -16,8 +16,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from . import tracking
-from .config import RunConfig
+from harness import tracking
+from harness.config import RunConfig
 
 
 def pooled_scores(predictions: pd.DataFrame, classes: Sequence[str]) -> dict[str, float]:
@@ -38,8 +38,8 @@ def run_repeat(cfg: RunConfig, experiment: str, tracking_uri: str | None = None,
                parent_run_id: str | None = None, extra_tags: dict | None = None, on_fold=None,
                on_epoch=None) -> dict:
     """Every fold of `cfg.cv_folds` for `cfg.seed`, nested under one repeat run; returns its metrics."""
-    from . import training
-    from .data import class_names
+    from harness.train import run as training
+    from harness.train.data import class_names
 
     assert cfg.cv_folds >= 2 and cfg.fold is None
     c = tracking.client(tracking_uri)

@@ -31,17 +31,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import tracking
-from .errors import ConfigError, HarnessError
-from .queue import open_storage as open_queue_storage
-from .study_file import OBJECTIVES, PRUNERS, SAMPLERS, StudySpec, _build, load_spec
-from .study_results import Outcome, summarise
-from .training import PREPARE_FIELDS
+from harness import tracking
+from harness.errors import ConfigError, HarnessError
+from harness.study.file import OBJECTIVES, PRUNERS, SAMPLERS, StudySpec, _build, load_spec
+from harness.study.results import Outcome, summarise
+from harness.suite.queue import open_storage as open_queue_storage
+from harness.train.run import PREPARE_FIELDS
 
 if TYPE_CHECKING:
     import optuna
 
-    from .planning import Summary
+    from harness.suite.planning import Summary
 
 DEFAULT_STORAGE = "sqlite:///optuna.db"
 DEFAULT_SUITE = "experiments/seed_table.yaml"
@@ -93,7 +93,7 @@ class Objective:
     def __call__(self, trial: "optuna.Trial") -> float:
         import optuna
 
-        from . import training
+        from harness.train import run as training
 
         params = {p.name: p.suggest(trial) for p in self.spec.params}
         try:
@@ -189,7 +189,7 @@ def _worker_main(job: Job) -> list[int]:
 def run_study(spec: StudySpec, n_trials: int | None = None, timeout: float | None = None, workers: int = 1,
               storage: str | None = None, tracking_uri: str | None = None, experiment: str | None = None) -> Outcome:
     """Add trials to the study (created on first use) with `workers` processes; summarise it in MLflow."""
-    from . import training
+    from harness.train import run as training
 
     n_trials = n_trials if n_trials is not None else spec.n_trials
     timeout = timeout if timeout is not None else spec.timeout
@@ -205,7 +205,7 @@ def run_study(spec: StudySpec, n_trials: int | None = None, timeout: float | Non
         raise HarnessError(f"--storage {storage} is MLflow's database: Optuna needs its own (both use alembic)")
     experiment = experiment or spec.name
 
-    from .services import preflight
+    from harness.services import preflight
     preflight(uri, storage)  # a server or database that is down: one line, exit 2, in seconds
     optuna_storage = open_storage(storage)  # a bad URL fails before the data work
     data = training.prepare(spec.base)  # a bad corpus fails now, and features are cached before workers start
@@ -277,8 +277,8 @@ def confirm(spec: StudySpec, n_seeds: int, suite_path: str | os.PathLike | None 
     """Train the study's best config as the suite row `study-best` over seeds 0..n_seeds-1 (test split scored)."""
     import optuna
 
-    from .suite import run_suite
-    from .suite_file import RowSpec, load_suite
+    from harness.suite.file import RowSpec, load_suite
+    from harness.suite.runner import run_suite
 
     if n_seeds < 1:
         raise HarnessError(f"invalid --n-seeds {n_seeds}: expected >= 1")

@@ -27,13 +27,13 @@ from typing import Sequence
 
 import pandas as pd
 
-from . import tracking
-from .errors import HarnessError
-from .planning import Cell, row_cells
-from .runs import read_suite, seed_values, select_cells
-from .stats import ROPE, reachable
-from .suite_file import RowSpec, Suite
-from .table import build_table
+from harness import tracking
+from harness.errors import HarnessError
+from harness.report.runs import read_suite, seed_values, select_cells
+from harness.report.table import build_table
+from harness.stats import ROPE, reachable
+from harness.suite.file import RowSpec, Suite
+from harness.suite.planning import Cell, row_cells
 
 RACING_PROB = 0.99
 RACE_TAG = "harness.racing"  # on each row's parent: {"rounds", "budget", "threshold", "start_seeds"} as JSON
@@ -105,22 +105,10 @@ def race_tags(rounds: int, budget: int, threshold: float, start_seeds: Sequence[
                                   "start_seeds": list(start_seeds)})}
 
 
-def describe(tag: str) -> str:
-    """The report's sentence for a row parent's racing tag; empty when it is not one."""
-    try:
-        r = json.loads(tag)
-    except (TypeError, ValueError):
-        return ""
-    return (f"sequential (racing): seeds {', '.join(map(str, r['start_seeds']))} first, then {r['rounds']} "
-            f"round(s) adding a repeat only to undecided rows, budget {r['budget']} training runs, a row stopped "
-            f"at P ≥ {r['threshold']}; the intervals and decisions below treat the number of repeats as fixed, "
-            f"which a sequential design is not: read borderline decisions with care")
-
-
 def check_racing(suite: Suite, selected: Sequence[RowSpec], seeds: Sequence[int], until_decided: bool,
                  budget: int | None, target_ci: float | None) -> str:
     """`--until-decided`'s flags, checked before any work; returns the baseline row it races against."""
-    from .table import default_baseline
+    from harness.report.table import default_baseline
 
     if budget is not None and not until_decided:
         raise HarnessError("--budget goes with --until-decided")

@@ -7,10 +7,10 @@ from typing import Sequence
 
 import pandas as pd
 
-from . import tracking
-from .errors import HarnessError
-from .markdown import md_table, num, param_text
-from .runs import column, search_frame
+from harness import tracking
+from harness.errors import HarnessError
+from harness.report.markdown import md_table, num, param_text
+from harness.report.runs import column, search_frame
 
 
 @dataclass

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import Corpus, read_audio
+from harness.train.data import Corpus, read_audio
 
 CLIP_SECONDS = 3.0
 TOP_DB = 80.0

@@ -1,58 +1,29 @@
-"""The report's figures, and a run's confusion matrix: matplotlib only, data in, PNG out.
+"""The report's figures: matplotlib only, data in, PNG out (shared helpers in `harness.figures`).
 
 Every figure is sized to its content: the plotting area gets a size chosen for the data (so
 much per row, per class, per epoch), and the figure grows around it by whatever its labels,
-title and legend need (`_fit`, on matplotlib's constrained layout). Legends sit outside the
+title and legend need (`harness.figures.fit`, on matplotlib's constrained layout). Legends sit outside the
 plotting area, so they cover neither data nor axis labels. The `*_figure` functions build a
-figure (for tests to measure); `plot_*` / `confusion_png` save it as a PNG.
+figure (for tests to measure); `plot_*` save it as a PNG.
 """
 from __future__ import annotations
 
 import math
-import textwrap
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from .stats import parse_claim
-
-DPI = 110
-
-
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
-def _fit(fig, ax, width: float, height: float, passes: int = 4) -> None:
-    """Resize `fig` so that `ax`'s plotting area is `width` x `height` inches: the margins that
-    constrained layout leaves for labels, title and legend are measured and added around it."""
-    for _ in range(passes):
-        fig.draw_without_rendering()  # runs the layout
-        pos = ax.get_position()  # after the layout and any fixed aspect
-        fw, fh = fig.get_size_inches()
-        dw, dh = width - pos.width * fw, height - pos.height * fh
-        if abs(dw) < 0.01 and abs(dh) < 0.01:
-            return
-        fig.set_size_inches(max(1.0, fw + dw), max(1.0, fh + dh))
-
-
-def _save(fig, path: Path) -> Path:
-    plt = _pyplot()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+from harness.figures import DPI, fit, pyplot, save
+from harness.stats import parse_claim
 
 
 def forest_figure(t: pd.DataFrame, points: Mapping[str, Sequence[float]], *, metric: str, baseline: str,
                   ci_label: str, experiment: str, show_claims: bool):
     """Mean and CI per row (`t`: columns n, mean, ci_low, ci_high, claimed, baseline), each seed as a dot
     (`points`), the baseline mean as a line, the seed's claims as x where `show_claims`."""
-    plt = _pyplot()
+    plt = pyplot()
     y = np.arange(len(t))[::-1]  # first row on top
     fig, ax = plt.subplots(figsize=(8, 4), dpi=DPI, layout="constrained")
     labelled: set[str] = set()
@@ -95,19 +66,19 @@ def forest_figure(t: pd.DataFrame, points: Mapping[str, Sequence[float]], *, met
     handles, labels = ax.get_legend_handles_labels()
     if handles:  # below the x label, in the space the layout keeps for it
         fig.legend(handles, labels, loc="outside lower center", ncol=2, fontsize=8, frameon=False)
-    _fit(fig, ax, width=6.0, height=0.3 + 0.45 * max(1, len(t)))
+    fit(fig, ax, width=6.0, height=0.3 + 0.45 * max(1, len(t)))
     return fig
 
 
 def plot_forest(t: pd.DataFrame, points: Mapping[str, Sequence[float]], path: Path, *, metric: str, baseline: str,
                 ci_label: str, experiment: str, show_claims: bool) -> Path:
-    return _save(forest_figure(t, points, metric=metric, baseline=baseline, ci_label=ci_label,
+    return save(forest_figure(t, points, metric=metric, baseline=baseline, ci_label=ci_label,
                                experiment=experiment, show_claims=show_claims), path)
 
 
 def val_curves_figure(history: pd.DataFrame, order: Sequence[str], title: str, metric: str = "val_f1_macro"):
     """Validation macro-F1 per epoch: mean over seeds with a min–max band, one colour per row."""
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(10, 5), dpi=DPI, layout="constrained")
@@ -130,46 +101,10 @@ def val_curves_figure(history: pd.DataFrame, order: Sequence[str], title: str, m
     if handles:  # beside the plot, in row order: it covers no curve
         fig.legend(handles, labels, loc="outside right upper", fontsize=8, frameon=False,
                    title="line = mean over seeds\nband = min–max", title_fontsize=8, alignment="left")
-    _fit(fig, ax, width=6.5, height=4.0)
+    fit(fig, ax, width=6.5, height=4.0)
     return fig
 
 
 def plot_val_curves(history: pd.DataFrame, order: Sequence[str], path: Path, title: str,
                     metric: str = "val_f1_macro") -> Path:
-    return _save(val_curves_figure(history, order, title, metric), path)
-
-
-CELL_IN = 0.8  # inches per confusion-matrix cell
-
-
-def confusion_figure(confusion: list[list[int]], classes: tuple[str, ...], title: str):
-    """The matrix fills the canvas: its size follows the class count, the title is wrapped to
-    its width (each given line on its own), the labels get what they need around it."""
-    plt = _pyplot()
-    cm = np.array(confusion)
-    n = max(1, len(classes))
-    side = max(2.8, CELL_IN * n)
-    fontsize = 9
-    # wrapped to about the figure's width (the matrix and its row labels), 0.55 em per character
-    width_chars = max(16, int((side + 0.8) * 72 / (0.55 * fontsize)))
-    lines = [w for line in str(title).splitlines() for w in (textwrap.wrap(line, width_chars) or [""])]
-    fig, ax = plt.subplots(figsize=(side + 1.5, side + 1.5), dpi=DPI, layout="constrained")
-    ax.imshow(cm, cmap="Blues", vmin=0)
-    # upright tick labels where every class name fits its cell, else slanted
-    slant = max((len(c) for c in classes), default=0) * 0.55 * 9 / 72 > side / n * 0.95
-    ax.set_xticks(range(len(classes)), classes, rotation=45 if slant else 0, ha="right" if slant else "center",
-                  rotation_mode="anchor" if slant else "default")
-    ax.set_yticks(range(len(classes)), classes)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title("\n".join(lines), fontsize=fontsize)
-    for i in range(cm.shape[0]):
-        for j in range(cm.shape[1]):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center",
-                    color="white" if cm[i, j] > cm.max() / 2 else "black", fontsize=9)
-    _fit(fig, ax, width=side, height=side)
-    return fig
-
-
-def confusion_png(confusion: list[list[int]], classes: tuple[str, ...], path: Path, title: str) -> Path:
-    return _save(confusion_figure(confusion, classes, title), path)
+    return save(val_curves_figure(history, order, title, metric), path)

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import tracking
-from .study_file import StudySpec
+from harness import tracking
+from harness.study.file import StudySpec
 
 if TYPE_CHECKING:
     import optuna

@@ -4,9 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-from .config import RunConfig, did_you_mean
-from .errors import HarnessError
-from .suite_file import RowSpec, Suite
+from harness.config import RunConfig, did_you_mean
+from harness.errors import HarnessError
+from harness.suite.file import RowSpec, Suite
 
 
 @dataclass(frozen=True)

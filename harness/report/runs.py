@@ -13,8 +13,8 @@ from typing import Sequence
 
 import pandas as pd
 
-from . import tracking
-from .errors import HarnessError
+from harness import tracking
+from harness.errors import HarnessError
 
 HISTORY_METRIC = "val_f1_macro"
 FAILED_STATUSES = ("FAILED", "KILLED")
@@ -102,7 +102,7 @@ def cells_frame(children: pd.DataFrame) -> pd.DataFrame:
 
 def _test_train_ratio(children: pd.DataFrame) -> pd.Series:
     """n_test / n_train of each cell: its clip counts, or (older runs) the ratios of its config."""
-    from .stats import run_ratio
+    from harness.stats import run_ratio
 
     n_test = pd.to_numeric(column(children, "metrics.n_test_clips", None), errors="coerce")
     n_train = pd.to_numeric(column(children, "metrics.n_train_clips", None), errors="coerce")
@@ -204,11 +204,11 @@ def read_pooled(c, finished: pd.DataFrame) -> pd.DataFrame:
     import os
     import tempfile
 
-    from .cv import pooled_scores, read_predictions
+    from harness.train.cv import pooled_scores, read_predictions
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per file is noise here
-    from .data import class_names
-    from .training import PREDICTIONS
+    from harness.train.data import class_names
+    from harness.train.run import PREDICTIONS
 
     out = []
     cv = finished[finished["fold"].notna()]

@@ -54,7 +54,7 @@ import numpy as np
 import soundfile as sf
 from scipy import signal
 
-from .errors import DataError
+from harness.errors import DataError
 
 SYNTH_VERSION = 1  # bump when the generated audio changes
 

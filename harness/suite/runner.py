@@ -27,14 +27,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from . import racing, services, tracking
-from .parents import close_parents, row_ci, row_parent
-from .errors import HarnessError
-from .planning import (Cell, Summary, cell_config, finished_cells, parse_seeds, print_plan, row_cells, search_runs,
-                       select_rows)
-from .queue import Heartbeat, _cell_of, claim, default_storage, enqueue, finish, open_queue, reap_dead_local_workers
-from .suite_file import RowSpec, Suite, load_suite
-
+from harness import services, tracking
+from harness.errors import HarnessError
+from harness.suite import racing
+from harness.suite.file import RowSpec, Suite, load_suite
+from harness.suite.parents import close_parents, row_ci, row_parent
+from harness.suite.planning import (
+    Cell,
+    Summary,
+    cell_config,
+    finished_cells,
+    parse_seeds,
+    print_plan,
+    row_cells,
+    search_runs,
+    select_rows,
+)
+from harness.suite.queue import (
+    Heartbeat,
+    _cell_of,
+    claim,
+    default_storage,
+    enqueue,
+    finish,
+    open_queue,
+    reap_dead_local_workers,
+)
 
 # --- running ---------------------------------------------------------------------
 
@@ -61,8 +79,8 @@ def run_suite(suite: Suite, seeds: Sequence[int] | None = None, rows: Sequence[s
               until_decided: bool = False, budget: int | None = None,
               out_dir: str = "artifacts", progress: bool = True) -> Summary:
     """Run every pending (row, seed[, fold]) cell; returns counts of done/skipped/failed."""
-    from .data import check_cv
-    from .training import prepare, scan_data
+    from harness.train.data import check_cv
+    from harness.train.run import prepare, scan_data
 
     seeds = tuple(seeds or suite.seeds)
     selected = select_rows(suite, rows)
@@ -243,7 +261,7 @@ def work(plan: Plan, report, threads: int | None, stop=lambda: False) -> None:
 def run_cell(plan: Plan, cell: Cell, trial, queue, c, exp_id: str, report, data_cache: dict) -> str:
     from optuna.trial import TrialState
 
-    from .training import PREPARE_FIELDS, prepare, run
+    from harness.train.run import PREPARE_FIELDS, prepare, run
 
     label = cell.label
     # Already finished (a rerun of a cell whose worker died after finishing)? Then skip.

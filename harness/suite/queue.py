@@ -17,11 +17,11 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-from . import tracking
-from .errors import HarnessError
+from harness import tracking
+from harness.errors import HarnessError
 
 if TYPE_CHECKING:
-    from .planning import Cell
+    from harness.suite.planning import Cell
 
 HEARTBEAT_S = int(os.environ.get("HARNESS_HEARTBEAT_S", "10"))
 GRACE_S = int(os.environ.get("HARNESS_GRACE_S", str(3 * HEARTBEAT_S)))

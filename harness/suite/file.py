@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import RunConfig, did_you_mean
-from .errors import ConfigError, HarnessError
-from .yamlfile import NOT_IN_FILES, check_keys, read_yaml_mapping
+from harness.config import RunConfig, did_you_mean
+from harness.errors import ConfigError, HarnessError
+from harness.yamlfile import NOT_IN_FILES, check_keys, read_yaml_mapping
 
 TOP_KEYS = {"name", "description", "seeds", "base", "rows", "profiles"}
 ROW_KEYS = {"name", "config", "claimed_f1", "note"}
