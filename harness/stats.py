@@ -134,21 +134,6 @@ class Bayes:
     decision: str  # better / worse / equivalent (its probability >= threshold), or undecided
 
 
-def reachable(d: Sequence[float], test_train_ratio: float, rope: float = ROPE, threshold: float = DECISION_PROB) -> bool:
-    """Could more repeats decide this comparison? With J -> infinity the corrected variance of the mean falls
-    only to s² · n_test/n_train: if even that posterior (at today's mean and s) leaves every probability
-    below the threshold, no budget decides it (a futility rule for racing)."""
-    from scipy import stats
-
-    x = np.asarray(d, dtype=float)
-    scale = math.sqrt(x.var(ddof=1) * test_train_ratio)
-    if scale == 0:
-        return True
-    m = float(x.mean())
-    worse, better = stats.norm.cdf(-rope, m, scale), stats.norm.sf(rope, m, scale)
-    return max(better, worse, 1.0 - better - worse) >= threshold
-
-
 def decide(p_better: float, p_equivalent: float, p_worse: float, threshold: float = DECISION_PROB) -> str:
     for name, p in (("better", p_better), ("worse", p_worse), ("equivalent", p_equivalent)):
         if p >= threshold:

@@ -205,6 +205,9 @@ def client(tracking_uri: str | None, must_exist: bool = False):
         return MlflowClient(tracking_uri=uri)
 
 
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # MLflow 3 opens it on its training runs
+
+
 def get_or_create_experiment(c, name: str) -> str:
     exp = c.get_experiment_by_name(name)
     if exp is not None:
@@ -212,7 +215,7 @@ def get_or_create_experiment(c, name: str) -> str:
             c.restore_experiment(exp.experiment_id)
         return exp.experiment_id
     try:
-        return c.create_experiment(name)
+        return c.create_experiment(name, tags=EXPERIMENT_KIND)
     except Exception:
         # Another worker created it between our look-up and create.
         exp = c.get_experiment_by_name(name)

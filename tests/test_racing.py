@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -99,12 +100,16 @@ def test_decided_rows_get_no_new_cells_and_the_budget_is_never_exceeded(tmp_path
 
 
 def test_a_comparison_no_budget_can_decide_is_given_up():
-    from harness import stats
+    from harness.report.verdict import Evidence, answer
 
+    def corrected(d, ratio=1 / 3):  # the corrected t's evidence on paired differences over single splits
+        s2 = float(np.var(d, ddof=1))
+        return Evidence(delta=float(np.mean(d)), floor_var=s2 * ratio, train_var=s2 / len(d), repeats=len(d),
+                        df=len(d) - 1)
     swings = [0.05, -0.05, 0.05, -0.05]  # mean 0, but too noisy for |Δ| < 0.01 at P 0.99 even as J -> inf
-    assert not stats.reachable(swings, test_train_ratio=1 / 3, rope=0.01, threshold=0.99)
+    assert not answer(corrected(swings), rope=0.01, threshold=0.99).floor_decides
     steady = [0.11, 0.10, 0.12, 0.10]
-    assert stats.reachable(steady, test_train_ratio=1 / 3, rope=0.01, threshold=0.99)
+    assert answer(corrected(steady), rope=0.01, threshold=0.99).floor_decides
 
 
 @pytest.mark.parametrize("flags, needle", [

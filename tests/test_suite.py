@@ -8,13 +8,16 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
 from harness import tracking
 from harness.cli import main
 from harness.errors import HarnessError
-from harness.suite import parents as parents_mod
+from harness.report import publish
+from harness.report.runs import select_cells
+from harness.report.table import build_table
 from harness.suite import planning
 from harness.suite import runner as suite_mod
 from harness.suite.file import load_suite
@@ -249,9 +252,10 @@ def test_parent_runs_carry_a_note_with_mean_ci_n_and_the_paired_delta(tmp_path, 
     c = tracking.client(tracking_uri)
     runs = cells(tracking_uri, experiment)
     f1 = {(r.data.tags["harness.row"], int(r.data.tags["harness.seed"])): r.data.metrics["test_f1_macro"] for r in runs}
+    exp = c.get_experiment_by_name(experiment)
     row_runs = {r.data.tags["harness.row"]: r for r in planning.search_runs(
-        c, c.get_experiment_by_name(experiment).experiment_id, "tags.`harness.kind` = 'row'")}
-    notes = {row: p.data.tags[parents_mod.NOTE_TAG] for row, p in row_runs.items()}
+        c, exp.experiment_id, "tags.`harness.kind` = 'row'")}
+    notes = {row: p.data.tags[publish.NOTE_TAG] for row, p in row_runs.items()}
     for row, note in notes.items():
         m = row_runs[row].data.metrics
         lines = note.splitlines()
@@ -262,26 +266,38 @@ def test_parent_runs_carry_a_note_with_mean_ci_n_and_the_paired_delta(tmp_path, 
         assert len(lines[0].rstrip()) <= 50 and "test macro-F1: mean over 2 seeds" in lines[1]
     # The baseline is the first row named baseline*, not the first row; Δ pairs seed with seed.
     assert notes["baseline-cw"].splitlines()[0].rstrip().endswith(", baseline")
+    assert row_runs["baseline-cw"].data.tags[publish.DECISION_TAG] == "baseline"
     for row in ("plain", "ls"):
         delta = sum(f1[(row, s)] - f1[("baseline-cw", s)] for s in (0, 1)) / 2
         assert f", Δ {delta:+.3f} [" in notes[row].splitlines()[0]
         assert "Δ = this row − `baseline-cw`, paired over 2 resamples" in notes[row]
+        # the decision, as a tag the UI filters on and in words with what the data rules out
+        decision = row_runs[row].data.tags[publish.DECISION_TAG]
+        assert decision in ("better", "worse", "equivalent", "undecided")
+        assert notes[row].splitlines()[2].startswith(f"**{decision}**: ") and "rules out" in notes[row]
+    # The experiment opens on its training runs in MLflow 3 and describes itself with the report's main table.
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    description = exp.tags[publish.NOTE_TAG]
+    assert "| `plain` |" in description and "rules out (Δ)" in description and "baseline-cw" in description
 
 
 def test_the_note_pairs_resamples_on_seed_and_fold_and_names_what_the_profile_changed():
-    from types import SimpleNamespace as NS
-
-    def run(seed, fold, f1):
-        return NS(data=NS(tags={"harness.seed": str(seed), "harness.fold": "" if fold is None else str(fold)},
-                          metrics={"test_f1_macro": f1, "n_test_clips": 60, "n_train_clips": 180}, params={}))
-    row = [run(0, 0, 0.6), run(0, 1, 0.7), run(1, 0, 0.5)]
-    base = [run(0, 0, 0.5), run(0, 1, 0.5), run(1, 1, 0.9)]  # (1, 0) and (1, 1) do not pair
-    delta, low, high, pairs = parents_mod.paired_difference(row, base)
-    assert pairs == 2 and delta == pytest.approx(0.15) and low < delta < high
-    note = parents_mod.row_note("r", row, "base", base, "epochs 30 → 6", "quick")
-    assert "mean over 3 resamples (2 seeds × 2 folds)" in note and ", Δ +0.150 [" in note and "paired over 2" in note
-    assert "Profile `quick` changes the training (epochs 30 → 6)" in note and len(note.splitlines()) == 3
-    assert ", Δ n/a" in parents_mod.row_note("r", row, "base", [run(5, None, 0.5)])
+    rows = pd.DataFrame({"run_id": ["p1", "p2"], "row": ["base", "r"], "row_index": [0, 1], "config_hash": ["h", "g"],
+                         "claimed": ["", ""], "study": ["", ""], "profile": ["", ""], "start_time": [1, 1]})
+    cells = pd.DataFrame({"run_id": list("abcdef"), "status": ["FINISHED"] * 6, "start_time": range(6),
+                          "seed": pd.array([0, 0, 1, 0, 0, 1], dtype="Int64"),
+                          "fold": pd.array([0, 1, 0, 0, 1, 1], dtype="Int64"),
+                          "row": ["r"] * 3 + ["base"] * 3, "config_hash": ["g"] * 3 + ["h"] * 3,
+                          "parent_id": ["p2"] * 3 + ["p1"] * 3, "ratio": [1 / 3] * 6, "cv_folds": [2] * 6,
+                          "data": ["synthetic"] * 6, "metrics.test_f1_macro": [0.6, 0.7, 0.5, 0.5, 0.5, 0.9]})
+    sel = select_cells(rows, cells)  # (1, 0) of r and (1, 1) of base do not pair
+    t = build_table(sel, "test_f1_macro", "base", "corrected")
+    note = publish.row_note(t.loc["r"], "base", "corrected", "epochs 30 → 6", "quick")
+    assert t.loc["r", "n_pairs"] == 2 and t.loc["r", "delta"] == pytest.approx(0.15)
+    assert "mean over 3 resamples (2 × 2-fold CV)" in note and ", Δ +0.150 [" in note and "paired over 2" in note
+    assert "Profile `quick` changes the training (epochs 30 → 6)" in note and len(note.splitlines()) == 4
+    one = build_table(select_cells(rows, cells[cells["run_id"].isin(["a", "f"])]), "test_f1_macro", "base")
+    assert ", Δ n/a" in publish.row_note(one.loc["r"], "base", "corrected")
 
 
 def test_the_cpu_profile_keeps_every_rows_training_and_the_share_each_mask_covers():

@@ -198,33 +198,50 @@ def seed_values(finished: pd.DataFrame, row: str, metric: str) -> pd.Series:
     return cells.set_index("resample")[col].dropna().astype(float).sort_index()
 
 
-def read_pooled(c, finished: pd.DataFrame) -> pd.DataFrame:
-    """Per (row, seed) of a cross-validated row whose every fold finished: the macro-F1 of the folds'
-    pooled `test_predictions.csv` artifacts (every clip scored once). Columns row, seed, pooled_f1, n_clips."""
+_PREDICTIONS: dict[str, pd.DataFrame] = {}  # run id -> its test predictions: a finished run never changes
+
+
+def read_clips(c, finished: pd.DataFrame) -> pd.DataFrame:
+    """The per-clip test predictions of every complete cross-validation repeat (a row's seed whose every fold
+    finished: every clip scored once), from the folds' `test_predictions.csv` artifacts. Columns row, repeat
+    (the seed), fold, speaker (the actor), clip, true, pred. Each run's file is downloaded once per process."""
     import os
     import tempfile
 
-    from harness.train.cv import pooled_scores, read_predictions
-
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per file is noise here
-    from harness.train.data import class_names
+    from harness.train.cv import read_predictions
     from harness.train.run import PREDICTIONS
 
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per file is noise here
+    columns = ["row", "repeat", "fold", "speaker", "clip", "true", "pred"]
     out = []
     cv = finished[finished["fold"].notna()]
     with tempfile.TemporaryDirectory(prefix="harness-report-") as tmp:
         for (row, seed), group in cv.groupby(["row", "seed"]):
-            k = int(group["cv_folds"].max())
-            if len(group) < k:
+            if len(group) < int(group["cv_folds"].max()):
                 continue  # a repeat with folds missing scores only part of the corpus
             try:
-                frames = [read_predictions(c.download_artifacts(r, PREDICTIONS, f"{tmp}/{r}"))
-                          for r in group["run_id"]]
+                for r in group["run_id"]:
+                    if r not in _PREDICTIONS:
+                        _PREDICTIONS[r] = read_predictions(c.download_artifacts(r, PREDICTIONS, f"{tmp}/{r}"))
             except Exception:
                 continue  # runs from before predictions were logged
-            pooled = pd.concat(frames, ignore_index=True)
-            out.append({"row": row, "seed": int(seed), "n_clips": len(pooled),
-                        "pooled_f1": pooled_scores(pooled, class_names(group["mode"].iloc[0]))["test_f1_macro"]})
+            for r, fold in zip(group["run_id"], group["fold"]):
+                p = _PREDICTIONS[r]
+                out.append(pd.DataFrame({"row": row, "repeat": int(seed), "fold": int(fold), "speaker": p["actor"],
+                                         "clip": p["clip"], "true": p["true"], "pred": p["pred"]}))
+    return pd.concat(out, ignore_index=True)[columns] if out else pd.DataFrame(columns=columns)
+
+
+def read_pooled(clips: pd.DataFrame, finished: pd.DataFrame) -> pd.DataFrame:
+    """Per (row, seed) of a complete repeat: the macro-F1 of its pooled predictions (every clip scored once).
+    Columns row, seed, pooled_f1, n_clips."""
+    from harness.train.cv import pooled_scores
+    from harness.train.data import class_names
+
+    modes = finished.groupby("row")["mode"].first()
+    out = [{"row": row, "seed": int(seed), "n_clips": len(g),
+            "pooled_f1": pooled_scores(g, class_names(modes[row]))["test_f1_macro"]}
+           for (row, seed), g in clips.groupby(["row", "repeat"])]
     return pd.DataFrame(out, columns=["row", "seed", "pooled_f1", "n_clips"])
 
 

@@ -12,11 +12,14 @@ from typing import Iterable, Sequence
 
 import pandas as pd
 
+from harness import speakers
 from harness.report.markdown import fmt_ci, fmt_delta, fmt_p
 from harness.report.runs import Selection, mean_metric, seed_values, unresolved_failures
+from harness.report.verdict import Answer, Evidence, answer
 from harness.stats import (
     DECISION_PROB,
     ROPE,
+    Bayes,
     Paired,
     claim_positions,
     claim_verdict,
@@ -56,7 +59,25 @@ SEED_CLAIMS: tuple[SeedClaim, ...] = (
 TABLE_COLUMNS = ["n", "n_seeds", "design", "failed", "mean", "ci_low", "ci_high", "ci_method", "std", "min", "max",
                  "reason", "ratio", "baseline", "n_pairs", "delta", "delta_low", "delta_high", "p", "p_holm",
                  "p_improve", "p_better", "p_equivalent", "p_worse", "decision", "delta_reason", "claimed",
-                 "verdict", "comparable", "study", "accuracy", "best_epoch", "wall_time_s"]
+                 "verdict", "comparable", "study", "accuracy", "best_epoch", "wall_time_s", "answer", "speaker_share",
+                 "claimed_gain", "gain_verdict"]
+
+SPEAKER_METRIC = "test_f1_macro"  # the speaker method recomputes it from the pooled test predictions
+
+
+def speaker_ready(sel: Selection, clips: pd.DataFrame | None, metric: str) -> bool:
+    """Can the speaker method serve this suite? Every row with runs is cross-validated with at least one
+    complete repeat in `clips`, and the metric is one the predictions give back."""
+    if metric != SPEAKER_METRIC or clips is None or clips.empty:
+        return False
+    ran = set(sel.finished["row"])
+    cv = set(sel.finished.loc[sel.finished["fold"].notna(), "row"])
+    return bool(ran) and ran == cv and ran <= set(clips["row"])
+
+
+def default_ci(sel: Selection, clips: pd.DataFrame | None, metric: str) -> str:
+    """The report's default interval: on the speaker for cross-validated suites, corrected otherwise."""
+    return speakers.METHOD if speaker_ready(sel, clips, metric) else "corrected"
 
 
 def default_baseline(row_names: Sequence[str]) -> str:
@@ -82,16 +103,104 @@ def claim_comparability(row, data_kinds: Sequence[str]) -> str:
     return "; ".join(why)
 
 
+def _classes(sel: Selection, row: str) -> tuple[str, ...]:
+    from harness.train.data import class_names
+
+    return class_names(sel.finished.loc[sel.finished["row"] == row, "mode"].iloc[0])
+
+
+def _row_clips(clips: pd.DataFrame | None, row: str) -> pd.DataFrame:
+    return clips[clips["row"] == row] if clips is not None and len(clips) else pd.DataFrame()
+
+
+@dataclass(frozen=True)
+class Comparison:
+    paired: Paired
+    answer: Answer | None  # None where there is no Δ to answer about (fewer than 2 pairs)
+
+
+def compare(sel: Selection, row: str, reference: str, metric: str, ci: str, rope: float = ROPE,
+            threshold: float = DECISION_PROB, clips: pd.DataFrame | None = None, reference_label: str = "baseline",
+            what: str = "resample") -> Comparison:
+    """Δ = row − reference with its interval, p, decision and answer, by the report's method `ci`: "speaker"
+    (the pooled predictions of the repeats both completed, paired by clip), else the resamples both finished
+    ("corrected" resampled t; "t"/"bootstrap" give the plain paired t, their decisions stay corrected)."""
+    from scipy import stats
+
+    better, bounds = higher_is_better(metric), metric_bounds(metric)
+    v, base = seed_values(sel.finished, row, metric), seed_values(sel.finished, reference, metric)
+    mine, ref = _row_clips(clips, row), _row_clips(clips, reference)
+    shared = set(mine["repeat"]) & set(ref["repeat"]) if len(mine) and len(ref) else set()
+    if ci == speakers.METHOD and len(shared) >= 1 and len(sel.finished):
+        pv = speakers.pseudo_values(mine[mine["repeat"].isin(shared)], _classes(sel, row),
+                                    reference=ref[ref["repeat"].isin(shared)])
+        comps = speakers.components(pv)
+        floor, train = comps.parts()
+        ev = Evidence(delta=float(pv.theta.mean()), floor_var=floor, train_var=train, repeats=len(shared),
+                      df=comps.df(), floor_what="speakers", n_speakers=comps.n_speakers)
+        a = answer(ev, rope, threshold, better)
+        se = math.sqrt(ev.var)
+        p = float(2 * stats.t.sf(abs(ev.delta) / se, ev.df)) if se > 0 else math.nan
+        keys = v.index.intersection(base.index)
+        d = (v[keys] - base[keys]).to_numpy()
+        wins = ((d > 0) if better else (d < 0)).sum() + 0.5 * (d == 0).sum()
+        low, high = a.low, a.high
+        if bounds is not None:
+            span = bounds[1] - bounds[0]
+            low, high = max(low, -span), min(high, span)
+        paired = Paired(n=len(keys), delta=ev.delta, low=low, high=high, p=p,
+                        p_improve=float(wins / len(d)) if len(d) else math.nan, method=speakers.METHOD,
+                        bayes=Bayes(a.p_better, a.p_equivalent, a.p_worse, a.decision))
+        return Comparison(paired, a)
+    keys = v.index.intersection(base.index)
+    both = sel.finished[sel.finished["row"].isin([row, reference])]
+    ratio = float(both["ratio"].mean()) if len(both) else math.nan
+    paired = paired_delta(v, base, better, method="t" if ci == "t" else "corrected", test_train_ratio=ratio,
+                          rope=rope, bounds=bounds, what=what, threshold=threshold, reference_label=reference_label)
+    if paired.bayes is None:
+        return Comparison(paired, None)
+    d = (v[keys] - base[keys]).to_numpy(float)
+    s2 = float(d.var(ddof=1))
+    repeats = int(sel.finished.loc[sel.finished["row"] == row, "seed"].nunique()) or 1
+    ev = Evidence(delta=float(d.mean()), floor_var=s2 * ratio, train_var=s2 / len(d), repeats=repeats,
+                  df=len(d) - 1, floor_what="correction's floor (s² · n_test/n_train)")
+    return Comparison(paired, answer(ev, rope, threshold, better))
+
+
+def claimed_gain(claimed: str, baseline_claimed: str) -> float:
+    """The seed's claimed gain of a row: its single claimed F1 minus the baseline's (its last number, the
+    "current baseline" the seed's later rows were measured against); NaN where either is not one number."""
+    from harness.stats import parse_claim
+
+    try:
+        mine, base = parse_claim(claimed), parse_claim(baseline_claimed)
+    except ValueError:
+        return math.nan
+    if len(mine) != 1 or mine[0][0] != mine[0][1] or not base or base[-1][0] != base[-1][1]:
+        return math.nan
+    return mine[0][0] - base[-1][0]
+
+
+def gain_verdict(gain: float, low: float, high: float) -> str:
+    if not (math.isfinite(gain) and math.isfinite(low) and math.isfinite(high)):
+        return ""
+    where = "above the Δ interval: ruled out" if gain > high else "below the Δ interval: ruled out" \
+        if gain < low else "inside the Δ interval: consistent"
+    return f"claimed gain {gain:+.3f} {where}"
+
+
 def build_table(sel: Selection, metric: str, baseline: str, ci: str = "corrected", rope: float = ROPE,
-                threshold: float = DECISION_PROB) -> pd.DataFrame:
+                threshold: float = DECISION_PROB, clips: pd.DataFrame | None = None) -> pd.DataFrame:
     """One line per row (suite order) with every number the report shows; NaN where n/a.
 
-    Units are resamples (a seed's split, or a seed's fold); `ci` "corrected" widens intervals for
-    their overlapping training sets, "t" and "bootstrap" treat them as independent."""
-    better = higher_is_better(metric)
+    `ci` "speaker": a cross-validated row's mean is its repeats' pooled macro-F1 averaged, with the interval
+    and Δ from the speaker × repeat variance components of the pooled predictions (`clips`, see
+    `harness.speakers`); a row without a complete repeat falls back to "corrected". Otherwise the units are
+    resamples (a seed's split, or a seed's fold): "corrected" widens intervals for their overlapping
+    training sets, "t" and "bootstrap" treat them as independent."""
     bounds = metric_bounds(metric)
-    base_values = seed_values(sel.finished, baseline, metric)
-    base_ratio = sel.finished.loc[sel.finished["row"] == baseline, "ratio"].mean()
+    base_row = sel.rows.loc[sel.rows["row"] == baseline]
+    base_claimed = base_row["claimed"].iloc[0] if len(base_row) else ""
     lines = []
     for row in sel.rows.itertuples():
         v = seed_values(sel.finished, row.row, metric)
@@ -104,39 +213,49 @@ def build_table(sel: Selection, metric: str, baseline: str, ci: str = "corrected
             "claimed": row.claimed, "verdict": "", "ci_method": "", "study": row.study, "decision": "",
             "comparable": "", "failed": unresolved_failures(sel.failed, row.row),
             "reason": "" if n >= 2 else seeds_reason(n, unit), "ratio": ratio,
-            "baseline": row.row == baseline, "delta_reason": "",
+            "baseline": row.row == baseline, "delta_reason": "", "answer": None, "gain_verdict": "",
             "accuracy": mean_metric(cells, "test_accuracy"), "best_epoch": mean_metric(cells, "best_epoch"),
             "wall_time_s": mean_metric(cells, "wall_time_s")}
         if n:
             line.update(mean=v.mean(), min=v.min(), max=v.max())
-        if n >= 2:
-            low, high, method = mean_ci(v.to_numpy(), ci, test_train_ratio=ratio, bounds=bounds)
+        mine = _row_clips(clips, row.row)
+        if ci == speakers.METHOD and len(mine) and n:
+            iv = speakers.interval(speakers.pseudo_values(mine, _classes(sel, row.row)), bounds=bounds)
+            line.update(mean=iv.estimate, ci_low=iv.low, ci_high=iv.high, ci_method=speakers.METHOD,
+                        std=v.std(ddof=1) if n >= 2 else math.nan, reason="")
+        elif n >= 2:
+            low, high, method = mean_ci(v.to_numpy(), "corrected" if ci == speakers.METHOD else ci,
+                                        test_train_ratio=ratio, bounds=bounds)
             line.update(ci_low=low, ci_high=high, ci_method=method, std=v.std(ddof=1))
         if row.row != baseline:
-            paired = paired_delta(v, base_values, better, method="t" if ci == "t" else "corrected",
-                                  test_train_ratio=float(pd.Series([ratio, base_ratio]).mean()), rope=rope,
-                                  bounds=bounds, what=unit, threshold=threshold)
+            cmp = compare(sel, row.row, baseline, metric, ci, rope, threshold, clips, what=unit)
+            paired = cmp.paired
             line.update(n_pairs=paired.n, delta=paired.delta, delta_low=paired.low, delta_high=paired.high, p=paired.p,
-                        p_improve=paired.p_improve, delta_reason=paired.reason)
+                        p_improve=paired.p_improve, delta_reason=paired.reason, answer=cmp.answer)
             if paired.bayes is not None:
                 b = paired.bayes
                 line.update(p_better=b.p_better, p_equivalent=b.p_equivalent, p_worse=b.p_worse, decision=b.decision)
+            if cmp.answer is not None and cmp.answer.ev.n_speakers:
+                line["speaker_share"] = cmp.answer.ev.floor_var / cmp.answer.ev.var if cmp.answer.ev.var > 0 else math.nan
         if row.claimed:
             line["comparable"] = claim_comparability(row, sorted(set(cells["data"])))
             if metric != CLAIM_METRIC:
                 line["verdict"] = f"n/a (claim is {CLAIM_METRIC})"
             elif line["comparable"]:
                 line["verdict"] = f"not comparable: {line['comparable']}"
-            elif n < 2:
-                line["verdict"] = f"n/a ({line['reason']})"
+            elif not math.isfinite(line["ci_low"]):
+                line["verdict"] = f"n/a ({line['reason'] or 'no interval'})"
             else:
                 try:
                     line["verdict"] = claim_verdict(row.claimed, line["ci_low"], line["ci_high"])
                 except ValueError as e:
                     line["verdict"] = f"n/a ({e})"
+            if row.row != baseline and metric == CLAIM_METRIC and not line["comparable"]:
+                line["claimed_gain"] = claimed_gain(row.claimed, base_claimed)
+                line["gain_verdict"] = gain_verdict(line["claimed_gain"], line["delta_low"], line["delta_high"])
         lines.append(line)
     table = pd.DataFrame(lines).set_index("row")
-    table["p_holm"] = holm(table["p"].to_numpy())
+    table["p_holm"] = holm(table["p"].to_numpy(dtype=float))
     return table
 
 
@@ -158,18 +277,14 @@ def decision_verdict(expected: str, decision: str) -> str:
 
 
 def check_seed_claims(sel: Selection, metric: str, claims: Iterable[SeedClaim] = SEED_CLAIMS,
-                      ci: str = "corrected", rope: float = ROPE) -> list[ClaimCheck]:
-    """The seed's conclusions whose two rows are both in the suite, paired by resample."""
+                      ci: str = "corrected", rope: float = ROPE, clips: pd.DataFrame | None = None) -> list[ClaimCheck]:
+    """The seed's conclusions whose two rows are both in the suite, compared as the table compares rows."""
     names = set(sel.rows["row"])
     out = []
     for claim in claims:
         if claim.reference in names and claim.variant in names:
-            ratio = sel.finished.loc[sel.finished["row"].isin([claim.reference, claim.variant]), "ratio"].mean()
-            paired = paired_delta(seed_values(sel.finished, claim.variant, metric),
-                                  seed_values(sel.finished, claim.reference, metric), higher_is_better(metric),
-                                  reference_label=claim.reference, method="t" if ci == "t" else "corrected",
-                                  test_train_ratio=float(ratio), rope=rope, bounds=metric_bounds(metric),
-                                  what="resample")
+            paired = compare(sel, claim.variant, claim.reference, metric, ci, rope, clips=clips,
+                             reference_label=claim.reference).paired
             verdict = (decision_verdict(claim.expected, paired.bayes.decision) if paired.bayes is not None
                        else "cannot be checked")
             out.append(ClaimCheck(claim, paired, verdict))
@@ -197,14 +312,17 @@ def what_the_data_supports(table: pd.DataFrame, checks: Sequence[ClaimCheck], me
                    f"paired resamples, Holm p {p.replace('<', '< ') if p.startswith('<') else '= ' + p}")
         what = {"better": "better than", "worse": "worse than",
                 "equivalent": f"equivalent (within ±{rope:g}) to"}.get(t["decision"])
+        a = t["answer"]
+        if isinstance(a, Answer):
+            gain = f" The seed's {t['gain_verdict']}." if t["gain_verdict"] else ""
+            out.append((f"`{row}` is **{what}** `{baseline}`: " if what else
+                        f"`{row}` vs `{baseline}`: **undecided**: ") + f"{a.sentence()} ({numbers}).{gain}")
+            continue
         if what:
             out.append(f"`{row}` is **{what}** `{baseline}`: {_probs(t)} ({numbers}).")
-        elif t["std"] == 0 or (math.isfinite(t["delta_low"]) and t["delta_low"] == t["delta_high"]):
-            out.append(f"`{row}` vs `{baseline}`: **undecided**: every paired difference is the same "
-                       f"({fmt_delta(t['delta'])}), which gives no spread to judge from; more repeats would tell.")
         else:
             out.append(f"`{row}` vs `{baseline}`: **undecided**: {_probs(t)}, none reaches the decision "
-                       f"threshold; more repeats would tell ({numbers}).")
+                       f"threshold ({numbers}).")
     for check in checks:
         c, p = check.claim, check.paired
         numbers = (f"Δ = {fmt_delta(p.delta)} {fmt_ci(p.low, p.high)} over {p.n} paired resamples"

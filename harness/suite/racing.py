@@ -8,11 +8,13 @@ baseline, so that the new repeat is paired. A decided row gets no more runs. It
 stops when every row is decided or the next round would spend more training runs
 than `--budget` allows; the budget is never exceeded. A row is also given up
 (undecidable) after `FUTILITY_AFTER` paired repeats when even unlimited repeats
-could not decide it: the corrected variance never falls below s² · n_test/n_train,
-so a small effect near the ROPE's edge can stay open forever (`stats.reachable`).
+could not decide it at today's Δ: repeats average out the training noise but not the
+speakers (under cross-validation, the speaker part of the variance measured by
+`harness.speakers`; otherwise the corrected t's floor s² · n_test/n_train), so a small
+effect near the ROPE's edge can stay open forever (`verdict.Answer.floor_decides`).
 
-Decisions are the report's (the correlated Bayesian t-test with its ROPE, on
-the same resamples), but a row stops only at a stricter threshold,
+Decisions are the report's (the same method, numbers and ROPE; racing prints the
+report's answer for each row word for word), but a row stops only at a stricter threshold,
 `RACING_PROB` = 0.99 rather than the report's 0.95: looking at the data after
 every round and stopping when it looks decided is optional stopping, and each
 look is another chance to stop on noise. With up to ~5 looks per row,
@@ -22,16 +24,17 @@ report's 5% (a Bonferroni bound over the looks).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import pandas as pd
 
 from harness import tracking
 from harness.errors import HarnessError
-from harness.report.runs import read_suite, seed_values, select_cells
-from harness.report.table import build_table
-from harness.stats import ROPE, reachable
+from harness.report.runs import read_clips, read_suite, select_cells
+from harness.report.table import build_table, default_ci
+from harness.report.verdict import Answer, answer
+from harness.stats import DECISION_PROB, ROPE, decide
 from harness.suite.file import RowSpec, Suite
 from harness.suite.planning import Cell, row_cells
 
@@ -47,6 +50,7 @@ class Standing:
     decisions: dict[str, str]  # row -> better / worse / equivalent / undecided / undecidable (baseline: "baseline")
     finished: frozenset[tuple[str, int, int | None]]  # (row, seed, fold) of finished cells
     spent: int  # finished cells of the raced rows
+    answers: dict[str, Answer] = field(default_factory=dict)  # row -> the report's answer (its threshold, 0.95)
 
 
 def standing(c, exp_id: str, rows: Sequence[RowSpec], baseline: str, fingerprint: str,
@@ -63,18 +67,39 @@ def standing(c, exp_id: str, rows: Sequence[RowSpec], baseline: str, fingerprint
                          for r, s, f in zip(fin["row"], fin["seed"], fin["fold"]))
     decisions = {r.name: "undecided" for r in rows}
     decisions[baseline] = "baseline"
+    answers: dict[str, Answer] = {}
     if len(fin):
-        table = build_table(sel, "test_f1_macro", baseline, "corrected", rope, threshold)
-        base = seed_values(fin, baseline, "test_f1_macro")
+        clips = read_clips(c, fin) if fin["fold"].notna().any() else None
+        table = build_table(sel, "test_f1_macro", baseline, default_ci(sel, clips, "test_f1_macro"), rope,
+                            DECISION_PROB, clips)
         for row, t in table.iterrows():
-            if row == baseline or row not in decisions or not t["decision"]:
+            a = t["answer"]
+            if row == baseline or row not in decisions or a is None:
                 continue
-            decisions[row] = t["decision"]
-            d = (seed_values(fin, row, "test_f1_macro") - base).dropna()
-            if t["decision"] == "undecided" and len(d) >= FUTILITY_AFTER and \
-                    not reachable(d.to_numpy(), float(t["ratio"]), rope, threshold):
+            answers[row] = a
+            # the same evidence at racing's stricter threshold
+            strict = answer(a.ev, rope, threshold, a.higher_better)
+            decisions[row] = decide(strict.p_better, strict.p_equivalent, strict.p_worse, threshold) \
+                if a.ev.var > 0 else "undecided"
+            repeats = fin.loc[fin["row"] == row, "seed"].nunique()
+            if decisions[row] == "undecided" and repeats >= FUTILITY_AFTER and not strict.floor_decides:
                 decisions[row] = "undecidable"
-    return Standing(decisions=decisions, finished=finished, spent=len(finished))
+    return Standing(decisions=decisions, finished=finished, spent=len(finished), answers=answers)
+
+
+def summary_lines(st: Standing, rounds: int, budget: int) -> list[str]:
+    """Racing's closing words: what stopped it, then each row's answer as the report words it."""
+    decided = [f"{r} ({d})" for r, d in st.decisions.items() if d in ("better", "worse", "equivalent")]
+    given_up = [r for r, d in st.decisions.items() if d == "undecidable"]
+    still = [r for r, d in st.decisions.items() if d == "undecided"]
+    head = f"racing: {rounds} round(s), {st.spent} training runs (budget {budget})"
+    parts = [f"stopped at P ≥ {RACING_PROB}: {', '.join(decided)}" if decided else "no row reached "
+             f"P ≥ {RACING_PROB}"]
+    if given_up:
+        parts.append(f"given up as undecidable (more seeds cannot decide them at today's Δ): {', '.join(given_up)}")
+    if still:
+        parts.append(f"still open: {', '.join(still)}")
+    return [f"{head}; " + "; ".join(parts)] + [f"  {r}: {a.sentence()}" for r, a in st.answers.items()]
 
 
 def complete_seeds(row: RowSpec, finished: frozenset) -> set[int]:

@@ -145,15 +145,11 @@ def run_suite(suite: Suite, seeds: Sequence[int] | None = None, rows: Sequence[s
             st = racing.standing(c, exp_id, selected, baseline, fingerprint)
             nxt = racing.next_round(selected, baseline, st)
             open_rows = sorted(r for r, d in st.decisions.items() if d == "undecided")
-            given_up = sorted(r for r, d in st.decisions.items() if d == "undecidable")
-            if not nxt:
-                print(f"racing: every row decided after {rounds} round(s), {st.spent} training runs "
-                      f"(budget {budget})" + (f"; given up as undecidable even with unlimited repeats: "
-                                             f"{', '.join(given_up)}" if given_up else ""))
-                break
-            if st.spent + len(nxt) > budget:
-                print(f"racing: budget reached ({st.spent} of {budget} training runs spent, the next round needs "
-                      f"{len(nxt)}); still undecided: {', '.join(open_rows)}")
+            if not nxt or st.spent + len(nxt) > budget:
+                if nxt:
+                    print(f"racing: budget reached ({st.spent} of {budget} training runs spent, the next round "
+                          f"needs {len(nxt)})")
+                print("\n".join(racing.summary_lines(st, rounds, budget)))
                 break
             rounds += 1
             print(f"racing round {rounds}: {len(nxt)} cell(s) (seed {nxt[0].seed}) for undecided row(s) "
@@ -166,7 +162,7 @@ def run_suite(suite: Suite, seeds: Sequence[int] | None = None, rows: Sequence[s
         print(f"adaptive seeds: {len(plan.cells)} more cell(s) to reach a 95% CI half-width <= {target_ci}")
     if until_decided:
         racing.record_race(c, exp_id, parents, fingerprint, selected, seeds, budget)
-    close_parents(c, exp_id, parents, fingerprint, suite)
+    close_parents(c, exp_id, parents)
     print(f"summary: {summary.done} done, {summary.skipped} skipped (already done), {summary.failed} failed")
     for line in summary.failures:
         print(f"  FAILED {line}")

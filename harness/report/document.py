@@ -1,0 +1,224 @@
+"""The markdown of a suite report: its header, the one-glance main table, details, failures, what the
+data supports. Numbers in (a `SuiteReport`), text out; no MLflow."""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from harness import speakers
+from harness.report.markdown import fmt_ci, fmt_delta, fmt_p, md_table, na, num
+from harness.report.runs import Selection
+from harness.report.table import ClaimCheck, what_the_data_supports
+from harness.stats import DECISION_PROB, ROPE, higher_is_better
+
+
+def _values_summary(series: pd.Series, width: int | None = None) -> str:
+    counts = series[series != ""].astype(str).str[:width].value_counts()
+    return ", ".join(f"{k} ({v} runs)" if len(counts) > 1 else k for k, v in counts.items()) or "not recorded"
+
+
+@dataclass
+class SuiteReport:
+    experiment: str
+    metric: str
+    ci: str
+    baseline: str
+    sel: Selection
+    table: pd.DataFrame
+    checks: list[ClaimCheck]
+    rope: float = ROPE
+    clips: pd.DataFrame | None = None  # pooled test predictions of complete CV repeats (`runs.read_clips`)
+
+
+def header_facts(sel: Selection) -> tuple[list[tuple[str, str]], list[str]]:
+    """What was measured, and loud warnings when the cells are not comparable."""
+    f, warn = sel.finished, []
+    fps = f.loc[f["fingerprint"] != "", "fingerprint"].unique()
+    if len(fps) > 1:
+        by = f.groupby("fingerprint")["row"].unique()
+        warn.append(f"**WARNING: the cells were trained on {len(fps)} different data sets** (fingerprints: "
+                    + "; ".join(f"{fp}: {', '.join(rows)}" for fp, rows in by.items())
+                    + "): rows are not comparable.")
+    if f["split"].nunique() > 1:
+        warn.append("**WARNING: the cells mix split kinds** (" + _values_summary(f["split"]) + "): "
+                    "actor-disjoint and random-clip splits measure different things.")
+    seeds = sorted(int(s) for s in f["seed"].dropna().unique())
+    facts = [("data fingerprint", ", ".join(fps) or "not recorded"), ("data", _values_summary(f["data"])),
+             cv_design(f) or ("split", _values_summary(f["split"])),
+             ("seeds", ", ".join(map(str, seeds)) or "none finished"),
+             ("profile", _values_summary(sel.rows["profile"])),
+             *([("design", racing_text)] if (racing_text := _racing(sel.rows)) else []),
+             ("git commit", _values_summary(f["git_commit"], 12)),
+             ("mode", _values_summary(f["mode"])), ("model", _values_summary(f["model"]))]
+    return facts, warn
+
+
+def cv_design(finished: pd.DataFrame) -> tuple[str, str] | None:
+    """("design", "2 × 4-fold speaker CV") when every finished cell is a fold of a cross-validation repeat."""
+    if not len(finished) or finished["fold"].isna().any():
+        return None
+    folds = "/".join(str(int(k)) for k in sorted(finished["cv_folds"].unique()))
+    return "design", f"{finished['seed'].nunique()} × {folds}-fold speaker CV"
+
+
+CI_NAMES = {
+    speakers.METHOD: "on the speaker (`--ci speaker`, the default for cross-validated suites): each row's mean is its "
+                     "repeats' pooled test macro-F1 (every clip scored once per repeat) averaged over repeats; its "
+                     "variance is split into speakers (σ²_s/S: does not shrink with repeats), fold models and a "
+                     "residual (shrink with repeats), estimated by ANOVA on each speaker's jackknife pseudo-value "
+                     "per repeat; Student t with Satterthwaite's df (`harness.speakers`; coverage measured in "
+                     "`benchmarks/calibration.py`)",
+    "corrected": "corrected resampled t (Nadeau & Bengio 2003; Bouckaert & Frank 2004): the variance of the mean "
+                 "is s² · (1/J + n_test/n_train), because resamples that share most of their training data are "
+                 "correlated and a plain t interval over them is too narrow, more so the more resamples are added",
+    "t": "plain Student t over resamples, as if they were independent (too narrow when training sets overlap; "
+         "`--ci corrected` is the default)",
+    "bootstrap": "bootstrap BCa over resamples, as if they were independent (percentile where BCa is degenerate)",
+}
+
+
+def _decision_cell(r) -> str:
+    if r["baseline"]:
+        return "baseline"
+    if not r["decision"]:
+        return na(r["delta_reason"])
+    a = r["answer"]
+    if r["decision"] == "undecided" and a is not None and not a.ev.var > 0:
+        return "undecided (identical differences: no spread to judge from)"
+    if r["decision"] == "undecided":
+        name, p = max((("better", r["p_better"]), ("equivalent", r["p_equivalent"]), ("worse", r["p_worse"])),
+                      key=lambda kv: kv[1])
+        if p >= DECISION_PROB:  # only a degenerate posterior gets here: every paired difference identical
+            return "undecided (identical differences: no spread to judge from)"
+        return f"undecided (likeliest: {name} {p:.2f})"
+    return f"**{r['decision']}** ({r['p_' + r['decision']]:.2f})"
+
+
+def describe_race(tag: str) -> str:
+    """The report's sentence for a row parent's racing tag; empty when it is not one."""
+    try:
+        r = json.loads(tag)
+    except (TypeError, ValueError):
+        return ""
+    return (f"sequential (racing): seeds {', '.join(map(str, r['start_seeds']))} first, then {r['rounds']} "
+            f"round(s) adding a repeat only to undecided rows, budget {r['budget']} training runs, a row stopped "
+            f"at P ≥ {r['threshold']}; the intervals and decisions below treat the number of repeats as fixed, "
+            f"which a sequential design is not: read borderline decisions with care")
+
+
+def _racing(rows: pd.DataFrame) -> str:
+    """How the seeds were chosen, when a race chose them (`suite run --until-decided`)."""
+    texts = {describe_race(tag) for tag in (rows["racing"] if "racing" in rows else []) if tag}
+    return "; ".join(sorted(t for t in texts if t))
+
+
+def _ruled_out_cell(r) -> str:
+    a = r["answer"]
+    return a.ruled_out().removeprefix("rules out ").removesuffix(" (95% CI)") if a is not None and a.ev.var > 0 else "—"
+
+
+def main_table(t: pd.DataFrame, metric: str, claims: bool = True) -> list[str]:
+    """The one-glance table (markdown lines): row, n, mean [CI], Δ [CI], decision, what Δ's CI rules out,
+    Holm's p and the seed's claim; the report's and the MLflow experiment's description."""
+    lines = []
+    for i, (row, r) in enumerate(t[t["n"] > 0].iterrows()):
+        ok = math.isfinite(r["ci_low"])
+        delta = ("—" if r["baseline"] else
+                 f"{fmt_delta(r['delta'])} {fmt_ci(r['delta_low'], r['delta_high'])}" if math.isfinite(r["delta"])
+                 else na(r["delta_reason"]))
+        label = f"`{row}`" + (f" (study `{r['study']}`)" if r["study"] else "")
+        mean = f"{num(r['mean'])} {fmt_ci(r['ci_low'], r['ci_high'])}" if ok else f"{num(r['mean'])} ({r['reason']})"
+        line = [i, label, f"{int(r['n'])} ({r['design']})", mean, delta, _decision_cell(r),
+                "—" if r["baseline"] else _ruled_out_cell(r), "—" if r["baseline"] else fmt_p(r["p_holm"])]
+        lines.append(line + ([r["verdict"] or "—"] if claims else []))
+    return md_table(["#", "row", "n", f"mean {metric} [95% CI]", "Δ vs baseline [95% CI]", "decision",
+                     "rules out (Δ)", "p (Holm)", *(["seed's claim"] if claims else [])], lines)
+
+
+def render_markdown(rep: SuiteReport, plots: dict[str, str] | None = None, pooled: pd.DataFrame | None = None) -> str:
+    t, metric = rep.table, rep.metric
+    facts, warn = header_facts(rep.sel)
+    n_holm = int(t["p"].notna().sum())
+    out = [f"# Ablation report: {rep.experiment}", "",
+           f"- experiment: `{rep.experiment}`; metric: `{metric}` "
+           f"({'higher' if higher_is_better(metric) else 'lower'} is better); baseline: `{rep.baseline}`"]
+    out += [f"- {k}: {v}" for k, v in facts]
+    out += [f"- intervals: {CI_NAMES[rep.ci]}",
+            f"- decisions: correlated Bayesian t-test (Benavoli et al. 2017, `baycomp`) of Δ vs the baseline with a "
+            f"region of practical equivalence ±{rep.rope:g}; a row is **better**, **worse** or **equivalent** when "
+            f"that probability is ≥ {DECISION_PROB}, else **undecided**"]
+    out += ["", *[f"> {w}" for w in warn], *([""] if warn else [])]
+    speaker = rep.ci == speakers.METHOD
+    unit = ("*mean* is a row's pooled test macro-F1 (every clip scored once per repeat) averaged over its "
+            "repeats; its *95% CI* treats the speakers as a sample (they do not average out with more repeats) "
+            "and the training runs as another (they do). *Δ* is the row minus the baseline on the same clips of "
+            "the same repeats" if speaker else
+            "*mean* is over a row's resamples and its *95% CI* is for that same mean, not the range of a single "
+            "run (see min–max below). *Δ* is the row minus the baseline on the same resamples (same actors held "
+            "out)")
+    out += [f"**How to read this.** A *resample* is one training run: a seed's split, or under cross-validation "
+            f"a seed's fold (every speaker tested once per seed). {unit}, with its 95% CI. *Decision* says which of "
+            f"better / equivalent / worse the data makes at least {DECISION_PROB:.0%} probable; *rules out* what "
+            f"Δ's 95% CI excludes. p is the matching "
+            f"paired t-test, Holm-adjusted over the {n_holm} row{'' if n_holm == 1 else 's'} compared with the "
+            f"baseline; the decisions are per row and not adjusted for how many rows are compared, so where "
+            f"they and Holm's p disagree, the p is the more cautious reading. A decision is one-sided "
+            f"(P ≥ {DECISION_PROB} that Δ lies beyond the ROPE), the Δ interval two-sided: a row can be "
+            f"**better** while its 95% interval still touches 0. Each comparison's whole answer (resolution, "
+            f"where the variance comes from, what would sharpen it) is under *What the data supports*.", ""]
+    out += main_table(t, metric)
+    never = list(t.index[t["n"] == 0])
+    if never:
+        out += ["", f"No finished run yet: {', '.join(f'`{r}`' for r in never)}"
+                + ("" if not rep.sel.failed.empty else "") + "."]
+
+    pooled_mean = (pooled.groupby("row")["pooled_f1"].agg(["mean", "count"]) if pooled is not None and len(pooled)
+                   else pd.DataFrame(columns=["mean", "count"]))
+    details = []
+    ran = t[t["n"] > 0]
+    for row, r in ran.iterrows():
+        pm = pooled_mean.loc[row] if row in pooled_mean.index else None
+        details.append([f"`{row}`", num(r["std"]) if r["n"] >= 2 else "n/a", f"{num(r['min'])}–{num(r['max'])}",
+                        int(r["failed"]), f"{r['ratio']:.3f}" if math.isfinite(r["ratio"]) else "n/a",
+                        "—" if r["baseline"] or not r["decision"] else
+                        f"{r['p_better']:.2f} / {r['p_equivalent']:.2f} / {r['p_worse']:.2f}",
+                        "—" if r["baseline"] else num(r["p_improve"], 2),
+                        f"{num(pm['mean'])} ({int(pm['count'])})" if pm is not None else "—",
+                        f"{r['speaker_share']:.0%}" if math.isfinite(r["speaker_share"]) else "—",
+                        r["claimed"] or "—", num(r["accuracy"]), num(r["best_epoch"], 1), num(r["wall_time_s"], 1)])
+    out += ["", "### Details", "",
+            "*n_test/n_train* is the correction's ratio; *P(b/e/w)* the Bayesian probabilities of better / "
+            "equivalent / worse; *wins* the share of paired resamples where the row beats the baseline (ties ½); "
+            "*pooled F1* (cross-validation only) the macro-F1 of a repeat's pooled test predictions, every clip "
+            "scored once, averaged over repeats (how many in brackets); *speakers* the share of Δ's variance that "
+            "comes from which speakers were recorded (more repeats cannot lower it)."]
+    out += [""] + md_table(["row", "std", "min–max", "failed", "n_test/n_train", "P(b/e/w)", "wins",
+                            "pooled F1", "speakers", "claimed (single run)", "accuracy", "best epoch", "wall s/run"], details)
+    fb = sorted(set(t.index[t["ci_method"] == "percentile"]))
+    if fb:
+        out += ["", f"Bootstrap BCa was degenerate for {', '.join(f'`{r}`' for r in fb)}: percentile interval used."]
+
+    f = rep.sel.failed
+    out += ["", "## Failed and killed runs", ""]
+    if len(f):
+        out += md_table(["row", "seed", "fold", "status", "reason", "finished on rerun", "run"],
+                        [[f"`{r.row}`", r.seed, "—" if pd.isna(r.fold) else r.fold, r.status,
+                          r.failure_reason or "not recorded", "yes" if r.rerun_finished else "no", r.run_id]
+                         for r in f.itertuples()])
+        out += ["", "They are counted (column *failed*: resamples without a finished rerun) and never averaged."]
+    else:
+        out.append("None.")
+    if rep.sel.notes:
+        out += ["", "## Notes on run selection", "", *[f"- {n}" for n in rep.sel.notes]]
+    if plots:
+        out += ["", "## Plots", ""] + [f"![{title}]({name})" for title, name in plots.items()]
+    kinds = rep.sel.finished["data"].unique()
+    data_kind = kinds[0] if len(kinds) == 1 else ""
+    out += ["", "## What the data supports", "",
+            *[f"- {s}" for s in what_the_data_supports(t, rep.checks, metric, rep.baseline, data_kind, rep.rope)]]
+    return "\n".join(out) + "\n"
+
+

@@ -1,0 +1,155 @@
+"""An answer per comparison, in numbers and in words: what the data decides, what it rules out, the
+design's resolution, where the uncertainty comes from and what would sharpen it.
+
+Pure functions on an `Evidence` (Δ, its variance split into a part that more repeats cannot lower
+and a part they can, degrees of freedom). The report, each row's parent run in MLflow and the
+racing summary all print `Answer.sentence()`, so they say the same thing in the same words.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from harness.stats import DECISION_PROB, ROPE, decide
+
+MORE_REPEATS = 4  # the "what would sharpen it" line prices this many more repeats
+MAX_EXTRA_REPEATS = 64  # beyond this many more repeats a decision is called out of reach of seeds
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Δ = row − baseline and its variance, split by what more repeats (seeds) would do to it."""
+    delta: float
+    floor_var: float  # the part repeats cannot lower (speakers sampled; for the corrected t: s² · n_test/n_train)
+    train_var: float  # the part that shrinks as 1/repeats (training noise), at `repeats` repeats
+    repeats: int
+    df: float
+    floor_what: str = "speakers"  # what the floor comes from, in words
+    n_speakers: int = 0  # 0: not known (the floor is the correction's, not measured on speakers)
+
+    @property
+    def var(self) -> float:
+        return self.floor_var + self.train_var
+
+    def se_at(self, repeats: float) -> float:
+        """The standard error with `repeats` repeats (math.inf: the floor alone)."""
+        train = 0.0 if math.isinf(repeats) else self.train_var * self.repeats / repeats
+        return math.sqrt(self.floor_var + train)
+
+
+@dataclass(frozen=True)
+class Answer:
+    ev: Evidence
+    rope: float
+    threshold: float
+    higher_better: bool
+    p_better: float
+    p_equivalent: float
+    p_worse: float
+    decision: str  # better / worse / equivalent / undecided
+    low: float  # the two-sided 95% interval of Δ
+    high: float
+    min_effect: float  # the smallest |Δ| this design can call better or worse
+    min_rope: float  # the smallest ROPE at which this Δ could be called equivalent
+    extra_repeats: int | None  # more repeats that would decide it at today's Δ (None: not within MAX_EXTRA_REPEATS)
+    floor_decides: bool  # unlimited repeats would decide it at today's Δ
+
+    def ruled_out(self) -> str:
+        """"rules out a gain above +0.031 and a loss larger than 0.040 (95% CI)"."""
+        lo, hi = (self.low, self.high) if self.higher_better else (-self.high, -self.low)  # in gain units
+        up = f"a gain above {hi:+.3f}" if hi >= 0 else f"any gain, and a loss smaller than {-hi:.3f}"
+        down = f"a loss larger than {-lo:.3f}" if lo <= 0 else f"any loss, and a gain smaller than {lo:+.3f}"
+        return f"rules out {up} and {down} (95% CI)"
+
+    def resolution(self) -> str:
+        out = f"this design calls better or worse only at |Δ| ≥ {self.min_effect:.3f} (ROPE {self.rope:g})"
+        if self.decision in ("undecided", "equivalent"):
+            out += f" and could call this Δ equivalent only with a ROPE of ±{self.min_rope:.3f}"
+        return out
+
+    def split(self) -> str:
+        v = self.ev.var
+        if not v > 0:
+            return "no spread to split"
+        share = self.ev.floor_var / v
+        return f"variance: {self.ev.floor_what} {share:.0%}, training runs {1 - share:.0%}"
+
+    def sharpen(self) -> str:
+        from scipy import stats
+
+        ev = self.ev
+        t = float(stats.t.ppf(0.975, max(ev.df, 1)))
+        more = f"{MORE_REPEATS} more repeats: about ±{t * ev.se_at(ev.repeats + MORE_REPEATS):.3f}"
+        who = f"the {ev.n_speakers} speakers" if ev.n_speakers else f"the {ev.floor_what}"
+        floor = f"{who} alone limit it to ±{1.96 * ev.se_at(math.inf):.3f}"
+        if self.decision != "undecided":
+            return f"{more}; {floor}"
+        if self.extra_repeats is None and self.floor_decides:
+            return f"{more}; {floor}: more than {MAX_EXTRA_REPEATS} more repeats would be needed at Δ {ev.delta:+.3f}"
+        if self.extra_repeats is None:
+            cure = "more speakers could" if ev.n_speakers else "a design with more held-out data could"
+            return f"{more}; {floor}: more seeds cannot decide this, {cure}"
+        return (f"{more}; {floor}: about {self.extra_repeats} more repeat{'' if self.extra_repeats == 1 else 's'} "
+                f"would decide it if Δ stays near {self.ev.delta:+.3f}")
+
+    def headline(self) -> str:
+        probs = {"better": self.p_better, "worse": self.p_worse, "equivalent": self.p_equivalent}
+        if self.decision == "undecided":
+            name, p = max(probs.items(), key=lambda kv: kv[1])
+            return f"undecided (ROPE ±{self.rope:g}; likeliest {name}, P {p:.2f})"
+        return f"{self.decision} (P {probs[self.decision]:.2f}, ROPE ±{self.rope:g})"
+
+    def sentence(self) -> str:
+        """The whole answer in one line, as the report, the parent run's note and racing print it."""
+        if not self.ev.var > 0:
+            return (f"undecided: every paired difference is the same (Δ {self.ev.delta:+.3f}), no spread to judge "
+                    f"from (a posterior without spread is certainty from coincidence); more repeats would spread it.")
+        return f"{self.headline()}; {self.ruled_out()}; {self.resolution()}; {self.split()}; {self.sharpen()}."
+
+
+def _probs(delta: float, var: float, df: float, rope: float, higher_better: bool) -> tuple[float, float, float]:
+    """(P(better), P(equivalent), P(worse)) under a Student posterior of Δ (baycomp's, as the decisions)."""
+    from baycomp.single import Posterior
+
+    if rope > 0:
+        left, equiv, right = Posterior(delta, var, df, rope).probs()
+    else:
+        (left, right), equiv = Posterior(delta, var, df, 0).probs(), 0.0
+    better, worse = (right, left) if higher_better else (left, right)
+    return float(better), float(equiv), float(worse)
+
+
+def _decides(delta: float, var: float, df: float, rope: float, threshold: float) -> bool:
+    return var > 0 and max(_probs(delta, var, df, rope, True)) >= threshold
+
+
+def answer(ev: Evidence, rope: float = ROPE, threshold: float = DECISION_PROB, higher_better: bool = True) -> Answer:
+    from scipy import optimize, stats
+
+    var, df = ev.var, max(ev.df, 1.0)
+    se = math.sqrt(var)
+    better, equiv, worse = _probs(ev.delta, var, df, rope, higher_better) if var > 0 else (math.nan,) * 3
+    # Identical differences give a posterior without spread: certainty from coincidence, no decision.
+    decision = decide(better, equiv, worse, threshold) if var > 0 else "undecided"
+    half = float(stats.t.ppf(0.975, df)) * se
+    min_effect = rope + float(stats.t.ppf(threshold, df)) * se
+    if se > 0:
+        def cover(r: float) -> float:
+            return float(stats.t.cdf((r - ev.delta) / se, df) - stats.t.cdf((-r - ev.delta) / se, df)) - threshold
+        min_rope = float(optimize.brentq(cover, 0.0, abs(ev.delta) + 100 * se))
+    else:
+        min_rope = abs(ev.delta)
+    extra = None
+    floor_decides = decision != "undecided" or _decides(ev.delta, ev.floor_var, 1e6, rope, threshold)
+    if decision == "undecided" and floor_decides:
+        extra = next((k for k in range(1, MAX_EXTRA_REPEATS + 1)
+                      if _decides(ev.delta, ev.se_at(ev.repeats + k) ** 2, df, rope, threshold)), None)
+    return Answer(ev=ev, rope=rope, threshold=threshold, higher_better=higher_better, p_better=better,
+                  p_equivalent=equiv, p_worse=worse, decision=decision, low=ev.delta - half, high=ev.delta + half,
+                  min_effect=min_effect, min_rope=min_rope, extra_repeats=extra,
+                  floor_decides=floor_decides)
+
+
+def decidable(a: Answer) -> bool:
+    """Could more repeats decide this comparison at today's Δ (racing's futility rule)?"""
+    return a.floor_decides

@@ -1,0 +1,208 @@
+"""The speaker as the unit: intervals for cross-validated suites from their pooled test predictions.
+
+Pure functions, numbers in, numbers out (no MLflow, no runs).
+
+Under speaker-grouped K-fold cross-validation every repeat (a seed) scores every clip once, each
+speaker's clips by the model of the fold that held the speaker out. A repeat's statistic is the
+pooled macro-F1 of its predictions (or a paired Δ of two rows, same seed, same folds, same clips),
+and the estimate is its mean over the R repeats. Its variance has three sources:
+
+- **speakers** (σ²_s): which speakers were recorded. Crossed with the repeats (every repeat scores
+  the same speakers), so it does not shrink with more repeats: the floor is σ²_s / S.
+- **fold models** (σ²_m): a model is shared by the speakers of its fold cell (repeat × fold);
+  initialisation, batch order and the epoch chosen on validation move all of them together.
+- **residual** (σ²_e): a speaker's result in one repeat beyond the two above (speaker × model).
+
+    Var(estimate) = σ²_s / S + σ²_m · Σ n_cell² / (S R)² + σ²_e / (S R)
+
+The statistic is not a mean over clips, so each speaker's share of it is its jackknife pseudo-value
+within its repeat, u = S·θ − (S − 1)·θ(−speaker) (Quenouille–Tukey; the leave-one-speaker-out
+statistic from the confusion matrices). The components are ANOVA (method-of-moments) estimates
+on the pseudo-values of a speaker × repeat table with fold cells nested in repeats (Searle, Casella
+& McCulloch 1992, ch. 4): the within-cell mean square (σ²_s + σ²_e), the between-cell mean square
+(n₀σ²_m + σ²_s + σ²_e) and the spread of the speakers' means over repeats (σ²_s + (σ²_e + (1 − c̄)σ²_m)/R,
+c̄ the share of repeats in which two speakers sit in one fold), each negative estimate set to 0.
+The interval is Student t with Satterthwaite's degrees of freedom. The idea follows Bisani & Ney
+2004 (the speaker as the resampling unit), Miller 2024 (clustered standard errors, paired
+differences) and Bouthillier et al. 2021 (training noise apart from data sampling); it replaces
+the Nadeau & Bengio 2003 correction, whose variance s²·(1/J + n_test/n_train) charges training
+noise as if it came from the speakers and so never falls below s²·n_test/n_train.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+LEVEL = 0.95
+METHOD = "speaker"
+METHOD_NAME = "speaker × repeat variance components of the pooled test predictions"
+
+
+def macro_f1(confusion: np.ndarray) -> float:
+    """Macro-F1 of a confusion matrix (rows true, columns predicted); a class with no true and no
+    predicted clip scores 0, as sklearn's f1_score(average="macro", zero_division=0) over the labels."""
+    tp = np.diag(confusion).astype(float)
+    denom = confusion.sum(axis=0) + confusion.sum(axis=1)  # 2tp + fp + fn
+    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
+    return float(f1.mean())
+
+
+def _confusions(true: np.ndarray, pred: np.ndarray, group: np.ndarray, n_groups: int, n_classes: int) -> np.ndarray:
+    """One confusion matrix per group: shape (n_groups, C, C)."""
+    m = np.zeros((n_groups, n_classes, n_classes))
+    np.add.at(m, (group, true, pred), 1)
+    return m
+
+
+@dataclass(frozen=True)
+class Pseudo:
+    """A speaker × repeat table of one statistic: the repeats' pooled values and each speaker's pseudo-value."""
+    theta: np.ndarray  # (R,) the pooled statistic of each repeat
+    u: np.ndarray  # (S, R) pseudo-values: mean over speakers ≈ theta
+    fold: np.ndarray  # (S, R) the fold (cell within the repeat) that scored the speaker
+    speakers: tuple  # the S speakers, in the table's order
+    repeats: tuple  # the R repeats
+
+
+def pseudo_values(clips: pd.DataFrame, classes: Sequence[str], reference: pd.DataFrame | None = None) -> Pseudo:
+    """`clips`: one line per scored clip, columns repeat, fold, speaker, clip, true, pred (every repeat
+    scores every speaker once). With `reference` (same columns, the baseline's predictions), the
+    statistic is the paired Δ of pooled macro-F1 (row − reference), matched on repeat and clip."""
+    cls = {c: i for i, c in enumerate(classes)}
+    if reference is not None:
+        keys = ["repeat", "clip"]
+        ref = reference[keys + ["pred"]].rename(columns={"pred": "pred_ref"})
+        clips = clips.merge(ref, on=keys, how="inner")
+    repeats = tuple(sorted(clips["repeat"].unique()))
+    speakers = tuple(sorted(clips["speaker"].unique()))
+    s_idx = {s: i for i, s in enumerate(speakers)}
+    S, R, C = len(speakers), len(repeats), len(classes)
+    theta, u = np.zeros(R), np.full((S, R), np.nan)
+    fold = np.full((S, R), -1)
+    for j, r in enumerate(repeats):
+        g = clips[clips["repeat"] == r]
+        sp = g["speaker"].map(s_idx).to_numpy()
+        true = g["true"].map(cls).to_numpy()
+        per = _confusions(true, g["pred"].map(cls).to_numpy(), sp, S, C)
+        per_ref = (_confusions(true, g["pred_ref"].map(cls).to_numpy(), sp, S, C)
+                   if reference is not None else None)
+
+        def stat(drop: int | None) -> float:
+            m = per.sum(0) - (per[drop] if drop is not None else 0)
+            if per_ref is None:
+                return macro_f1(m)
+            return macro_f1(m) - macro_f1(per_ref.sum(0) - (per_ref[drop] if drop is not None else 0))
+
+        theta[j] = stat(None)
+        present = np.unique(sp)
+        for s in present:
+            u[s, j] = len(present) * theta[j] - (len(present) - 1) * stat(s)
+        f = g.groupby(sp)["fold"].first()
+        fold[f.index.to_numpy(), j] = f.to_numpy()
+    if np.isnan(u).any():
+        missing = [speakers[i] for i in np.flatnonzero(np.isnan(u).any(axis=1))]
+        raise ValueError(f"every repeat must score every speaker; missing in some repeat: {missing}")
+    return Pseudo(theta=theta, u=u, fold=fold, speakers=speakers, repeats=repeats)
+
+
+@dataclass(frozen=True)
+class Components:
+    """Variance components of one statistic and the design they were measured on."""
+    speaker: float  # σ²_s
+    model: float  # σ²_m
+    residual: float  # σ²_e
+    n_speakers: int  # S
+    n_repeats: int  # R
+    cell_sq: float  # Σ n_cell² over all (repeat, fold) cells of the design
+    separable: bool  # False with one repeat: speakers and residual cannot be told apart (all charged to speakers)
+    df_speaker: float
+    df_model: float
+    df_residual: float
+
+    def parts(self, repeats: float | None = None) -> tuple[float, float]:
+        """(speaker part, training part) of the estimate's variance with `repeats` repeats (default: as run)."""
+        S, R = self.n_speakers, self.n_repeats
+        r = R if repeats is None else repeats
+        per_repeat = self.model * self.cell_sq / (S * S * R) + self.residual / S  # one repeat's training noise
+        return self.speaker / S, per_repeat / r
+
+    def var(self, repeats: float | None = None) -> float:
+        return float(sum(self.parts(repeats)))
+
+    def df(self, repeats: float | None = None) -> float:
+        """Satterthwaite's degrees of freedom of `var` (each component with the df of its mean square)."""
+        S, R = self.n_speakers, self.n_repeats
+        r = R if repeats is None else repeats
+        terms = [(self.speaker / S, self.df_speaker), (self.model * self.cell_sq / (S * S * R) / r, self.df_model),
+                 (self.residual / (S * r), self.df_residual)]
+        total = sum(t for t, _ in terms)
+        denom = sum(t * t / d for t, d in terms if t > 0 and d > 0)
+        return float(max(1.0, min(total * total / denom, S * R))) if denom > 0 else float(max(1, S - 1))
+
+    @property
+    def speaker_share(self) -> float:
+        """The speakers' share of the estimate's variance, as run."""
+        s, t = self.parts()
+        return s / (s + t) if s + t > 0 else math.nan
+
+
+def components(p: Pseudo) -> Components:
+    """ANOVA estimates of σ²_s, σ²_m, σ²_e from a speaker × repeat table of pseudo-values (module docstring)."""
+    u, fold = p.u, p.fold
+    S, R = u.shape
+    ss_w = df_w = ss_b = df_b = 0.0
+    cell_sq, n0_num = 0.0, 0.0
+    for j in range(R):
+        col, f = u[:, j], fold[:, j]
+        cells = [col[f == k] for k in np.unique(f)]
+        sizes = np.array([len(c) for c in cells], float)
+        ss_w += sum(((c - c.mean()) ** 2).sum() for c in cells)
+        df_w += sizes.sum() - len(cells)
+        ss_b += sum(n * (c.mean() - col.mean()) ** 2 for n, c in zip(sizes, cells))
+        df_b += len(cells) - 1
+        cell_sq += (sizes ** 2).sum()
+        n0_num += sizes.sum() - (sizes ** 2).sum() / sizes.sum()
+    ms_w = ss_w / df_w if df_w > 0 else 0.0
+    ms_b = ss_b / df_b if df_b > 0 else 0.0
+    n0 = n0_num / df_b if df_b > 0 else 1.0
+    model = max(0.0, (ms_b - ms_w) / n0)
+    if R >= 2:
+        v = float(u.mean(axis=1).var(ddof=1))  # the speakers' means over repeats
+        same = (fold[:, None, :] == fold[None, :, :]).mean(axis=2)  # share of repeats two speakers share a cell
+        c_bar = float((same.sum() - S) / (S * (S - 1)))
+        speaker = max(0.0, (R * v - ms_w - (1 - c_bar) * model) / (R - 1))
+        residual = max(0.0, ms_w - speaker)
+        separable = True
+    else:
+        speaker, residual, separable = ms_w, 0.0, False
+    return Components(speaker=speaker, model=model, residual=residual, n_speakers=S, n_repeats=R,
+                      cell_sq=cell_sq, separable=separable, df_speaker=float(S - 1), df_model=float(max(df_b, 1)),
+                      df_residual=float(max(df_w - (S - 1), 1)))
+
+
+@dataclass(frozen=True)
+class Interval:
+    estimate: float  # mean over repeats of the pooled statistic
+    low: float
+    high: float
+    se: float
+    df: float
+    comps: Components
+
+
+def interval(p: Pseudo, level: float = LEVEL, bounds: tuple[float, float] | None = None) -> Interval:
+    """The estimate (mean of the repeats' pooled statistics) with its Student-t interval."""
+    from scipy import stats
+
+    comps = components(p)
+    se, df = math.sqrt(comps.var()), comps.df()
+    est = float(p.theta.mean())
+    half = float(stats.t.ppf(0.5 + level / 2, df)) * se
+    low, high = est - half, est + half
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+    return Interval(estimate=est, low=low, high=high, se=se, df=df, comps=comps)
