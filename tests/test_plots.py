@@ -2,12 +2,14 @@
 (measured on matplotlib's renderer: the window extents of the drawn artists)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from harness.figures import confusion_figure, confusion_png
-from harness.report.plots import forest_figure, plot_forest, val_curves_figure
+from harness.report.plots import delta_figure, forest_figure, plot_delta, plot_forest, val_curves_figure
 
 LONG_ROWS = ["baseline-5ep", "cw-15ep", "cw-specaug-15ep", "cw-specaug-ls-30ep", "cw-specaug-30ep",
              "focal-specaug-30ep", "cw-specaug-aggressive-30ep-with-a-much-longer-name", "smallcnn-25ep",
@@ -94,7 +96,35 @@ def test_val_curves_keep_the_legend_off_the_plot():
     assert_fits(fig, r)
 
 
+def delta_table(names):
+    decisions = ["", "better", "worse", "equivalent", "undecided", "undecided", "better", "undecided", "worse"]
+    rows = []
+    for i, n in enumerate(names):
+        d = 0.0 if i == 0 else (-1) ** i * 0.01 * i
+        rows.append(dict(delta=math.nan if i == 0 or n == "smallcnn-25ep" else d, delta_low=d - 0.03,
+                         delta_high=d + 0.03, decision=decisions[i] if n != "smallcnn-25ep" else "",
+                         baseline=i == 0))
+    return pd.DataFrame(rows, index=names)
+
+
+@pytest.mark.parametrize("names", [LONG_ROWS[:3], LONG_ROWS], ids=["3 rows", "9 rows, long names"])
+def test_the_delta_plot_shows_every_compared_row_its_decision_and_the_rope(names):
+    t = delta_table(names)
+    fig = delta_figure(t, metric="test_f1_macro", baseline=names[0], rope=0.01, ci_label="speaker", experiment="e")
+    r = extents(fig)
+    (ax,), (legend,) = fig.axes, fig.legends
+    labels = [tick.get_text() for tick in ax.get_yticklabels()]
+    assert len(labels) == len(names) - 1 and names[0] not in " ".join(labels)  # the baseline is the reference
+    assert f"{names[1]}: better" in labels
+    texts = [x.get_text() for x in legend.get_texts()]
+    assert "ROPE ±0.01 (practically equivalent)" in texts and "better" in texts
+    assert not overlap(legend.get_window_extent(r), ax.get_window_extent(r))
+    assert_fits(fig, r)
+
+
 def test_the_pngs_are_written(tmp_path):
+    assert plot_delta(delta_table(LONG_ROWS[:3]), tmp_path / "d.png", metric="m", baseline=LONG_ROWS[0], rope=0.01,
+                      ci_label="t", experiment="e").stat().st_size > 5_000
     t, points = table(LONG_ROWS[:2])
     assert plot_forest(t, points, tmp_path / "f.png", metric="m", baseline=LONG_ROWS[0], ci_label="t",
                        experiment="e", show_claims=False).stat().st_size > 5_000

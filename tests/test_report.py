@@ -479,7 +479,7 @@ def test_report_command_writes_markdown_plots_and_a_report_run(suite, tracking_u
     out = Path("out") / "suite.md"
     assert main(["report", "--experiment", suite.name, "--tracking_uri", tracking_uri, "--out", str(out)]) == 0
     md = out.read_text()
-    pngs = ["suite-forest.png", "suite-val-f1.png", "suite-confusion.png"]
+    pngs = ["suite-forest.png", "suite-delta.png", "suite-val-f1.png", "suite-confusion.png"]
     for name in pngs:
         data = (out.parent / name).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 5000, name

@@ -42,7 +42,7 @@ def forest_figure(t: pd.DataFrame, points: Mapping[str, Sequence[float]], *, met
                         fontsize=8, color="grey")
         ax.scatter(seeds, np.full(len(seeds), yi), s=12, color="grey", alpha=0.6,
                    label=once("one run (a seed, or a seed's fold)"))
-        if r["n"] >= 2:
+        if math.isfinite(r["ci_low"]):
             ax.errorbar(r["mean"], yi, xerr=[[r["mean"] - r["ci_low"]], [r["ci_high"] - r["mean"]]], fmt="o",
                         color="C0", capsize=4, label=once(f"mean and 95% CI ({ci_label})"))
         if r["claimed"] and show_claims:
@@ -74,6 +74,46 @@ def plot_forest(t: pd.DataFrame, points: Mapping[str, Sequence[float]], path: Pa
                 ci_label: str, experiment: str, show_claims: bool) -> Path:
     return save(forest_figure(t, points, metric=metric, baseline=baseline, ci_label=ci_label,
                                experiment=experiment, show_claims=show_claims), path)
+
+
+DECISION_COLOURS = {"better": "C2", "worse": "C3", "equivalent": "C0", "undecided": "grey"}
+
+
+def delta_figure(t: pd.DataFrame, *, metric: str, baseline: str, rope: float, ci_label: str, experiment: str):
+    """Each row's paired Δ vs the baseline with its 95% CI, the ROPE band and the decision (`t`: columns
+    delta, delta_low, delta_high, decision, baseline); rows without a Δ are named, not drawn."""
+    plt = pyplot()
+    rows = t[~t["baseline"].astype(bool)]
+    y = np.arange(len(rows))[::-1]
+    fig, ax = plt.subplots(figsize=(8, 4), dpi=DPI, layout="constrained")
+    ax.axvspan(-rope, rope, color="C0", alpha=0.12, label=f"ROPE ±{rope:g} (practically equivalent)")
+    ax.axvline(0, color="black", lw=0.8)
+    shown: set[str] = set()
+    for yi, (row, r) in zip(y, rows.iterrows()):
+        if not math.isfinite(r["delta"]):
+            ax.annotate("no paired Δ", (0.01, yi), xycoords=("axes fraction", "data"), va="center", fontsize=8,
+                        color="grey")
+            continue
+        decision = r["decision"] or "undecided"
+        colour = DECISION_COLOURS.get(decision, "grey")
+        low, high = r["delta_low"], r["delta_high"]
+        err = [[r["delta"] - low], [high - r["delta"]]] if math.isfinite(low) else None
+        ax.errorbar(r["delta"], yi, xerr=err, fmt="o", color=colour, capsize=4,
+                    label=decision if decision not in shown else "_")
+        shown.add(decision)
+    ax.set_yticks(y, [f"{row}: {r['decision'] or 'n/a'}" for row, r in rows.iterrows()])
+    ax.set_ylim(-0.6, max(len(rows), 1) - 0.35)
+    ax.set_xlabel(f"Δ {metric} vs {baseline} (row − baseline)")
+    ax.set_title(f"{experiment}: paired Δ vs {baseline}, 95% CI ({ci_label}), decision", fontsize=10, loc="left")
+    ax.grid(axis="x", alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=8, frameon=False)
+    fit(fig, ax, width=6.0, height=0.3 + 0.45 * max(1, len(rows)))
+    return fig
+
+
+def plot_delta(t: pd.DataFrame, path: Path, **kw) -> Path:
+    return save(delta_figure(t, **kw), path)
 
 
 def val_curves_figure(history: pd.DataFrame, order: Sequence[str], title: str, metric: str = "val_f1_macro"):

@@ -24,7 +24,7 @@ from harness import services, speakers, tracking
 from harness.errors import HarnessError
 from harness.figures import confusion_png
 from harness.report.document import SuiteReport, header_facts, render_markdown
-from harness.report.plots import plot_forest, plot_val_curves
+from harness.report.plots import plot_delta, plot_forest, plot_val_curves
 from harness.report.publish import publish
 from harness.report.runs import (
     available_metrics,
@@ -115,6 +115,10 @@ def write_plots(c, rep: SuiteReport, out: Path) -> dict[str, str]:
                          ci_label=rep.ci, experiment=rep.experiment,
                          show_claims=rep.metric == CLAIM_METRIC and not rep.table["comparable"].astype(bool).any())
     plots[f"{rep.metric}: mean and 95% CI per row"] = forest.name
+    if (~rep.table["baseline"].astype(bool)).any():
+        delta = plot_delta(rep.table, Path(f"{stem}-delta.png"), metric=rep.metric, baseline=rep.baseline,
+                           rope=rep.rope, ci_label=rep.ci, experiment=rep.experiment)
+        plots[f"{rep.metric}: paired Δ vs {rep.baseline}, ROPE and decision per row"] = delta.name
     history = read_histories(c, rep.sel.finished)
     if len(history):
         curves = plot_val_curves(history, list(rep.table.index), Path(f"{stem}-val-f1.png"),

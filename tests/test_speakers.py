@@ -1,0 +1,136 @@
+"""The speaker as the unit (`harness.speakers`) and the answer per comparison (`report.verdict`), on
+constructed data whose variance components are known."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import f1_score
+
+from harness import speakers
+from harness.report.verdict import Evidence, answer
+
+S, K = 24, 4
+
+
+def table(rng, sd_speaker, sd_model, sd_resid, repeats, a=None):
+    """A speaker × repeat table of pseudo-values u = a_speaker + m_(fold, repeat) + e, folds dealt anew per repeat."""
+    a = rng.normal(0, sd_speaker, S) if a is None else a
+    fold, u = np.zeros((S, repeats), int), np.zeros((S, repeats))
+    for r in range(repeats):
+        fold[rng.permutation(S), r] = np.arange(S) % K
+        u[:, r] = 0.05 + a + rng.normal(0, sd_model, K)[fold[:, r]] + rng.normal(0, sd_resid, S)
+    return speakers.Pseudo(theta=u.mean(axis=0), u=u, fold=fold, speakers=tuple(range(S)), repeats=tuple(range(repeats)))
+
+
+@pytest.mark.parametrize("sds", [(0.05, 0.03, 0.08), (0.0, 0.05, 0.05), (0.08, 0.0, 0.04)],
+                         ids=["all three", "no speaker part", "no model part"])
+def test_the_variance_components_are_recovered_and_the_stated_variance_matches_the_spread(sds):
+    rng = np.random.default_rng(1)
+    draws = [table(rng, *sds, repeats=2) for _ in range(1500)]
+    comps = [speakers.components(p) for p in draws]
+    for got, want in zip(np.mean([(c.speaker, c.model, c.residual) for c in comps], axis=0), np.square(sds)):
+        assert got == pytest.approx(want, abs=0.2 * max(np.square(sds)))  # unbiased, but for the clipping at 0
+    truth = sds[0] ** 2 / S + sds[1] ** 2 / (K * 2) + sds[2] ** 2 / (S * 2)
+    assert np.var([p.theta.mean() for p in draws]) == pytest.approx(truth, rel=0.12)  # the spread it should state
+    # what it states, on average: right, a little above where a component is 0 (its estimate is clipped there)
+    assert np.mean([c.var() for c in comps]) == pytest.approx(truth, rel=0.15)
+
+
+def test_the_speaker_floor_stays_while_the_training_part_shrinks_with_repeats():
+    rng = np.random.default_rng(2)
+    c2 = speakers.components(table(rng, 0.05, 0.03, 0.08, repeats=2))
+    floor, train = c2.parts()
+    assert floor == pytest.approx(c2.speaker / S) and train > 0
+    assert c2.var(repeats=8) < c2.var() and c2.var(repeats=math.inf) == pytest.approx(floor)
+    assert c2.parts(repeats=8)[1] == pytest.approx(train * 2 / 8)
+    assert 0 < c2.speaker_share < 1
+
+
+def test_one_repeat_cannot_tell_speakers_from_the_residual():
+    c1 = speakers.components(table(np.random.default_rng(3), 0.05, 0.03, 0.08, repeats=1))
+    assert not c1.separable and c1.residual == 0 and c1.speaker > 0 and c1.var() > 0
+
+
+def clips_frame(rng, repeats=2, n_clips=20, skill=0.6):
+    """Per-clip predictions of a 3-class problem: each speaker has its own difficulty."""
+    classes = ("neutral", "positive", "negative")
+    out = []
+    for r in range(repeats):
+        folds = rng.permutation(S) % K
+        for s in range(S):
+            p = np.clip(skill + 0.1 * np.sin(s), 0.05, 0.95)
+            for i in range(n_clips):
+                true = classes[i % 3]
+                pred = true if rng.random() < p else classes[rng.integers(3)]
+                out.append({"repeat": r, "fold": folds[s], "speaker": s, "clip": f"{s}/{i}", "true": true,
+                            "pred": pred})
+    return pd.DataFrame(out), classes
+
+
+def test_pseudo_values_rebuild_the_pooled_macro_f1_and_pair_by_clip():
+    rng = np.random.default_rng(4)
+    clips, classes = clips_frame(rng)
+    pv = speakers.pseudo_values(clips, classes)
+    for j, r in enumerate(pv.repeats):
+        g = clips[clips["repeat"] == r]
+        assert pv.theta[j] == pytest.approx(f1_score(g["true"], g["pred"], labels=list(classes), average="macro"))
+        # a pseudo-value is S·θ − (S − 1)·θ(without the speaker)
+        rest = g[g["speaker"] != 5]
+        loo = f1_score(rest["true"], rest["pred"], labels=list(classes), average="macro")
+        assert pv.u[5, j] == pytest.approx(S * pv.theta[j] - (S - 1) * loo)
+        assert pv.u[:, j].mean() == pytest.approx(pv.theta[j], abs=0.02)  # the jackknife's small bias
+    better, _ = clips_frame(np.random.default_rng(5), skill=0.8)
+    d = speakers.pseudo_values(better, classes, reference=clips)
+    assert np.all(d.theta > 0) and d.u.shape == (S, 2)
+    iv = speakers.interval(d)
+    assert iv.low < iv.estimate < iv.high and iv.estimate == pytest.approx(d.theta.mean())
+
+
+def test_a_speaker_missing_from_a_repeat_is_an_error_not_a_silent_bias():
+    clips, classes = clips_frame(np.random.default_rng(6))
+    with pytest.raises(ValueError, match="every repeat must score every speaker"):
+        speakers.pseudo_values(clips[~((clips["repeat"] == 1) & (clips["speaker"] == 3))], classes)
+
+
+# --- the answer per comparison ----------------------------------------------------------------------
+
+def evidence(delta, floor_sd, train_sd, repeats=2, df=20):
+    return Evidence(delta=delta, floor_var=floor_sd ** 2, train_var=train_sd ** 2, repeats=repeats, df=df,
+                    n_speakers=24)
+
+
+def test_a_small_effect_within_the_speaker_floor_is_one_more_seeds_cannot_decide():
+    a = answer(evidence(0.003, 0.012, 0.02))
+    assert a.decision == "undecided" and not a.floor_decides
+    text = a.sentence()
+    assert text.startswith("undecided (ROPE ±0.01; likeliest")
+    assert f"rules out a gain above {a.high:+.3f} and a loss larger than {-a.low:.3f} (95% CI)" in text
+    assert "variance: speakers 26%, training runs 74%" in text
+    assert "the 24 speakers alone limit it to ±0.024: more seeds cannot decide this, more speakers could" in text
+    assert "more repeats would tell" not in text
+
+
+def test_an_effect_seeds_can_still_decide_says_how_many_more_repeats():
+    a = answer(evidence(-0.05, 0.005, 0.025))
+    assert a.decision == "undecided" and a.floor_decides and a.extra_repeats is not None
+    assert f"about {a.extra_repeats} more repeat" in a.sentence() and "would decide it if Δ stays near -0.050" in a.sentence()
+    more = answer(evidence(-0.05, 0.005, 0.025 * math.sqrt(2 / (2 + a.extra_repeats)), repeats=2 + a.extra_repeats))
+    assert more.decision == "worse"  # and so it does
+
+
+def test_a_decided_row_states_what_it_rules_out_and_the_designs_resolution():
+    a = answer(evidence(0.08, 0.01, 0.01))
+    assert a.decision == "better" and a.p_better >= 0.95
+    assert "rules out a gain above" in a.ruled_out() and "any loss, and a gain smaller than" in a.ruled_out()
+    assert a.min_effect == pytest.approx(0.01 + 1.725 * math.sqrt(2) * 0.01, rel=0.01)  # rope + t(0.95, 20) · SE
+    assert "could call this Δ equivalent" not in a.resolution()
+    eq = answer(evidence(0.001, 0.001, 0.002))
+    assert eq.decision == "equivalent" and eq.min_rope < 0.01 and "ROPE of ±" in eq.resolution()
+
+
+def test_identical_differences_decide_nothing():
+    a = answer(evidence(0.02, 0.0, 0.0))
+    assert a.decision == "undecided" and "no spread to judge from" in a.sentence()
