@@ -143,6 +143,8 @@ def estimate(rep: int, preds, d, rr: float, seconds: float) -> dict:
             "corrected": (float(d.mean()), math.sqrt(corrected_var(d, rr)), j - 1.0),
             "plain": (float(d.mean()), float(d.std(ddof=1) / math.sqrt(j)), j - 1.0),
             "share": comps.speaker_share, "floor": math.sqrt(comps.parts()[0]), "ratio": rr,
+            # the repeats' spread against what the folds and speakers predict for it (1: no repeat-level effect)
+            "repeat_spread": (float(pv.theta.var(ddof=1)), comps.parts()[1] * comps.n_repeats),
             "components": (comps.speaker, comps.model, comps.residual)}
 
 
@@ -271,6 +273,9 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
     print(f"\nspeaker estimator: mean components (as sd) speakers {sd[0]:.4f}, fold models {sd[1]:.4f}, residual "
           f"{sd[2]:.4f}; speakers' share of Var(Δ̂) {np.mean([r['share'] for r in results]):.0%} on average; "
           f"the floor (speakers alone) ±{1.96 * np.mean([r['floor'] for r in results]):.4f}")
+    spread = np.array([r["repeat_spread"] for r in results])
+    print(f"repeats: spread of the repeats' Δ / what fold models and speakers predict for it: "
+          f"{spread[:, 0].mean() / spread[:, 1].mean():.2f} (1 = nothing shared by a repeat's folds beyond them)")
     print(f"corrected: n_test/n_train {np.mean([r['ratio'] for r in results]):.3f}")
 
     d = fig["speaker"]

@@ -406,38 +406,9 @@ def ui_suite(services, synth_root, tmp_path_factory):
     return experiment
 
 
-# What a reader needs to see in the runs table: the row's answer (the parent run's note, in the Description
-# column, and its mean and CI as metric columns), and one row opened on its seed runs.
-UI_COLUMNS = ("Description", "test_f1_macro_mean", "test_f1_macro_ci95_low", "test_f1_macro_ci95_high", "n_seeds")
-UI_HIDDEN = ("Dataset", "Source", "Models")  # shown by default, empty for these runs
-
-
-def _widen(page, col_id: str, width: float) -> None:
-    """Drag a column's resize grip until the column is `width` pixels wide."""
-    cell = page.locator(f'.ag-header-cell[col-id="{col_id}"]').first
-    grip = cell.locator(".ag-header-cell-resize").first
-    box, g = cell.bounding_box(), grip.bounding_box()
-    x, y = g["x"] + g["width"] / 2, g["y"] + g["height"] / 2
-    grip.hover()
-    page.mouse.down()
-    for i in range(1, 11):
-        page.mouse.move(x + (width - box["width"]) * i / 10, y)
-        page.wait_for_timeout(30)
-    page.mouse.up()
-
-
-def _move_before(page, col_id: str, target_id: str) -> None:
-    """Drag a column's header onto another's: it takes that place (MLflow keeps metric columns by name)."""
-    src = page.locator(f'.ag-header-cell[col-id="{col_id}"]').first.bounding_box()
-    dst = page.locator(f'.ag-header-cell[col-id="{target_id}"]').first.bounding_box()
-    x0, y = src["x"] + 20, dst["y"] + dst["height"] / 2
-    page.mouse.move(x0, y)
-    page.mouse.down()
-    for i in range(1, 21):
-        page.mouse.move(x0 + (dst["x"] + 5 - x0) * i / 20, y)
-        page.wait_for_timeout(30)
-    page.mouse.up()
-
+# What a new user sees, with nothing set up by hand: the MLflow front page lists the suite's experiment, its
+# description starts with the decisions; the experiment page shows the report's main table (rows, mean [CI],
+# Δ [CI], decision, what Δ's CI rules out) above the runs, and the row runs with their seeds nested under them.
 
 @pytest.mark.slow
 def test_the_suite_shows_in_the_mlflow_ui_in_headless_chromium(services, ui_suite, tmp_path):
@@ -446,51 +417,44 @@ def test_the_suite_shows_in_the_mlflow_ui_in_headless_chromium(services, ui_suit
         pytest.skip("no Chromium at /usr/bin/chromium (apt-get install -y chromium; .ci/run does)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="Python playwright not installed")
     c = tracking.client(services.tracking_uri)
-    exp_id = c.get_experiment_by_name(ui_suite).experiment_id
-    parents = {r.data.tags["harness.row"]: r for r in search_runs(c, exp_id, "tags.`harness.kind` = 'row'")}
+    exp = c.get_experiment_by_name(ui_suite)
+    parents = {r.data.tags["harness.row"]: r for r in search_runs(c, exp.experiment_id, "tags.`harness.kind` = 'row'")}
     assert set(parents) == {"baseline", "class-weights"}
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    decision = parents["class-weights"].data.tags["harness.decision"]
+    assert decision in ("better", "worse", "equivalent", "undecided")
     with sync_api.sync_playwright() as pw:
         try:
             browser = pw.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS, headless=True)
         except Exception as e:  # no display libraries, a sandbox refusal, ...
             pytest.skip(f"Chromium at {exe} cannot be launched here: {' '.join(str(e).split())[:300]}")
         try:
-            page = browser.new_page(viewport={"width": 1920, "height": 900})
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
             # MLflow 3 opens its assistant panel on a first visit: keep it closed, the runs table gets the width.
             page.add_init_script("localStorage.setItem('mlflow.assistant.fab.autoOpenedOnFirstLoad_v1', 'true');"
                                  "localStorage.setItem('mlflow.assistant.panelOpen_v1', 'false');")
-            page.goto(f"{services.tracking_uri}/#/experiments/{exp_id}/runs", wait_until="domcontentloaded",
-                      timeout=60_000)
-            # A React app: wait for the experiment's name, then the row runs in the runs table.
-            page.get_by_text(ui_suite).first.wait_for(timeout=60_000)
-            for row in ("baseline", "class-weights"):
-                page.get_by_text(row, exact=True).first.wait_for(timeout=60_000)
-            # Columns: the row's note and summary metrics, as a reader would pick them in the Columns menu.
-            page.get_by_role("button", name="Columns", exact=True).click()
-            tree = page.locator(".du-bois-light-tree-title")
-            for name in UI_HIDDEN + UI_COLUMNS:
-                tree.get_by_text(name, exact=True).first.click()
-            page.keyboard.press("Escape")
-            headers = page.locator(".ag-header-cell")
-            for name in UI_COLUMNS[1:]:
-                headers.get_by_text(name, exact=True).first.wait_for(timeout=30_000)
-            _widen(page, "attributes.`Description`", 370)
-            for name in UI_COLUMNS[1:4]:
-                _widen(page, f"metrics.`{name}`", 190)
-            for name in UI_COLUMNS[1:4]:  # mean, low, high, then n_seeds
-                _move_before(page, f"metrics.`{name}`", "metrics.`n_seeds`")
-            # The parent's Description is its note's first line: the mean, its CI and Δ vs the baseline.
-            other = parents["class-weights"]
-            answer = other.data.tags["mlflow.note.content"].splitlines()[0].strip()
-            assert answer.startswith(f"{other.data.metrics['test_f1_macro_mean']:.3f} [") and ", Δ " in answer
-            page.locator(f'[row-id="{other.info.run_id}"] [col-id="attributes.`Description`"]').get_by_text(
-                answer).first.wait_for(timeout=30_000)
+            page.goto(f"{services.tracking_uri}/", wait_until="domcontentloaded", timeout=60_000)
+            # The front page: the experiment, its description opening with the decisions.
+            page.get_by_text(ui_suite, exact=True).first.wait_for(timeout=60_000)
+            page.get_by_text("Decisions vs", exact=False).first.wait_for(timeout=30_000)
+            # MLflow 3.17 picks an experiment's page from its sidebar switch (GenAI by default), not from the
+            # experimentKind tag: the one click a user makes is "Model training"; no column is set up.
+            page.get_by_text("Model training", exact=True).first.click()
+            page.get_by_text(ui_suite, exact=True).first.click()
+            page.wait_for_url("**/runs*", timeout=60_000)
+            # Above the runs: the report's main table with the decision and what Δ's CI rules out.
+            page.get_by_text("rules out (Δ)", exact=True).first.wait_for(timeout=30_000)
+            row = page.locator("tr", has_text="class-weights").filter(has_text="a gain above").first
+            row.wait_for(timeout=30_000)
+            assert decision in row.inner_text()
+            for name in ("baseline", "class-weights"):
+                page.locator(f'[row-id="{parents[name].info.run_id}"]').first.wait_for(timeout=60_000)
             # One row opened: its seed runs show nested under it.
             base = parents["baseline"].info.run_id
             page.locator(f'[row-id="{base}"] [col-id="attributes.`Run Name`"] button').first.click()
             for seed in (0, 1, 2):
                 page.get_by_text(f"baseline/seed{seed}", exact=True).first.wait_for(timeout=30_000)
-            page.mouse.move(5, 895)  # no hover tooltip in the picture
+            page.mouse.move(5, 995)  # no hover tooltip in the picture
             page.wait_for_timeout(1500)
             shot = Path(os.environ.get("HARNESS_UI_SCREENSHOT") or tmp_path / "mlflow-ui-suite.png")
             shot.parent.mkdir(parents=True, exist_ok=True)

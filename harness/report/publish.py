@@ -60,13 +60,22 @@ def row_note(t: pd.Series, baseline: str, ci: str, changes: str = "", profile: s
     return "  \n".join(out)
 
 
+def decisions_line(rep: SuiteReport) -> str:
+    """"Decisions vs `baseline`: cw better, ls undecided": first, so that the experiments list's Description
+    column shows it."""
+    t = rep.table[(rep.table["n"] > 0) & ~rep.table["baseline"].astype(bool)]
+    each = [f"{row} {r['decision'] or 'n/a'}" for row, r in t.iterrows()]
+    return f"**Decisions vs `{rep.baseline}`**: {', '.join(each) or 'none yet'}."
+
+
 def experiment_note(rep: SuiteReport) -> str:
-    """The experiment's description: what was compared, by which method, and the report's main table."""
+    """The experiment's description: the decisions at a glance, the method, and the report's main table."""
     kinds = ", ".join(sorted(set(rep.sel.finished["data"]))) or "no finished run"
     return "\n".join([
-        f"**{rep.experiment}**: every row vs `{rep.baseline}` on `{rep.metric}`; intervals `{rep.ci}`, decisions at "
-        f"P ≥ 0.95 with a ROPE of ±{rep.rope:g} (data: {kinds}). Refreshed by every `suite run` and `report`; "
-        f"the whole report: `python -m harness report --experiment {rep.experiment}`.", "",
+        decisions_line(rep), "",
+        f"Every row vs `{rep.baseline}` on `{rep.metric}`; intervals `{rep.ci}`, decisions at P ≥ 0.95 with a ROPE "
+        f"of ±{rep.rope:g} (data: {kinds}). Refreshed by every `suite run` and `report`; the whole report: "
+        f"`python -m harness report --experiment {rep.experiment}`.", "",
         *main_table(rep.table, rep.metric, claims=False)])
 
 
