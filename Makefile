@@ -32,8 +32,12 @@ test-fast: setup
 bench: setup
 	$(PY) benchmarks/pipeline.py
 
+# Lean for local browsing: one worker process, no job execution or periodic tasks (a dozen processes otherwise).
+# MLflow 3.17 opens experiments per its sidebar switch (GenAI by default): click "Model training" once.
 ui: setup
-	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+	@echo "MLflow UI on http://127.0.0.1:5000 (click 'Model training' in the sidebar, then the experiment; Ctrl-C stops it)"
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false MLFLOW_SERVER_JOB_ENABLE_PERIODIC_TASKS=false \
+	  $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000 --workers 1
 
 # The Optuna studies (and suite work queues) in optuna-dashboard, on 127.0.0.1 only (no authentication):
 #   make dashboard [STORAGE=sqlite:///optuna.db] [DASHBOARD_PORT=8080]

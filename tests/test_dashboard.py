@@ -137,7 +137,9 @@ def test_a_harness_study_shows_in_optuna_dashboard_in_headless_chromium(study_st
             page.get_by_text(f"{name} (id={study['study_id']})").first.wait_for(timeout=60_000)
             page.get_by_text("Best Trial").first.wait_for(timeout=60_000)
             page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)  # the optimization history
-            assert "focal_gamma" in page.inner_text("body")  # the searched parameters are shown
+            body = page.inner_text("body")
+            assert "focal_gamma" in body  # the searched parameters are shown
+            assert "val_f1_macro" in body and "Objective 0" not in body  # the objective by its name
             page.wait_for_timeout(2500)  # the plots draw after the data arrives
             shot = Path(os.environ.get("HARNESS_DASHBOARD_SCREENSHOT") or tmp_path / "optuna-dashboard-study.png")
             shot.parent.mkdir(parents=True, exist_ok=True)

@@ -249,6 +249,8 @@ def _open_study(spec: StudySpec, storage: "optuna.storages.RDBStorage", url: str
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name=spec.name, storage=storage, direction=spec.direction, load_if_exists=True)
+    if study.metric_names is None:  # optuna-dashboard labels an unnamed objective "Objective 0"
+        study.set_metric_names([spec.objective])
     identity = {"harness.config_hash": spec.base.config_hash, "harness.seed": spec.base.seed,
                 "harness.search_space": spec.space(), "harness.data_fingerprint": fingerprint}
     for key, value in identity.items():
