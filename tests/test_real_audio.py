@@ -42,7 +42,7 @@ def test_a_short_smallcnn_run_on_real_audio(ravdess_root, tracking_uri, experime
 
 
 @pytest.mark.slow
-def test_a_cv_suite_on_real_clips_answers_each_comparison_on_the_speaker(ravdess_root, tracking_uri, experiment,
+def test_a_cv_suite_on_real_clips_answers_each_comparison(ravdess_root, tracking_uri, experiment,
                                                                           tmp_path):
     """2 rows x 2 repeats x 4-fold speaker CV on actors 01-08 (cheap features, 1 epoch), then the report."""
     import yaml
@@ -59,7 +59,7 @@ def test_a_cv_suite_on_real_clips_answers_each_comparison_on_the_speaker(ravdess
     assert main(["suite", "run", str(suite), "--data_root", str(ravdess_root), "--storage",
                  f"sqlite:///{tmp_path / 'q.db'}", "--out", str(tmp_path / "art"), *common]) == 0
     out = tmp_path / "report.md"
-    assert main(["report", "--out", str(out), *common]) == 0
+    assert main(["report", "--out", str(out), "--ci", "speaker", *common]) == 0
     md = out.read_text()
     assert "- design: 2 × 4-fold speaker CV" in md and "- data: ravdess" in md and "on the speaker" in md
     supports = md.split("## What the data supports")[1]
@@ -75,3 +75,8 @@ def test_a_cv_suite_on_real_clips_answers_each_comparison_on_the_speaker(ravdess
     decision = row.data.tags["harness.decision"]
     assert decision in ("better", "worse", "equivalent", "undecided") and decision in md.split("### Details")[0]
     assert "Decisions vs `baseline`" in exp.tags["mlflow.note.content"]
+    # the default report (corrected t) answers in the same words, its floor named as the correction's
+    assert main(["report", "--out", str(out), *common]) == 0
+    line = next(x for x in out.read_text().split("## What the data supports")[1].splitlines()
+                if x.startswith("- `class-weights`"))
+    assert "rules out" in line and "speakers (the corrected t's floor" in line and "the 8 speakers alone" in line

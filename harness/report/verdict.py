@@ -20,7 +20,7 @@ MAX_EXTRA_REPEATS = 64  # beyond this many more repeats a decision is called out
 class Evidence:
     """Δ = row − baseline and its variance, split by what more repeats (seeds) would do to it."""
     delta: float
-    floor_var: float  # the part repeats cannot lower (speakers sampled; for the corrected t: s² · n_test/n_train)
+    floor_var: float  # the part repeats cannot lower: the speakers sampled (the corrected t: s² · n_test/n_train)
     train_var: float  # the part that shrinks as 1/repeats (training noise), at `repeats` repeats
     repeats: int
     df: float
@@ -80,15 +80,14 @@ class Answer:
         ev = self.ev
         t = float(stats.t.ppf(0.975, max(ev.df, 1)))
         more = f"{MORE_REPEATS} more repeats: about ±{t * ev.se_at(ev.repeats + MORE_REPEATS):.3f}"
-        who = f"the {ev.n_speakers} speakers" if ev.n_speakers else f"the {ev.floor_what}"
+        who = f"the {ev.n_speakers} speakers" if ev.n_speakers else "the speakers sampled"
         floor = f"{who} alone limit it to ±{1.96 * ev.se_at(math.inf):.3f}"
         if self.decision != "undecided":
             return f"{more}; {floor}"
         if self.extra_repeats is None and self.floor_decides:
             return f"{more}; {floor}: more than {MAX_EXTRA_REPEATS} more repeats would be needed at Δ {ev.delta:+.3f}"
         if self.extra_repeats is None:
-            cure = "more speakers could" if ev.n_speakers else "a design with more held-out data could"
-            return f"{more}; {floor}: more seeds cannot decide this, {cure}"
+            return f"{more}; {floor}: more seeds cannot decide this, more speakers could"
         return (f"{more}; {floor}: about {self.extra_repeats} more repeat{'' if self.extra_repeats == 1 else 's'} "
                 f"would decide it if Δ stays near {self.ev.delta:+.3f}")
 
