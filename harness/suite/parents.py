@@ -69,14 +69,16 @@ def close_parents(c, exp_id: str, parents: dict[str, str], fingerprint: str, sui
     starts with "baseline", else the first row."""
     from harness.report.table import default_baseline
 
-    done = finished_cells(c, exp_id, fingerprint)
+    order = [r.name for r in suite.rows] if suite is not None else list(parents)
+    baseline = default_baseline(order) if order else None
+    # Only the rows summarised here (and the baseline), at their current config: one query per row.
+    rows = None if suite is None else [r for r in suite.rows if r.name in parents or r.name == baseline]
+    done = finished_cells(c, exp_id, fingerprint, rows)
     cells = {}
     for row, run_id in parents.items():
         cells[row] = [r for (name, _, _, _), r in done.items()
                       if name == row and r.data.tags.get("mlflow.parentRunId") == run_id
                       and "test_f1_macro" in r.data.metrics]
-    order = [r.name for r in suite.rows] if suite is not None else list(parents)
-    baseline = default_baseline(order) if order else None
     if baseline is not None and baseline not in cells and suite is not None:  # a run of other rows only
         h = suite.row(baseline).config.config_hash
         cells[baseline] = [r for (name, _, _, hh), r in done.items()
