@@ -268,7 +268,7 @@ def run(cfg: RunConfig, experiment: str = DEFAULT_EXPERIMENT, tracking_uri: str 
         "harness.torch_threads": str(torch.get_num_threads()),
         **(extra_tags or {}),
     }
-    t0 = time.time()
+    t0, cpu0 = time.time(), time.process_time()
     with tracking.tracked_run(c, exp_id, run_name or f"{cfg.model}-seed{cfg.seed}", tags, parent_run_id) as run_id:
         tracking.log_params(c, run_id, cfg.to_params())
 
@@ -294,6 +294,8 @@ def run(cfg: RunConfig, experiment: str = DEFAULT_EXPERIMENT, tracking_uri: str 
             c.log_artifact(run_id, str(write_predictions(data, test, out_dir / PREDICTIONS)))
             tracking.set_tags(c, run_id, {"harness.test_confusion": str(test["confusion"])})
         final["wall_time_s"] = time.time() - t0
+        # CPU-seconds of this process (all its threads): with wall_time_s, how much of the machine the run got.
+        final["cpu_time_s"] = time.process_time() - cpu0
         tracking.log_metrics(c, run_id, final)
         c.log_artifact(run_id, str(result.checkpoint))
     return {"run_id": run_id, **final, "history": result.history}
