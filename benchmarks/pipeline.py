@@ -220,7 +220,7 @@ class BareLoop:
     def __init__(self, cfg, data, device) -> None:
         import torch
 
-        from harness.train.models import SmallCNN
+        from harness.train.models import SmallCNN, memory_format
 
         tr, va = data.split.train, data.split.val
         mean, std = float(data.features[tr].mean()), float(data.features[tr].std()) + 1e-6
@@ -230,7 +230,9 @@ class BareLoop:
         self.device, self.bs = device, cfg.batch_size
         torch.manual_seed(cfg.seed)
         self.gen = torch.Generator().manual_seed(cfg.seed)
-        self.model = SmallCNN(len(data.classes), dropout=cfg.dropout, use_bn=cfg.use_bn).to(device)
+        # The harness's layout for this model and device, so that (b) measures the loop, not the layout.
+        self.model = SmallCNN(len(data.classes), dropout=cfg.dropout, use_bn=cfg.use_bn).to(device).to(
+            memory_format=memory_format("smallcnn", device.type))
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
 
     def epoch(self) -> float:
@@ -297,60 +299,148 @@ def fmt(values: Iterable[float]) -> str:
 # --- (c) throughput -------------------------------------------------------------------
 
 def throughput(model_name: str, device, n_train: int, n_eval: int, batch: int = 16, windows: int = 3,
-               n_mels: int = 128, frames: int = 130, n_classes: int = 3) -> tuple[float, float]:
+               n_mels: int = 128, frames: int = 130, n_classes: int = 3,
+               channels_last: bool | None = None) -> tuple[float, float]:
     """(train samples/s, eval samples/s) on random input, after one warm-up batch each;
-    n_train and n_eval samples per timing window."""
-    import torch
-    import torch.nn.functional as F
+    n_train and n_eval samples per timing window. `channels_last` None: the layout the harness
+    chooses for this model and device (`harness.train.models.channels_last`)."""
+    from harness.train.models import channels_last as chosen
 
-    from harness.train.models import build_model
+    cl = chosen(model_name, device.type) if channels_last is None else channels_last
+    step = Steps(model_name, device, batch, n_mels, frames, n_classes, cl)
+    return step.best(step.train, n_train, windows), step.best(step.evaluate, n_eval, windows)
 
-    torch.manual_seed(0)
-    amp = device.type == "cuda"
-    model = build_model(model_name, n_classes).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    x = torch.randn(batch, 1, n_mels, frames, device=device)
-    y = torch.randint(0, n_classes, (batch,), device=device)
 
-    def sync() -> None:
-        if amp:
+class Steps:
+    """A model, its optimiser and one random batch in one memory layout: a training step
+    (forward, backward, Adam; fp16 autocast on CUDA as in the harness) and an eval step."""
+
+    def __init__(self, model_name: str, device, batch: int, n_mels: int, frames: int, n_classes: int,
+                 channels_last: bool) -> None:
+        import torch
+
+        from harness.train.models import build_model
+
+        torch.manual_seed(0)
+        self.device, self.batch, self.amp = device, batch, device.type == "cuda"
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        self.model = build_model(model_name, n_classes).to(device).to(memory_format=fmt)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.x = torch.randn(batch, 1, n_mels, frames, device=device).contiguous(memory_format=fmt)
+        self.y = torch.randint(0, n_classes, (batch,), device=device)
+
+    def sync(self) -> None:
+        if self.amp:
+            import torch
             torch.cuda.synchronize()
 
-    def train_step() -> None:
-        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-            loss = F.cross_entropy(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
+    def train(self) -> None:
+        import torch
+        import torch.nn.functional as F
 
-    def timed(step: Callable[[], None], n_samples: int) -> float:
-        """Best samples/s of `windows` windows of n_samples each: on a shared machine the
+        self.model.train()
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+            loss = F.cross_entropy(self.model(self.x), self.y)
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt)
+        self.scaler.update()
+
+    def evaluate(self) -> None:
+        import torch
+
+        self.model.eval()
+        with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+            self.model(self.x)
+
+    def window(self, step: Callable[[], None], n_samples: int) -> float:
+        """samples/s of one timing window of about n_samples."""
+        steps = max(1, n_samples // self.batch)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        self.sync()
+        return steps * self.batch / (time.perf_counter() - t0)
+
+    def best(self, step: Callable[[], None], n_samples: int, windows: int) -> float:
+        """Best samples/s of `windows` windows, after one warm-up step: on a shared machine the
         fastest window is the one least slowed by other processes."""
-        steps = max(1, n_samples // batch)
-        step()  # warm-up
-        sync()
-        best = 0.0
-        for _ in range(windows):
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                step()
-            sync()
-            best = max(best, steps * batch / (time.perf_counter() - t0))
-        return best
+        step()
+        self.sync()
+        return max(self.window(step, n_samples) for _ in range(windows))
 
-    model.train()
-    train_sps = timed(train_step, n_train)
-    model.eval()
 
-    @torch.no_grad()
-    def eval_step() -> None:
-        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-            model(x)
+@dataclass(frozen=True)
+class LayoutTiming:
+    model: str
+    device: str
+    shape: tuple[int, int]
+    batch: int
+    contiguous_sps: float  # median training samples/s
+    channels_last_sps: float
+    ratio: float  # median of the paired window ratios, channels-last / contiguous
+    chosen: str
 
-    eval_sps = timed(eval_step, n_eval)
-    return train_sps, eval_sps
+
+def layout_ratio(model_name: str, device, n_mels: int, frames: int, batch: int, n_samples: int,
+                 rounds: int = 5) -> LayoutTiming:
+    """Training samples/s in both memory layouts, windows interleaved (contiguous, channels-last,
+    contiguous, ...) so that load from other processes hits both alike; the figure is the median
+    of the paired ratios channels-last / contiguous."""
+    from harness.train.models import layout_name
+
+    a = Steps(model_name, device, batch, n_mels, frames, 3, channels_last=False)
+    b = Steps(model_name, device, batch, n_mels, frames, 3, channels_last=True)
+    for s in (a, b):  # warm-up: first calls pick kernels, allocate
+        s.train()
+        s.sync()
+    ta, tb = [], []
+    for _ in range(rounds):
+        ta.append(a.window(a.train, n_samples))
+        tb.append(b.window(b.train, n_samples))
+    return LayoutTiming(model_name, device.type, (n_mels, frames), batch, statistics.median(ta),
+                        statistics.median(tb), statistics.median(y / x for x, y in zip(ta, tb)),
+                        layout_name(model_name, device.type))
+
+
+# (CPU samples per timing window: ResNet18 on CPU is slow, a few batches keep it short.)
+WINDOW_SAMPLES = {("cpu", "smallcnn", 64): 160, ("cpu", "smallcnn", 128): 96,
+                  ("cpu", "resnet18", 64): 48, ("cpu", "resnet18", 128): 32}
+LAYOUT_SHAPES = ((64, 65), (128, 130))  # the cpu profile's input, the seed's
+
+
+def throughput_report(layout_rounds: int = 5) -> list[LayoutTiming]:
+    """(c): samples/s in the layout the harness uses, then both layouts side by side."""
+    import torch
+
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    print("\n(c) throughput, input (16, 1, 128, 130), batch 16, random data, in the harness's layout, after one "
+          "warm-up batch; best of 3 windows" + ("; CUDA with fp16 autocast" if len(devices) > 1 else ""))
+    print(f"    {'model':<10} {'device':<6} {'layout':<14} {'train samples/s':>16} {'eval samples/s':>15}  "
+          f"samples per window")
+    from harness.train.models import layout_name
+
+    for dev in devices:
+        for name in ("smallcnn", "resnet18"):
+            n_train = WINDOW_SAMPLES.get((dev.type, name, 128), 800)
+            tr_sps, ev_sps = throughput(name, dev, n_train, 2 * n_train)
+            print(f"    {name:<10} {dev.type:<6} {layout_name(name, dev.type):<14} {tr_sps:>16.1f} {ev_sps:>15.1f}  "
+                  f"{n_train} / {2 * n_train}", flush=True)
+    print(f"\n    memory layout: training samples/s (forward, backward, Adam), batch 16, contiguous (NCHW) and "
+          f"channels-last (NHWC) windows interleaved, {layout_rounds} each; ratio = median of the paired "
+          f"ratios channels-last / contiguous (> 1: channels-last faster); harness = the layout it uses")
+    print(f"    {'model':<10} {'device':<6} {'input':<9} {'contiguous':>11} {'channels-last':>14} {'ratio':>7}  harness")
+    out = []
+    for dev in devices:
+        for name in ("smallcnn", "resnet18"):
+            for n_mels, frames in LAYOUT_SHAPES:
+                t = layout_ratio(name, dev, n_mels, frames, 16, WINDOW_SAMPLES.get((dev.type, name, n_mels), 800),
+                                 layout_rounds)
+                out.append(t)
+                print(f"    {name:<10} {dev.type:<6} {f'{n_mels}x{frames}':<9} {t.contiguous_sps:>11.1f} "
+                      f"{t.channels_last_sps:>14.1f} {t.ratio:>7.3f}  {t.chosen}", flush=True)
+    return out
 
 
 # --- main -------------------------------------------------------------------------------
@@ -360,10 +450,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--check", action="store_true", help="exit 1 when a goal is missed")
     p.add_argument("--epochs", type=int, default=6, help="epochs per fit, the first discarded (default 6)")
     p.add_argument("--rounds", type=int, default=2, help="fits of --epochs epochs each (default 2)")
-    p.add_argument("--no-throughput", action="store_true", dest="no_throughput", help="skip part (c)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--no-throughput", action="store_true", dest="no_throughput", help="skip part (c)")
+    g.add_argument("--throughput-only", action="store_true", dest="throughput_only",
+                   help="part (c) only: throughput and the memory-layout comparison (no corpus needed)")
+    p.add_argument("--layout-rounds", type=int, default=5, dest="layout_rounds",
+                   help="(c): interleaved timing windows per layout (default 5)")
     args = p.parse_args(argv)
     if args.epochs < 2:
         p.error("--epochs must be >= 2 (the first epoch is discarded)")
+    if args.layout_rounds < 1:
+        p.error("--layout-rounds must be >= 1")
+    if args.throughput_only:
+        print("\n".join(machine_lines()))
+        throughput_report(args.layout_rounds)
+        print(f"\n  load avg at end: {load_average()} (1/5/15 min)")
+        return 0
 
     with scratch("harness-bench-pipeline-") as tmp:
         return run(args, tmp)
@@ -423,18 +525,7 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
 
     # (c) ------------------------------------------------------------------------
     if not args.no_throughput:
-        devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
-        print("\n(c) throughput, input (16, 1, 128, 130), batch 16, random data, after one warm-up batch; "
-              "best of 3 windows")
-        print(f"    {'model':<10} {'device':<6} {'train samples/s':>16} {'eval samples/s':>15}  samples per window")
-        for dev in devices:
-            for name in ("smallcnn", "resnet18"):
-                # ResNet18 on CPU is slow: 3 x 48 training samples keep it short.
-                n_train, n_eval = {("cpu", "smallcnn"): (160, 320), ("cpu", "resnet18"): (48, 96)}.get(
-                    (dev.type, name), (800, 1600))
-                tr_sps, ev_sps = throughput(name, dev, n_train, n_eval)
-                print(f"    {name:<10} {dev.type:<6} {tr_sps:>16.1f} {ev_sps:>15.1f}  {n_train} / {n_eval}",
-                      flush=True)
+        throughput_report(args.layout_rounds)
 
     ratios = [Ratio("(a) feature time, repeat / first run", feat_ratio, FEATURE_GOAL),
               Ratio("(b) epoch time, harness fit / bare loop", pair_ratio, EPOCH_GOAL)]

@@ -330,3 +330,29 @@ def test_scale_masks_keeps_a_width_the_profile_sets_and_must_be_a_boolean(tmp_pa
                        profiles={"small": {"override": {"n_mels": 16}, "scale_masks": "yes"}})
     with pytest.raises(HarnessError, match="profile 'small': key 'scale_masks': expected true or false"):
         load_suite(path)
+
+
+def test_a_worker_looks_up_its_cell_by_tags_and_reads_the_experiment_once_per_suite(tmp_path, synth_root, tracking_uri,
+                                                                                  experiment, monkeypatch, capsys):
+    path = write_suite(tmp_path / "lookup.yaml", synth_root, rows={"plain": {}})
+    assert run_suite(load_suite(path), data_root=str(synth_root), tracking_uri=tracking_uri, experiment=experiment,
+                     out_dir=str(tmp_path / "art"), progress=False).done == 2
+    reads = []
+    real = suite_mod.finished_cells
+    # The plan sees nothing done (as when another machine finished the cells after this one planned):
+    # each worker's own look-up of its cell must find the finished run and skip it.
+    monkeypatch.setattr(suite_mod, "finished_cells", lambda *a: reads.append(a) or {})
+    monkeypatch.setattr(parents_mod, "finished_cells", lambda *a: reads.append(a) or real(*a))
+    summary = run_suite(load_suite(path), seeds=(0, 1, 2), data_root=str(synth_root), tracking_uri=tracking_uri,
+                        experiment=experiment, out_dir=str(tmp_path / "art"), progress=False)
+    assert (summary.done, summary.skipped, summary.failed) == (1, 2, 0)
+    assert finished(cells(tracking_uri, experiment)) == [("plain", 0), ("plain", 1), ("plain", 2)]
+    assert len(reads) == 2  # once to plan, once to summarise the parents: not once per cell
+    monkeypatch.undo()
+    runs = cells(tracking_uri, experiment)
+    assert all(0 < r.data.metrics["cpu_time_s"] for r in runs)  # the run's CPU-seconds beside its wall time
+    capsys.readouterr()
+    assert main(["suite", "run", str(path), "--n-seeds", "5", "--data_root", str(synth_root), "--tracking_uri",
+                 tracking_uri, "--experiment", experiment, "--dry-run"]) == 0
+    share = sum(r.data.metrics["cpu_time_s"] for r in runs) / sum(r.data.metrics["wall_time_s"] for r in runs)
+    assert f"(the timed cells got {share:.2f} CPU-seconds per second)" in capsys.readouterr().out

@@ -23,6 +23,35 @@ def test_same_seed_same_numbers(tiny, tmp_path, tracking_uri, experiment):
     assert a["test_f1_macro"] == b["test_f1_macro"] and a["best_epoch"] == b["best_epoch"]
 
 
+def test_the_memory_layout_is_the_measured_one_and_is_recorded(tiny, tmp_path, tracking_uri, experiment, monkeypatch):
+    from harness.train import models
+
+    built = []
+    real = training.build_model
+    monkeypatch.setattr(training, "build_model", lambda *a, **k: built.append(real(*a, **k)) or built[-1])
+    cfg = tiny(epochs=1)
+    res = training.run(cfg, experiment, tracking_uri, out_dir=tmp_path)
+    tags = tracking.client(tracking_uri).get_run(res["run_id"]).data.tags
+    assert models.channels_last("smallcnn", "cpu") and tags["harness.memory_format"] == "channels_last"
+    conv = built[0].features[3].weight  # the second conv (16 -> 32 channels): one input channel is both layouts
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    assert models.layout_name("resnet18", "cpu") == "contiguous"  # measured slower at the cpu profile's 64 x 65
+    assert models.layout_name("smallcnn", "cuda") == "contiguous"  # not measured on a GPU yet
+
+
+def test_the_layout_changes_the_speed_not_what_is_learned(tiny, monkeypatch):
+    from harness.train import models
+
+    cfg = tiny(epochs=2, class_weight_loss=True)
+    data = prepare(cfg)
+    nhwc = fit(cfg, data)
+    monkeypatch.setattr(models, "CHANNELS_LAST", {})
+    nchw = fit(cfg, data)
+    for a, b in zip(nhwc.history, nchw.history):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4)
+
+
 def test_checkpoint_reloads_and_reproduces_the_test_score(tiny, tmp_path, tracking_uri, experiment):
     cfg = tiny(model="smallcnn", use_bn=True, dropout=0.2, epochs=3)
     res = training.run(cfg, experiment, tracking_uri, out_dir=tmp_path)

@@ -71,18 +71,37 @@ def cell_config(row: RowSpec, cell: Cell, data_root: str | None) -> RunConfig:
     return row.config.replace(seed=cell.seed, fold=cell.fold, data_root=data_root)
 
 
-def finished_cells(c, exp_id: str | None, fingerprint: str) -> dict[tuple[str, int, int | None, str], Any]:
-    """(row, seed, fold or None, config_hash) -> the FINISHED cell run, for this data."""
+def finished_cells(c, exp_id: str | None, fingerprint: str,
+                   rows: Sequence[RowSpec] | None = None) -> dict[tuple[str, int, int | None, str], Any]:
+    """(row, seed, fold or None, config_hash) -> the FINISHED cell run, for this data. With `rows`, only
+    those rows at their current config, one query per row: the rest of the experiment (other suites'
+    rows, older configs) is never read."""
     if exp_id is None:
         return {}
-    runs = search_runs(c, exp_id, "tags.`harness.kind` = 'cell' and attributes.status = 'FINISHED' "
-                              f"and tags.`harness.data_fingerprint` = '{fingerprint}'")
+    where = ("tags.`harness.kind` = 'cell' and attributes.status = 'FINISHED' "
+             f"and tags.`harness.data_fingerprint` = '{fingerprint}'")
+    if rows is None:
+        runs = search_runs(c, exp_id, where)
+    else:
+        runs = [r for row in {(r.name, r.config.config_hash) for r in rows}
+                for r in search_runs(c, exp_id, f"{where} and tags.`harness.row` = '{row[0]}' "
+                                                f"and tags.`harness.config_hash` = '{row[1]}'")]
     out = {}
     for r in runs:
         t = r.data.tags
         fold = int(t["harness.fold"]) if t.get("harness.fold", "") != "" else None
         out.setdefault((t["harness.row"], int(t["harness.seed"]), fold, t["harness.config_hash"]), r)
     return out
+
+
+def cell_runs(c, exp_id: str, cell: Cell) -> list:
+    """Every run of one cell (any status, any data), found by its tags: row, seed, config hash and, under
+    cross-validation, fold. One small query whatever the experiment's size: what a worker checks before
+    each cell, instead of reading the whole experiment (`finished_cells`, once per suite)."""
+    same_fold = "" if cell.fold is None else f" and tags.`harness.fold` = '{cell.fold}'"
+    return search_runs(c, exp_id, f"tags.`harness.row` = '{cell.row}' and tags.`harness.seed` = '{cell.seed}' and "
+                                  f"tags.`harness.config_hash` = '{cell.config_hash}' and "
+                                  f"tags.`harness.kind` = 'cell'{same_fold}")
 
 
 def search_runs(c, exp_id: str, filter_string: str) -> list:
@@ -128,10 +147,13 @@ def print_plan(suite: Suite, rows: Sequence[RowSpec], seeds: Sequence[int], cell
 def _estimate_seconds(runs: Iterable, rows: Sequence[RowSpec], cells: Sequence[Cell], done: dict) -> str:
     """Seconds per epoch measured on finished cells of the same model, where there are any."""
     per_epoch: dict[str, list[float]] = {}
+    wall = cpu = 0.0
     for r in runs:
         m = r.data.metrics
         if "wall_time_s" in m and m.get("epochs_run"):
             per_epoch.setdefault(r.data.params.get("model", ""), []).append(m["wall_time_s"] / m["epochs_run"])
+            if "cpu_time_s" in m:
+                wall, cpu = wall + m["wall_time_s"], cpu + m["cpu_time_s"]
     if not per_epoch:
         return "; no finished cells yet to estimate the time from"
     secs, unknown = 0.0, 0
@@ -143,5 +165,7 @@ def _estimate_seconds(runs: Iterable, rows: Sequence[RowSpec], cells: Sequence[C
         else:
             unknown += todo
     extra = f", plus {unknown} cell(s) of a model not timed yet" if unknown else ""
-    return f"; about {secs / 60:.1f} min of training at the measured speed{extra}"
+    # How much of the machine the timed cells had: on a shared machine the estimate is that machine's.
+    share = f" (the timed cells got {cpu / wall:.2f} CPU-seconds per second)" if wall > 0 else ""
+    return f"; about {secs / 60:.1f} min of training at the measured speed{share}{extra}"
 

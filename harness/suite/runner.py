@@ -36,11 +36,11 @@ from harness.suite.planning import (
     Cell,
     Summary,
     cell_config,
+    cell_runs,
     finished_cells,
     parse_seeds,
     print_plan,
     row_cells,
-    search_runs,
     select_rows,
 )
 from harness.suite.queue import (
@@ -107,7 +107,7 @@ def run_suite(suite: Suite, seeds: Sequence[int] | None = None, rows: Sequence[s
                 raise HarnessError(f"{suite.path}: row {r.name!r}: {e}") from None
     c = tracking.client(uri)
     exp = c.get_experiment_by_name(experiment)
-    done = finished_cells(c, exp.experiment_id if exp else None, fingerprint)
+    done = finished_cells(c, exp.experiment_id if exp else None, fingerprint, selected)
     all_cells = [cell for r in selected for cell in row_cells(r, seeds)]
     pending = [cell for cell in all_cells if cell.ident not in done]
     summary = Summary(skipped=len(all_cells) - len(pending))
@@ -194,8 +194,9 @@ def drain(plan: Plan, workers: int, summary: Summary, progress: bool) -> None:
         ctx = mp.get_context("spawn")  # a clean interpreter: no inherited locks or CUDA state
         messages = ctx.Queue()
         threads = max(1, (os.cpu_count() or 1) // workers)
-        procs = [ctx.Process(target=_worker_main, args=(plan, messages, threads), daemon=False)
-                 for _ in range(workers)]
+        gpus = worker_gpus(workers, cuda_device_count(), os.environ.get("CUDA_VISIBLE_DEVICES"))
+        procs = [ctx.Process(target=_worker_main, args=(plan, messages, threads, gpu), daemon=False)
+                 for gpu in gpus]
         for p in procs:
             p.start()
         alive = len(procs)
@@ -214,16 +215,38 @@ def drain(plan: Plan, workers: int, summary: Summary, progress: bool) -> None:
     bar.close()
 
 
-def _worker_main(plan: Plan, messages, threads: int) -> None:
+def cuda_device_count() -> int:
+    """GPUs this process may use (0 without CUDA). A spawned worker starts with a clean CUDA state,
+    so asking here does not leak into it."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def worker_gpus(workers: int, n_gpus: int, visible: str | None) -> list[str | None]:
+    """The GPU of each worker process, as its CUDA_VISIBLE_DEVICES: worker i gets GPU i mod n_gpus, counted
+    among the GPUs this process sees (the entries of our own CUDA_VISIBLE_DEVICES when set, as under
+    SLURM, else 0..n_gpus-1). None for every worker without a GPU."""
+    if n_gpus < 1:
+        return [None] * workers
+    ids = [v.strip() for v in visible.split(",") if v.strip()] if visible else []
+    ids = ids[:n_gpus] if len(ids) >= n_gpus else [str(i) for i in range(n_gpus)]
+    return [ids[i % n_gpus] for i in range(workers)]
+
+
+def _worker_main(plan: Plan, messages, threads: int, gpu: str | None = None) -> None:
+    if gpu is not None:  # before anything in this process touches CUDA
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     parent = os.getppid()
     try:
         # An orphaned worker (its `suite run` was killed) finishes its cell and stops.
-        work(plan, lambda kind, line: messages.put((kind, line)), threads, stop=lambda: os.getppid() != parent)
+        work(plan, lambda kind, line: messages.put((kind, line)), threads, stop=lambda: os.getppid() != parent,
+             gpu=gpu)
     finally:
         messages.put(("exit", ""))
 
 
-def work(plan: Plan, report, threads: int | None, stop=lambda: False) -> None:
+def work(plan: Plan, report, threads: int | None, stop=lambda: False, gpu: str | None = None) -> None:
     """Claim and run cells until none of ours is waiting or running anywhere (or `stop()`)."""
     import torch
     from optuna.trial import TrialState
@@ -250,18 +273,23 @@ def work(plan: Plan, report, threads: int | None, stop=lambda: False) -> None:
             continue
         cell = by_key[_cell_of(trial)]
         with Heartbeat(queue._storage, trial._trial_id):
-            state = run_cell(plan, cell, trial, queue, c, exp_id, report, data_cache)
+            state = run_cell(plan, cell, trial, queue, c, exp_id, report, data_cache,
+                             {} if gpu is None else {"harness.worker_gpu": gpu})
         finish(queue, trial, state)
 
 
-def run_cell(plan: Plan, cell: Cell, trial, queue, c, exp_id: str, report, data_cache: dict) -> str:
+def run_cell(plan: Plan, cell: Cell, trial, queue, c, exp_id: str, report, data_cache: dict,
+             worker_tags: dict[str, str] | None = None) -> str:
     from optuna.trial import TrialState
 
     from harness.train.run import PREPARE_FIELDS, prepare, run
 
     label = cell.label
+    # This cell's runs, by its tags (one small query, not a read of the whole experiment).
+    mine = cell_runs(c, exp_id, cell)
     # Already finished (a rerun of a cell whose worker died after finishing)? Then skip.
-    if cell.ident in finished_cells(c, exp_id, plan.fingerprint):
+    if any(r.info.status == "FINISHED" and r.data.tags.get("harness.data_fingerprint") == plan.fingerprint
+           for r in mine):
         report("skipped", f"{label} (already finished)")
         return "COMPLETE"
     # Someone else (a duplicate enqueue) is running it under a lower trial number? Let them.
@@ -270,12 +298,10 @@ def run_cell(plan: Plan, cell: Cell, trial, queue, c, exp_id: str, report, data_
             report("skipped", f"{label} (claimed by another worker)")
             return "COMPLETE"
     # A RUNNING run of this cell now can only be left by a dead worker: the queue hands a cell to one live worker.
-    same_fold = "" if cell.fold is None else f" and tags.`harness.fold` = '{cell.fold}'"
-    for r in search_runs(c, exp_id, f"tags.`harness.kind` = 'cell' and attributes.status = 'RUNNING' and "
-                                    f"tags.`harness.row` = '{cell.row}' and tags.`harness.seed` = '{cell.seed}' and "
-                                    f"tags.`harness.config_hash` = '{cell.config_hash}'{same_fold}"):
-        tracking.set_tags(c, r.info.run_id, {"harness.failure_reason": "worker died (process killed or lost)"})
-        c.set_terminated(r.info.run_id, status="KILLED")
+    for r in mine:
+        if r.info.status == "RUNNING":
+            tracking.set_tags(c, r.info.run_id, {"harness.failure_reason": "worker died (process killed or lost)"})
+            c.set_terminated(r.info.run_id, status="KILLED")
     row = plan.suite.row(cell.row)
     cfg = cell_config(row, cell, plan.data_root)
     fkey = tuple(getattr(cfg, f) for f in PREPARE_FIELDS)
@@ -292,7 +318,7 @@ def run_cell(plan: Plan, cell: Cell, trial, queue, c, exp_id: str, report, data_
                   extra_tags={"harness.kind": "cell", "harness.row": cell.row, "harness.suite": plan.suite.name,
                               "harness.profile": plan.suite.profile, "harness.queue_trial": str(trial.number),
                               "harness.worker": f"{platform.node()}:{os.getpid()}",
-                              **plan.extra_row_tags})
+                              **(worker_tags or {}), **plan.extra_row_tags})
     except Exception as e:  # isolated: the run is FAILED in MLflow, the suite goes on
         report("failed", f"{label}: {type(e).__name__}: {e}")
         return "FAIL"
@@ -307,7 +333,7 @@ def more_seeds(c, exp_id: str, plan: Plan, rows: Sequence[RowSpec], target_ci: f
     CI is still wider than the target."""
     if target_ci is None:
         return []
-    done = finished_cells(c, exp_id, plan.fingerprint)
+    done = finished_cells(c, exp_id, plan.fingerprint, rows)
     cells = []
     for row in rows:
         mine = [r for (name, _, _, h), r in done.items() if name == row.name and h == row.config.config_hash]

@@ -26,7 +26,7 @@ from harness.figures import confusion_png
 from harness.train.data import Corpus, Split, class_names, make_split, scan_corpus
 from harness.train.features import SpecAugment, compute_features, mixup
 from harness.train.losses import balanced_sampler, build_loss
-from harness.train.models import build_model
+from harness.train.models import build_model, layout_name, memory_format
 
 DEFAULT_EXPERIMENT = "harness"
 # The RunConfig fields `prepare` reads: runs that agree on them can share one `Prepared`.
@@ -138,7 +138,8 @@ def fit(cfg: RunConfig, data: Prepared, out_dir: Path | None = None,
     x_val = ((data.features[va] - mean) / std).to(device)
     y_val = data.labels[va].to(device)
 
-    model = build_model(cfg.model, n_classes, cfg.dropout, cfg.use_bn).to(device)
+    fmt = memory_format(cfg.model, device.type)  # measured per model and device (harness.train.models)
+    model = build_model(cfg.model, n_classes, cfg.dropout, cfg.use_bn).to(device).to(memory_format=fmt)
     criterion, _ = build_loss(cfg, y_np[tr], n_classes)
     criterion = criterion.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -155,7 +156,7 @@ def fit(cfg: RunConfig, data: Prepared, out_dir: Path | None = None,
         loss_sum, seen = 0.0, 0
         for start in range(0, len(order), cfg.batch_size):
             idx = order[start:start + cfg.batch_size].to(device)
-            xb, yb = x_train[idx], y_train[idx]
+            xb, yb = x_train[idx].contiguous(memory_format=fmt), y_train[idx]
             if specaug is not None:
                 xb = specaug(xb)
             with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
@@ -258,12 +259,16 @@ def run(cfg: RunConfig, experiment: str = DEFAULT_EXPERIMENT, tracking_uri: str 
         "harness.split_actors": _actors_tag(data.split),
         **({"harness.fold": str(cfg.fold), "harness.cv_folds": str(cfg.cv_folds)} if cfg.cv_folds else {}),
         "harness.device": str(device),
+        "harness.memory_format": layout_name(cfg.model, device.type),
         "harness.device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        # Which GPU of the machine: the process's CUDA_VISIBLE_DEVICES (a suite worker is pinned to one).
+        **({"harness.cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "all")}
+           if device.type == "cuda" else {}),
         # CPU kernels reduce in a thread-count-dependent order: same seed, same numbers only at the same count.
         "harness.torch_threads": str(torch.get_num_threads()),
         **(extra_tags or {}),
     }
-    t0 = time.time()
+    t0, cpu0 = time.time(), time.process_time()
     with tracking.tracked_run(c, exp_id, run_name or f"{cfg.model}-seed{cfg.seed}", tags, parent_run_id) as run_id:
         tracking.log_params(c, run_id, cfg.to_params())
 
@@ -289,6 +294,8 @@ def run(cfg: RunConfig, experiment: str = DEFAULT_EXPERIMENT, tracking_uri: str 
             c.log_artifact(run_id, str(write_predictions(data, test, out_dir / PREDICTIONS)))
             tracking.set_tags(c, run_id, {"harness.test_confusion": str(test["confusion"])})
         final["wall_time_s"] = time.time() - t0
+        # CPU-seconds of this process (all its threads): with wall_time_s, how much of the machine the run got.
+        final["cpu_time_s"] = time.process_time() - cpu0
         tracking.log_metrics(c, run_id, final)
         c.log_artifact(run_id, str(result.checkpoint))
     return {"run_id": run_id, **final, "history": result.history}
