@@ -78,6 +78,8 @@ def _init_worker(args: dict) -> None:
 
 def run_replication(rep: int) -> dict:
     """A new speaker population, the CV design on it, and what each estimator states."""
+    import os
+
     import numpy as np
     import pandas as pd
 
@@ -85,8 +87,6 @@ def run_replication(rep: int) -> dict:
     from harness.train.data import class_names
     from harness.train.run import fit, prepare, resolve_device, score_test
     from harness.train.synth import generate_corpus
-
-    import os
 
     a = _ARGS
     t0 = time.perf_counter()

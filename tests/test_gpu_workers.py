@@ -11,8 +11,7 @@ import pytest
 import yaml
 
 from harness import tracking
-from harness.suite import planning
-from harness.suite import runner
+from harness.suite import planning, runner
 from harness.suite.file import load_suite
 
 REPO = Path(__file__).resolve().parent.parent

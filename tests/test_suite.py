@@ -16,6 +16,7 @@ from harness import tracking
 from harness.cli import main
 from harness.errors import HarnessError
 from harness.report import publish
+from harness.report import render as render_mod
 from harness.report.runs import select_cells
 from harness.report.table import build_table
 from harness.suite import planning
@@ -338,11 +339,11 @@ def test_a_worker_looks_up_its_cell_by_tags_and_reads_the_experiment_once_per_su
     assert run_suite(load_suite(path), data_root=str(synth_root), tracking_uri=tracking_uri, experiment=experiment,
                      out_dir=str(tmp_path / "art"), progress=False).done == 2
     reads = []
-    real = suite_mod.finished_cells
+    real = render_mod.read_suite
     # The plan sees nothing done (as when another machine finished the cells after this one planned):
     # each worker's own look-up of its cell must find the finished run and skip it.
     monkeypatch.setattr(suite_mod, "finished_cells", lambda *a: reads.append(a) or {})
-    monkeypatch.setattr(parents_mod, "finished_cells", lambda *a: reads.append(a) or real(*a))
+    monkeypatch.setattr(render_mod, "read_suite", lambda *a: reads.append(a) or real(*a))  # the parents' summary
     summary = run_suite(load_suite(path), seeds=(0, 1, 2), data_root=str(synth_root), tracking_uri=tracking_uri,
                         experiment=experiment, out_dir=str(tmp_path / "art"), progress=False)
     assert (summary.done, summary.skipped, summary.failed) == (1, 2, 0)
