@@ -136,7 +136,7 @@ def estimate(rep: int, preds, d, rr: float, seconds: float) -> dict:
     classes = class_names("sentiment")
     mine, ref = preds[preds["row"] == "cw"], preds[preds["row"] == "plain"]
     pv = speakers.pseudo_values(mine, classes, reference=ref)
-    comps = speakers.components(pv)
+    comps = speakers.components(pv, rr)
     j = len(d)
     return {"rep": rep, "seconds": seconds,
             "speaker": (float(pv.theta.mean()), math.sqrt(comps.var()), comps.df()),
@@ -285,7 +285,8 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
     notes = [f"{n}: std/SE {f.ratio:.3f} [{f.ratio_ci[0]:.3f}, {f.ratio_ci[1]:.3f}], coverage {f.coverage:.3f} "
              f"({f.covered}/{f.n}, Wilson [{wilson(f.covered, f.n)[0]:.3f}, {wilson(f.covered, f.n)[1]:.3f}])"
              for n, f in fig.items()]
-    notes += [f"{args.replications} populations x {args.actors} actors, {args.epochs} epoch(s); one replication "
+    notes += [f"{len(results)} populations loaded from {args.load} (no training here)" if args.load else
+              f"{args.replications} populations x {args.actors} actors, {args.epochs} epoch(s); one replication "
               f"(median) {float(np.median([r['seconds'] for r in results])):.0f} s on 1 thread; "
               f"{args.workers} worker(s); wall {total:.0f} s"]
     print_summary(checks, notes)

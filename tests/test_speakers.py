@@ -49,6 +49,15 @@ def test_the_speaker_floor_stays_while_the_training_part_shrinks_with_repeats():
     assert 0 < c2.speaker_share < 1
 
 
+def test_the_training_population_charges_the_fold_models_to_the_floor():
+    p = table(np.random.default_rng(2), 0.05, 0.03, 0.08, repeats=2)
+    plain, corrected = speakers.components(p), speakers.components(p, test_train_ratio=0.375)
+    assert corrected.parts()[0] == pytest.approx(plain.speaker / S + plain.model * 0.375)
+    assert corrected.parts()[1] == pytest.approx(plain.parts()[1])  # the training noise is the same
+    assert corrected.var(repeats=math.inf) == pytest.approx(corrected.parts()[0])  # a floor repeats cannot lower
+    assert speakers.interval(p, 0.375).se > speakers.interval(p, 0.0).se
+
+
 def test_one_repeat_cannot_tell_speakers_from_the_residual():
     c1 = speakers.components(table(np.random.default_rng(3), 0.05, 0.03, 0.08, repeats=1))
     assert not c1.separable and c1.residual == 0 and c1.speaker > 0 and c1.var() > 0
@@ -85,7 +94,7 @@ def test_pseudo_values_rebuild_the_pooled_macro_f1_and_pair_by_clip():
     better, _ = clips_frame(np.random.default_rng(5), skill=0.8)
     d = speakers.pseudo_values(better, classes, reference=clips)
     assert np.all(d.theta > 0) and d.u.shape == (S, 2)
-    iv = speakers.interval(d)
+    iv = speakers.interval(d, test_train_ratio=0.375)
     assert iv.low < iv.estimate < iv.high and iv.estimate == pytest.approx(d.theta.mean())
 
 

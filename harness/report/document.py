@@ -69,10 +69,9 @@ CI_NAMES = {
                      "repeats' pooled test macro-F1 (every clip scored once per repeat) averaged over repeats; its "
                      "variance is split into speakers (σ²_s/S: does not shrink with repeats), fold models and a "
                      "residual (shrink with repeats), estimated by ANOVA on each speaker's jackknife pseudo-value "
-                     "per repeat; Student t with Satterthwaite's df (`harness.speakers`). It is too narrow for new "
-                     "speakers: on new synthetic speaker populations its SE was about 1.8× too small, because it "
-                     "cannot see how the training population moves Δ (`benchmarks/calibration.py`); read it as "
-                     "the uncertainty given these speakers' training data",
+                     "per repeat, plus the training population (the fold models' variance × n_test/n_train, after "
+                     "Nadeau & Bengio); Student t with Satterthwaite's df (`harness.speakers`; its coverage of new "
+                     "speakers: `benchmarks/calibration.py`)",
     "corrected": "corrected resampled t (Nadeau & Bengio 2003; Bouckaert & Frank 2004): the variance of the mean "
                  "is s² · (1/J + n_test/n_train), because resamples that share most of their training data are "
                  "correlated and a plain t interval over them is too narrow, more so the more resamples are added",
