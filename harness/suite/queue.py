@@ -1,24 +1,18 @@
 """The suite's work queue, on an Optuna RDB storage: each cell handed to exactly one worker.
 
-Each pending cell is an enqueued (WAITING) trial. Every change of a trial's hands is one
-transaction that first locks the trial's row (on sqlite: the database) and re-reads what it
-decides on, so two processes can never both win it (Optuna's own `set_trial_state_values`
-reads, then writes, and on sqlite two workers could both claim one WAITING trial):
-
-- `claim`: WAITING -> RUNNING with a fresh owner token (user attr `owner`), a heartbeat,
-  host and pid; refused while another trial of the same cell is RUNNING (a cell enqueued twice
-  by two `suite run` processes still trains once);
-- a `Claim` heartbeats only while its token still owns the trial, and `commit`s (user attr
-  `committed`) before its MLflow run is marked FINISHED: a worker that lost its cell
-  meanwhile learns it there, and its run is marked a duplicate rather than FINISHED;
-- `Reaper`: a RUNNING trial of a dead process on this host goes back to WAITING at once (its
-  pid); one of another host when its heartbeat is older than the grace period *and* stayed
-  unchanged through a heartbeat interval of this reaper's own watch while the storage
-  answered promptly (a heartbeat that could not be written because the database was locked
-  or down is no evidence of death); a committed trial only after 10 x the grace period.
-  The trial goes back in place (WAITING, history in user attr `requeued`), so a cell has
-  one trial and one owner at a time.
-
+Each pending cell is an enqueued (WAITING) trial. Every change of hands is one transaction that
+first locks the trial's row (sqlite: the database) and re-reads what it decides on (Optuna's
+`set_trial_state_values` reads, then writes: on sqlite two workers could both claim one trial):
+- `claim`: WAITING -> RUNNING with a fresh owner token (user attr `owner`), heartbeat, host, pid;
+  refused while a twin trial of the cell is RUNNING (a cell enqueued by two processes at once);
+- a `Claim` heartbeats only while its token owns the trial and `commit`s (user attr `committed`)
+  just before the cell's MLflow run is marked FINISHED: a worker that lost its cell meanwhile
+  learns it there, and its run ends KILLED as a duplicate (`LostClaim`), never FINISHED;
+- `Reaper`: a RUNNING trial of a dead process on this host goes back to WAITING at once; another
+  host's when its heartbeat is past the grace period *and* stayed unchanged through a heartbeat
+  interval of the reaper's own watch while the storage answered promptly (a heartbeat that could
+  not be written because the database was locked or down is no evidence of death); a committed
+  one after 10 x the grace. In place: a cell keeps one trial (history in user attr `requeued`).
 The queue only hands out work: MLflow is the record of what is done.
 """
 from __future__ import annotations
@@ -34,6 +28,8 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+import sqlalchemy as sa
 
 from harness import tracking
 from harness.errors import HarnessError
@@ -156,8 +152,6 @@ def _locked(queue, trial_id: int, cell: str | None = None, max_wait: float | Non
     PostgreSQL, an advisory lock on its cell, so cross-row checks of one cell are serialised too."""
     import hashlib
 
-    import sqlalchemy as sa
-
     trials = _tables()[0]
     engine = getattr(queue._storage, "_backend", queue._storage).engine
     with engine.begin() as conn:
@@ -173,23 +167,17 @@ def _locked(queue, trial_id: int, cell: str | None = None, max_wait: float | Non
 
 
 def _state(conn, trial_id: int):
-    import sqlalchemy as sa
-
     trials = _tables()[0]
     return conn.execute(sa.select(trials.c.state).where(trials.c.trial_id == trial_id)).scalar()
 
 
 def _attrs(conn, trial_id: int) -> dict[str, Any]:
-    import sqlalchemy as sa
-
     ua = _tables()[2]
     rows = conn.execute(sa.select(ua.c.key, ua.c.value_json).where(ua.c.trial_id == trial_id))
     return {k: json.loads(v) for k, v in rows}
 
 
 def _set_attrs(conn, trial_id: int, attrs: dict[str, Any], drop: Iterable[str] = ()) -> None:
-    import sqlalchemy as sa
-
     ua = _tables()[2]
     conn.execute(sa.delete(ua).where(ua.c.trial_id == trial_id, ua.c.key.in_([*attrs, *drop])))
     if attrs:
@@ -198,8 +186,6 @@ def _set_attrs(conn, trial_id: int, attrs: dict[str, Any], drop: Iterable[str] =
 
 
 def _beat(conn, trial_id: int) -> None:
-    import sqlalchemy as sa
-
     hb = _tables()[1]
     now = conn.execute(sa.select(sa.func.now())).scalar()  # the database's clock, as Optuna's heartbeats
     if conn.execute(sa.update(hb).where(hb.c.trial_id == trial_id).values(heartbeat=now)).rowcount == 0:
@@ -210,7 +196,6 @@ def _beat(conn, trial_id: int) -> None:
 
 def _try_claim(queue, trial_id: int, cell: str) -> str | None:
     """WAITING -> RUNNING under the lock, unless another trial of the cell is RUNNING; the owner token."""
-    import sqlalchemy as sa
     from optuna.trial import TrialState
 
     trials, _, _, sa_attrs = _tables()
@@ -362,7 +347,6 @@ class Reaper:
             return 0
 
     def _reap(self, queue) -> int:
-        import sqlalchemy as sa
         from optuna.trial import TrialState
 
         trials, hb, _, _ = _tables()
@@ -400,7 +384,6 @@ class Reaper:
     @staticmethod
     def _requeue(queue, trial_id: int, owner: Any, beat: Any, reason: str) -> int:
         """RUNNING -> WAITING in place, if nothing moved since it was judged: same owner, same heartbeat."""
-        import sqlalchemy as sa
         from optuna.trial import TrialState
 
         trials, hb, _, _ = _tables()
@@ -417,5 +400,5 @@ class Reaper:
 
 
 def finish(queue, claim_: Claim, state_name: str) -> None:
-    if state_name in ("COMPLETE", "FAIL"):
+    if state_name in ("COMPLETE", "FAIL"):  # "LOST": the cell's owner finishes it
         claim_.finish(state_name)
