@@ -274,7 +274,7 @@ def tracked_run(c, experiment_id: str, run_name: str, tags: Mapping[str, str] | 
     """Open a run; FINISHED on success, FAILED (with the reason as a tag) on error.
 
     An exception may carry `mlflow_status` (e.g. a pruned trial ends FINISHED
-    or KILLED rather than FAILED); KeyboardInterrupt ends the run KILLED.
+    or KILLED rather than FAILED) and `mlflow_tags`; KeyboardInterrupt ends the run KILLED.
     """
     all_tags = dict(environment_tags())
     all_tags.update(tags or {})
@@ -288,7 +288,8 @@ def tracked_run(c, experiment_id: str, run_name: str, tags: Mapping[str, str] | 
         status = getattr(e, "mlflow_status", "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
         reason = f"{type(e).__name__}: {e}"
         try:
-            set_tags(c, run_id, {f"{TAG_PREFIX}failure_reason": reason} if status != "FINISHED" else {})
+            set_tags(c, run_id, {**({f"{TAG_PREFIX}failure_reason": reason} if status != "FINISHED" else {}),
+                                 **getattr(e, "mlflow_tags", {})})
             c.set_terminated(run_id, status=status)
         except Exception:
             pass  # the store itself failed; the original error matters more

@@ -231,6 +231,41 @@ def test_workers_share_one_sqlite_store_without_losing_or_duplicating_cells(tmp_
     assert len(runs) == 9  # nothing ran twice
 
 
+@pytest.mark.slow
+def test_a_queue_locked_longer_than_the_grace_period_trains_no_cell_twice(tmp_path, synth_root):
+    """Two `suite run` processes as on two machines (HARNESS_HOST), one cell: while one trains it, a third
+    process holds the queue's sqlite write lock past the grace period. The owner's heartbeat cannot land;
+    before the fix the idle worker failed the trial as stale, trained its retry, and the cell finished twice."""
+    import sqlite3
+
+    path = write_suite(tmp_path / "locked.yaml", synth_root, seeds=(0,), rows={"only": {"epochs": 12}})
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    argv, env = cli("suite", "run", str(path), "--data_root", str(synth_root), "--tracking_uri", uri,
+                    "--out", str(tmp_path / "art"))
+    env.update(HARNESS_HEARTBEAT_S="1", HARNESS_GRACE_S="2")
+    procs = [subprocess.Popen(argv, cwd=tmp_path, env={**env, "HARNESS_HOST": f"machine-{m}"},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for m in "ab"]
+    deadline = time.time() + 400
+    while True:  # hold the lock once the cell is an epoch in
+        runs = cells(uri, "locked") if (tmp_path / "mlflow.db").exists() else []
+        if runs and runs[0].info.status == "RUNNING" and \
+                tracking.client(uri).get_metric_history(runs[0].info.run_id, "val_f1_macro"):
+            break
+        assert all(p.poll() is None for p in procs), [p.communicate()[0] for p in procs]
+        assert time.time() < deadline, "the cell did not start training within 400 s"
+        time.sleep(0.3)
+    locker = sqlite3.connect(tmp_path / "optuna.db", isolation_level=None, timeout=60)
+    locker.execute("BEGIN IMMEDIATE")
+    time.sleep(6.0)  # > grace (2 s) + the reaper's watch (HEARTBEAT_S + 1 s)
+    still_training = cells(uri, "locked")[0].info.status == "RUNNING"
+    locker.execute("COMMIT")
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert still_training, "the lock did not land while the cell trained"
+    assert [p.returncode for p in procs] == [0, 0], outs
+    runs = cells(uri, "locked")
+    assert [r.info.status for r in runs] == ["FINISHED"], outs  # trained once: no retry, no duplicate
+
+
 def test_cli_selects_rows_and_seeds(tmp_path, synth_root, tracking_uri, experiment, capsys):
     path = write_suite(tmp_path / "select.yaml", synth_root)
     common = ["--data_root", str(synth_root), "--tracking_uri", tracking_uri, "--experiment", experiment, "--dry-run"]

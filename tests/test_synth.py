@@ -47,3 +47,44 @@ def test_classes_are_learnable_but_not_trivial(cache_dir):
         scores.append(training.score_test(fit.model, data, fit.norm, training.resolve_device("cpu"))["f1_macro"])
     mean = sum(scores) / len(scores)
     assert 0.45 < mean < 0.95, scores
+
+
+# --- the data kind comes from the data ------------------------------------------------
+
+def test_a_synth_folder_is_synthetic_wherever_it_lies_and_a_copy_without_its_marker_is_not(synth_root, tmp_path,
+                                                                                           tiny):
+    import shutil
+
+    from harness.train.synth import is_synthetic
+
+    assert is_synthetic(synth_root)  # passed with --data_root, not the cached default
+    assert training.prepare(tiny()).synthetic
+    plain = tmp_path / "corpus"
+    shutil.copytree(synth_root, plain, ignore=shutil.ignore_patterns(".complete", ".in_progress"))
+    assert not is_synthetic(plain) and not training.prepare(tiny(data_root=str(plain))).synthetic
+
+
+def test_a_synthetic_corpus_under_data_root_is_reported_as_synthetic(tmp_path, synth_root, tracking_uri, experiment):
+    import yaml
+
+    from harness import tracking
+    from harness.report import render, runs
+    from harness.suite.file import load_suite
+    from harness.suite.runner import run_suite
+
+    doc = {"name": "kind", "seeds": [0, 1],
+           "base": {"model": "smallcnn", "n_mels": 32, "epochs": 1, "batch_size": 64, "train_ratio": 0.6,
+                    "val_ratio": 0.2},
+           "rows": [{"name": "plain", "config": {}, "claimed_f1": 0.5},
+                    {"name": "weighted", "config": {"class_weight_loss": True}, "claimed_f1": 0.6}]}
+    (tmp_path / "kind.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    run_suite(load_suite(tmp_path / "kind.yaml"), data_root=str(synth_root), tracking_uri=tracking_uri,
+              experiment=experiment, storage=f"sqlite:///{tmp_path / 'q.db'}", progress=False,
+              out_dir=str(tmp_path / "art"))
+    c = tracking.client(tracking_uri)
+    rep = render.suite_report(c, runs.find_experiment(c, experiment))
+    assert set(rep.sel.finished["data"]) == {"synthetic"}
+    assert rep.table.loc["weighted", "verdict"] == "not comparable: synthetic corpus, not RAVDESS"
+    md = render.render_markdown(rep)
+    assert "\n- data: synthetic\n" in md
+    assert "These runs used the synthetic corpus, not RAVDESS" in md

@@ -76,7 +76,7 @@ def rows_frame(parents: pd.DataFrame) -> pd.DataFrame:
 CELL_TAGS = {"seed": "harness.seed", "row": "harness.row", "config_hash": "harness.config_hash",
              "parent_id": tracking.PARENT_TAG, "fingerprint": "harness.data_fingerprint", "data": "harness.data",
              "split": "harness.split", "git_commit": "harness.git_commit", "confusion": "harness.test_confusion",
-             "failure_reason": "harness.failure_reason", "fold": "harness.fold"}
+             "failure_reason": "harness.failure_reason", "fold": "harness.fold", "duplicate": "harness.duplicate"}
 
 
 def cells_frame(children: pd.DataFrame) -> pd.DataFrame:
@@ -161,11 +161,17 @@ def select_cells(rows: pd.DataFrame, cells: pd.DataFrame) -> Selection:
         seeds = ", ".join(str(s) for s in sorted(group["seed"].dropna().unique()))
         notes.append(f"row `{name}`: {len(group)} run(s) whose config hash is not the row's excluded (seeds {seeds})")
     cur = cells[cells["config_hash"] == current].sort_values("start_time")
+    # A worker that lost its queue claim while it trained marks its run a duplicate: never a result, never a failure.
+    dup = cur[column(cur, "duplicate") == "true"]
+    if len(dup):
+        notes.append(f"{len(dup)} duplicate run(s) not counted (trained while another worker owned the cell): "
+                     + ", ".join(f"`{r}` {_resample_text(k)}" for r, k in zip(dup["row"], dup["resample"])))
+        cur = cur.drop(dup.index)
 
     fin = cur[cur["status"] == "FINISHED"]
     for (name, key), group in fin[fin.duplicated(["row", "resample"], keep=False)].groupby(["row", "resample"]):
-        notes.append(f"row `{name}` {_resample_text(key)}: {len(group)} finished runs with the current config; "
-                     f"took the latest ({group['run_id'].iloc[-1]})")
+        notes.append(f"row `{name}` {_resample_text(key)}: {len(group)} finished runs with the current config "
+                     f"(a cell trained more than once); counted one, the latest ({group['run_id'].iloc[-1]})")
     fin = fin.drop_duplicates(["row", "resample"], keep="last").reset_index(drop=True)
 
     failed = cur[cur["status"].isin(FAILED_STATUSES)].copy()

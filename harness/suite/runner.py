@@ -44,14 +44,15 @@ from harness.suite.planning import (
     select_rows,
 )
 from harness.suite.queue import (
-    Heartbeat,
+    LostClaim,
+    Reaper,
     _cell_of,
     claim,
     default_storage,
     enqueue,
     finish,
     open_queue,
-    reap_dead_local_workers,
+    retrying,
 )
 
 # --- running ---------------------------------------------------------------------
@@ -259,20 +260,20 @@ def work(plan: Plan, report, threads: int | None, stop=lambda: False, gpu: str |
     keys = {cell.key for cell in plan.cells}
     by_key = {cell.key: cell for cell in plan.cells}
     data_cache: dict = {}
+    reap = Reaper()
     while not stop():
         trial = claim(queue, keys)
         if trial is None:
-            reap_dead_local_workers(queue)
-            import optuna
-            optuna.storages.fail_stale_trials(queue)  # a dead remote worker's cell comes back after the grace period
-            live = [t for t in queue.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
+            reap(queue)  # a dead worker's cell goes back to the queue (see harness.suite.queue)
+            live = [t for t in retrying(lambda: queue.get_trials(deepcopy=False, states=(TrialState.WAITING,
+                                                                                         TrialState.RUNNING)))
                     if _cell_of(t) in keys]
             if not live:
                 return
             time.sleep(0.2)  # another worker's last cell: poll briskly so the suite ends when it does
             continue
-        cell = by_key[_cell_of(trial)]
-        with Heartbeat(queue._storage, trial._trial_id):
+        cell = by_key[trial.cell]
+        with trial:  # heartbeats while the cell trains
             state = run_cell(plan, cell, trial, queue, c, exp_id, report, data_cache,
                              {} if gpu is None else {"harness.worker_gpu": gpu})
         finish(queue, trial, state)
@@ -293,7 +294,7 @@ def run_cell(plan: Plan, cell: Cell, trial, queue, c, exp_id: str, report, data_
         report("skipped", f"{label} (already finished)")
         return "COMPLETE"
     # Someone else (a duplicate enqueue) is running it under a lower trial number? Let them.
-    for t in queue.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    for t in retrying(lambda: queue.get_trials(deepcopy=False, states=(TrialState.RUNNING,))):
         if _cell_of(t) == cell.key and t.number < trial.number:
             report("skipped", f"{label} (claimed by another worker)")
             return "COMPLETE"
@@ -318,7 +319,11 @@ def run_cell(plan: Plan, cell: Cell, trial, queue, c, exp_id: str, report, data_
                   extra_tags={"harness.kind": "cell", "harness.row": cell.row, "harness.suite": plan.suite.name,
                               "harness.profile": plan.suite.profile, "harness.queue_trial": str(trial.number),
                               "harness.worker": f"{platform.node()}:{os.getpid()}",
-                              **(worker_tags or {}), **plan.extra_row_tags})
+                              **(worker_tags or {}), **plan.extra_row_tags},
+                  on_epoch=trial.check, before_finish=trial.commit)  # a cell lost meanwhile is no FINISHED run
+    except LostClaim as e:  # its run is KILLED and tagged harness.duplicate; the cell's owner finishes it
+        report("skipped", f"{label} (duplicate, not counted: {e})")
+        return "LOST"
     except Exception as e:  # isolated: the run is FAILED in MLflow, the suite goes on
         report("failed", f"{label}: {type(e).__name__}: {e}")
         return "FAIL"

@@ -81,9 +81,11 @@ class Prepared:
 def prepare(cfg: RunConfig, cache_dir: Path | None = None, progress: bool = False) -> Prepared:
     """Everything before training; raises HarnessError on bad data before any training."""
     cache_dir = default_cache_dir() if cache_dir is None else cache_dir
-    synthetic = cfg.data_root is None
+    from harness.train.synth import is_synthetic
+
     corpus = scan_data(cfg, cache_dir)
     root = corpus.root
+    synthetic = cfg.data_root is None or is_synthetic(root)  # a `harness synth` folder, wherever it lies
     split = make_split(corpus, cfg.split, cfg.train_ratio, cfg.val_ratio, cfg.seed, cfg.mode, cfg.cv_folds, cfg.fold)
     feats = compute_features(corpus, cfg.sr, cfg.n_mels, cfg.n_fft, cfg.hop_length, cache_dir, progress)
     return Prepared(corpus=corpus, features=feats, labels=torch.from_numpy(corpus.labels(cfg.mode)),
@@ -238,10 +240,13 @@ def score_test(model: torch.nn.Module, data: Prepared, norm: tuple[float, float]
 def run(cfg: RunConfig, experiment: str = DEFAULT_EXPERIMENT, tracking_uri: str | None = None,
         out_dir: Path = Path("artifacts"), run_name: str | None = None, parent_run_id: str | None = None,
         extra_tags: dict | None = None, data: Prepared | None = None, cache_dir: Path | None = None,
-        score_on_test: bool = True, on_epoch: EpochCallback | None = None, progress: bool = False) -> dict:
+        score_on_test: bool = True, on_epoch: EpochCallback | None = None, progress: bool = False,
+        before_finish: Callable[[], None] | None = None) -> dict:
     """One tracked run. Returns the final metrics and the MLflow run id.
 
-    `score_on_test=False` (studies) never touches the test split.
+    `score_on_test=False` (studies) never touches the test split. `before_finish` runs when
+    everything is logged, just before the run is marked FINISHED; an exception it raises ends the
+    run as `tracking.tracked_run` says (a suite cell's lost claim: KILLED, a duplicate).
     """
     if data is None:
         data = prepare(cfg, cache_dir, progress=progress)
@@ -298,6 +303,8 @@ def run(cfg: RunConfig, experiment: str = DEFAULT_EXPERIMENT, tracking_uri: str 
         final["cpu_time_s"] = time.process_time() - cpu0
         tracking.log_metrics(c, run_id, final)
         c.log_artifact(run_id, str(result.checkpoint))
+        if before_finish is not None:
+            before_finish()
     return {"run_id": run_id, **final, "history": result.history}
 
 

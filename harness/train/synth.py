@@ -343,6 +343,19 @@ def is_complete(out_dir, n_actors: int, seed: int, sr: int) -> bool:
     return all((out / rel).is_file() for rel in expected_files(n_actors))
 
 
+def is_synthetic(root) -> bool:
+    """True if ``root`` was written by :func:`generate_corpus` (its marker file), wherever it lies and
+    whatever its settings: what the runs call their data (tag ``harness.data``) follows this, not the flag."""
+    root = pathlib.Path(root)
+    if (root / _IN_PROGRESS).exists():
+        return True
+    try:
+        marker = json.loads((root / _COMPLETE).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(marker, dict) and "n_actors" in marker and "version" in marker
+
+
 def generate_corpus(
     out_dir, n_actors: int = 8, seed: int = 0, sr: int = 16000, progress: bool = False
 ) -> pathlib.Path:
