@@ -1,7 +1,7 @@
 """Per-cell overhead: what a suite cell costs outside training, and how that grows with the experiment.
 
 A suite of 1 row x N seeds (SmallCNN, 32 mels x 65 frames, 1 epoch, batch 64: training is short on
-purpose, so that what is measured is what is left) runs through `harness.suite.run_suite` with one
+purpose, so that what is measured is what is left) runs through `harness.suite.runner.run_suite` with one
 in-process worker on local sqlite stores (MLflow and the Optuna work queue), twice per round:
 
 * **empty**: fresh stores;

@@ -2,7 +2,7 @@
 
 Three measurements, all taken in this one run (ratios are never compared across runs):
 
-(a) Feature cache. `harness.data.scan_corpus` + `harness.features.compute_features`
+(a) Feature cache. `harness.train.data.scan_corpus` + `harness.train.features.compute_features`
     on a fresh cache (first run: SHA-1 of every file, decode, resample, log-mel, save)
     and again on the warm cache (repeat run: a stat per file + one `np.load`), each repeat
     in a fresh interpreter (timed after its imports) as a later `harness train` would be.
@@ -11,7 +11,7 @@ Three measurements, all taken in this one run (ratios are never compared across 
     torchaudio and soundfile are imported before the clock starts, so the first run
     counts the work, not one-time imports (this makes the ratio slightly harder to meet).
 
-(b) Harness epoch overhead. One epoch of `harness.training.fit` (SmallCNN, default
+(b) Harness epoch overhead. One epoch of `harness.train.run.fit` (SmallCNN, default
     features: sr 22050, 128 mels, n_fft 1024, hop 512, batch 16, Adam lr 1e-3) against a
     bare PyTorch loop over the same standardised in-memory tensors: same model class,
     optimiser, batch size, seed and torch threads, plain cross-entropy, plus the same

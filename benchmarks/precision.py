@@ -25,7 +25,7 @@ Figures (all from this one run):
   over resampled replications and the exact F interval of the std ratio (how noisy a
   figure from M replications is), and the correlation term each design implies.
 
-Each training run is `harness.training.fit` + `score_test` (no MLflow) on CPU with ONE
+Each training run is `harness.train.run.fit` + `score_test` (no MLflow) on CPU with ONE
 torch thread per worker process (the numbers depend on the thread count, so it is fixed);
 `--workers` processes (default: min(2, usable cores)) share the runs. Same flags and seed
 -> the same numbers, whatever the worker count or the machine's load.

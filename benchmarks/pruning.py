@@ -1,7 +1,7 @@
 """Does the pruner pay? The same study run twice, with and without its pruner.
 
 The study file's profile (default: studies/focal_specaug_lr.yaml, quick) runs through
-`harness.study.run_study` twice in this one process, with the same sampler seed and the
+`harness.study.search.run_study` twice in this one process, with the same sampler seed and the
 same number of trials, each into fresh temporary Optuna and MLflow sqlite stores: once
 with the file's pruner, once with none. The feature cache is warm before either clock
 starts. Reported: epochs trained (every trial's reported epochs), the best validation

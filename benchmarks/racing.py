@@ -19,7 +19,7 @@ close call (lr 2x). SmallCNN, sentiment, class-weighted loss, sr 16000, 32 mels,
 `--epochs` epochs (default 8), actor-disjoint split 0.8/0.1 (8 actors: train 6, validation 1, test 1),
 CPU (CUDA is hidden from the suite's workers).
 
-Both designs run through `harness.suite.run_suite` in one MLflow sqlite store, as two experiments:
+Both designs run through `harness.suite.runner.run_suite` in one MLflow sqlite store, as two experiments:
 `long` (seeds 0..N-1, every row) and `race` (seeds 0, 1, then racing rounds on seeds 2, 3, ...,
 within `--budget` training runs). The same (row, seed) on CPU with the same thread count gives the
 same numbers, so racing's cells repeat a prefix of the long run's (checked and printed). The fixed

@@ -1,7 +1,7 @@
 """Suite throughput: cells per hour with 2 worker processes over 1.
 
 A small temporary suite (1 row x 6 seeds: SmallCNN, 64 mels, 4 epochs, synthetic corpus
-unless --data_root) runs through `harness.suite.run_suite` twice in this one process:
+unless --data_root) runs through `harness.suite.runner.run_suite` twice in this one process:
 once with workers=1 (in-process, torch's default threads) and once with workers=2
 (two spawned processes, cores // 2 torch threads each), each into fresh temporary
 MLflow and Optuna sqlite stores with its own experiment name. The whole `run_suite`
