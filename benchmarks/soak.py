@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -140,7 +141,7 @@ def soak(s: Soak, n_cells: int, n_kills: int, rng: random.Random, deadline: floa
         p.kill()
         p.wait()
     faulted_s = time.time() - t0
-    exits = sorted({p.returncode for p, _ in s.procs})
+    exits = dict(sorted(Counter(p.returncode for p, _ in s.procs).items()))  # status -> workers
     before, _ = finished_cells(c, "soak")
     rerun_log = s.logs / f"{s.name}-rerun.log"
     t1 = time.time()
@@ -203,7 +204,7 @@ def report(name: str, s: Soak, r: dict, n_cells: int, n_kills: int, restarts: in
     print(f"  faulted phase {r['faulted_s']:.0f} s{' (TIMED OUT: workers killed)' if r['timed_out'] else ''}; "
           f"{s.started} worker processes in all; {r['before_rerun']} of {n_cells} cells finished before the rerun; "
           f"rerun {r['rerun_s']:.0f} s, exit {r['rerun_rc']}, trained {n_cells - r['before_rerun'] - r['lost']} cell(s); "
-          f"worker exit statuses {r['exits']} (-9: killed)")
+          f"worker exit status: count {r['exits']} (-9: killed by the soak; 2: refused to start, e.g. storage down)")
     print(f"  cells finished exactly once   {r['exactly_once']:>4} of {n_cells}")
     print(f"  cells lost                    {r['lost']:>4}   goal 0  {'PASS' if r['lost'] == 0 else 'MISS'}")
     print(f"  duplicate FINISHED runs       {r['duplicates']:>4}   goal 0  {'PASS' if r['duplicates'] == 0 else 'MISS'}")
