@@ -14,8 +14,9 @@ temporary folder (feature cache, stores, artifacts; deleted at the end):
             killed worker's cell comes back through its stale heartbeat; plus a tracking-server restart
             and a PostgreSQL restart mid-suite.
 
-Faults: `--kills` SIGKILLs of a random worker among those training a cell at that moment, at random
-times (uniform over the expected rest of the suite), each replaced by a fresh worker; HARNESS_HEARTBEAT_S=1, HARNESS_GRACE_S=3. When the queue
+Faults: `--kills` SIGKILLs of a random worker among those training a cell at that moment, spread over
+the suite's progress (kill k once k/(kills + 2) of the cells are done, after a random 0-1.5 s, so it
+lands mid-cell at a random point however fast the machine is), each replaced by a fresh worker; HARNESS_HEARTBEAT_S=1, HARNESS_GRACE_S=3. When the queue
 is drained, one more `suite run` (no faults) is the rerun. Figures, from MLflow after the rerun:
 cells finished exactly once, cells lost (no FINISHED run), duplicate FINISHED runs, runs left RUNNING,
 duplicate trainings stopped (runs tagged harness.duplicate), cells the rerun had to train, and the
@@ -129,11 +130,11 @@ def soak(s: Soak, n_cells: int, n_kills: int, rng: random.Random, deadline: floa
             s.events.append((time.time(), f"{what}: back"))
         if len(s.kills) < n_kills and done < n_cells:
             now = time.time()
-            if next_kill is None:  # uniform over the expected rest of the suite, shared among the kills left
-                rate = (now - t0) / max(done, 1)
-                rest = max(5.0, rate * (n_cells - done) * (0.9 if done else 1.5))
-                next_kill = now + rng.uniform(0.2, 1.0) * rest / (n_kills - len(s.kills) + 1)
-            if now >= next_kill and s.kill_one(rng, busy):
+            # By progress, not by the clock: a fast machine finishes before clock-planned kills come due.
+            due = done >= int(n_cells * (len(s.kills) + 1) / (n_kills + 2))
+            if next_kill is None and due:
+                next_kill = now + rng.uniform(0.0, 1.5)
+            if next_kill is not None and now >= next_kill and s.kill_one(rng, busy):
                 s.start_worker()
                 next_kill = None
     timed_out = bool(s.live())
