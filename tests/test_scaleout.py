@@ -454,6 +454,12 @@ def test_the_suite_shows_in_the_mlflow_ui_in_headless_chromium(services, ui_suit
             page.locator(f'[row-id="{base}"] [col-id="attributes.`Run Name`"] button').first.click()
             for seed in (0, 1, 2):
                 page.get_by_text(f"baseline/seed{seed}", exact=True).first.wait_for(timeout=30_000)
+            # The picture shows the description opened (its chevron, right of the edit pencil, on its first line).
+            top = page.get_by_text("Decisions vs").first.bounding_box()["y"]
+            beside = [b for b in page.locator("button").all() if (box := b.bounding_box()) and abs(box["y"] - top) < 25]
+            if beside:
+                max(beside, key=lambda b: b.bounding_box()["x"]).click()
+                page.get_by_text("rules out (Δ)", exact=True).first.wait_for(timeout=30_000)
             page.mouse.move(5, 995)  # no hover tooltip in the picture
             page.wait_for_timeout(1500)
             shot = Path(os.environ.get("HARNESS_UI_SCREENSHOT") or tmp_path / "mlflow-ui-suite.png")
