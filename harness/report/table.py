@@ -326,8 +326,9 @@ def what_the_data_supports(table: pd.DataFrame, checks: Sequence[ClaimCheck], me
         a = t["answer"]
         if isinstance(a, Answer):
             gain = f" The seed's {t['gain_verdict']}." if t["gain_verdict"] else ""
-            out.append((f"`{row}` is **{what}** `{baseline}`: " if what else
-                        f"`{row}` vs `{baseline}`: **undecided**: ") + f"{a.sentence()} ({numbers}).{gain}")
+            words = a.sentence() if what else a.sentence().replace("undecided", "**undecided**", 1)
+            out.append((f"`{row}` is **{what}** `{baseline}`: " if what else f"`{row}` vs `{baseline}`: ")
+                       + f"{words} ({numbers}).{gain}")
             continue
         if what:
             out.append(f"`{row}` is **{what}** `{baseline}`: {_probs(t)} ({numbers}).")
