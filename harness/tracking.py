@@ -262,6 +262,30 @@ def set_tags(c, run_id: str, tags: Mapping[str, str]) -> None:
     c.log_batch(run_id, tags=[RunTag(k, str(v)[:MAX_TAG_LEN]) for k, v in tags.items()])
 
 
+def set_experiment_tags(c, exp_id: str, tags: Mapping[str, str], attempts: int = 5) -> None:
+    """Set the experiment's tags, safe against another process setting the same new tag at once.
+
+    MLflow's SQL store sets an experiment tag by look-up then insert (`session.merge`), so two suite
+    processes that finish together and both write a tag the experiment does not have yet (its
+    description) race: the loser's insert fails with a unique-constraint error. Run tags go through
+    `log_batch`, which upserts, and do not race. The lost write is retried: the row exists now, so
+    the retry updates it; both processes write the same report, so either value is right."""
+    for k, v in tags.items():
+        for attempt in range(attempts):
+            try:
+                c.set_experiment_tag(exp_id, k, v)
+                break
+            except Exception as e:
+                if attempt == attempts - 1 or not _lost_insert_race(e):
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+
+
+def _lost_insert_race(e: Exception) -> bool:
+    text = str(e)
+    return any(s in text for s in ("UNIQUE constraint failed", "IntegrityError", "duplicate key value"))
+
+
 def log_params(c, run_id: str, params: Mapping[str, str]) -> None:
     from mlflow.entities import Param
 

@@ -232,8 +232,6 @@ def test_workers_share_one_sqlite_store_without_losing_or_duplicating_cells(tmp_
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="flaky: in one clean-clone CI run (quiet machine) one of the two workers "
-                   "exited 1 while the other finished the cell; under diagnosis (issue 18 left open)")
 def test_a_queue_locked_longer_than_the_grace_period_trains_no_cell_twice(tmp_path, synth_root):
     """Two `suite run` processes as on two machines (HARNESS_HOST), one cell: while one trains it, a third
     process holds the queue's sqlite write lock past the grace period. The owner's heartbeat cannot land;
@@ -262,10 +260,53 @@ def test_a_queue_locked_longer_than_the_grace_period_trains_no_cell_twice(tmp_pa
     still_training = cells(uri, "locked")[0].info.status == "RUNNING"
     locker.execute("COMMIT")
     outs = [p.communicate(timeout=600)[0] for p in procs]
+    for m, out in zip("ab", outs):  # whole, in the failure's captured stdout (an assertion message is cut)
+        print(f"--- machine-{m} ---\n{out}")
     assert still_training, "the lock did not land while the cell trained"
     assert [p.returncode for p in procs] == [0, 0], outs
     runs = cells(uri, "locked")
     assert [r.info.status for r in runs] == ["FINISHED"], outs  # trained once: no retry, no duplicate
+
+
+_PUBLISHER = """
+import sys, time
+from pathlib import Path
+from mlflow import MlflowClient
+from harness import tracking
+uri, exp, sync = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+c = MlflowClient(uri)
+c.get_experiment(exp)  # the store is open
+(sync / f"ready-{sys.argv[4]}").touch()
+while not (sync / "go").exists():
+    time.sleep(0.01)
+t0 = float((sync / "go").read_text())
+for k in range(30):  # the same new tag from both processes in the same millisecond, 30 times
+    time.sleep(max(0.0, t0 + 0.1 * k - time.time()))
+    tracking.set_experiment_tags(c, exp, {f"harness.k{k}": f"from {sys.argv[4]}"})
+"""
+
+
+def test_two_suite_processes_finishing_together_both_publish_the_experiment_description(tmp_path):
+    """Both `suite run` processes of a two-machine suite publish the report when the queue runs dry, often
+    in the same instant. MLflow's SQL store sets a new experiment tag by look-up then insert, so the slower
+    insert failed on the unique key and that process exited 1 after the suite had finished (seen in CI on
+    the locked-queue test below). The lost write is retried; each of the 30 tags lands."""
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    exp = MlflowClient(uri).create_experiment("race")
+    procs = [subprocess.Popen([sys.executable, "-c", _PUBLISHER, uri, exp, str(tmp_path), name],
+                              stderr=subprocess.PIPE, text=True) for name in "ab"]
+    deadline = time.time() + 120
+    while not all((tmp_path / f"ready-{n}").exists() for n in "ab"):
+        assert all(p.poll() is None for p in procs), [p.communicate()[1] for p in procs]
+        assert time.time() < deadline, "the publishers did not start within 120 s"
+        time.sleep(0.05)
+    (tmp_path / "go").write_text(str(time.time() + 0.5))
+    errs = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errs
+    tags = MlflowClient(uri).get_experiment(exp).tags
+    assert all(tags.get(f"harness.k{k}") in ("from a", "from b") for k in range(30))
 
 
 def test_cli_selects_rows_and_seeds(tmp_path, synth_root, tracking_uri, experiment, capsys):

@@ -24,8 +24,7 @@ DECISION_TAG = "harness.decision"  # better / worse / equivalent / undecided, or
 
 def mark_experiment(c, exp_id: str) -> None:
     """Open on the training runs in MLflow 3's UI (not the GenAI overview with "Traces 0")."""
-    for k, v in tracking.EXPERIMENT_KIND.items():
-        c.set_experiment_tag(exp_id, k, v)
+    tracking.set_experiment_tags(c, exp_id, tracking.EXPERIMENT_KIND)
 
 
 def row_note(t: pd.Series, baseline: str, ci: str, changes: str = "", profile: str = "") -> str:
@@ -96,4 +95,4 @@ def publish(c, exp_id: str, rep: SuiteReport) -> None:
         tags = {NOTE_TAG: row_note(t, rep.baseline, rep.ci, row.profile_changes, row.profile),
                 DECISION_TAG: "baseline" if t["baseline"] else (t["decision"] or "n/a")}
         tracking.set_tags(c, row.run_id, tags)
-    c.set_experiment_tag(exp_id, NOTE_TAG, experiment_note(rep))
+    tracking.set_experiment_tags(c, exp_id, {NOTE_TAG: experiment_note(rep)})
