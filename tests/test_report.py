@@ -455,7 +455,8 @@ def test_markdown_states_what_was_measured_and_what_the_data_supports(built):
     assert lines["`baseline-resnet18-5ep`"][3].startswith(f"{np.mean(BASE):.3f} [")
     assert lines["`cw-specaug-30ep`"][5].startswith("**better**")
     assert len(lines["`cw-specaug-30ep`"]) == 9  # one glance: #, row, n, mean, Δ, decision, rules out, p, claim
-    assert lines["`cw-specaug-30ep`"][6].startswith("a gain above +0.0") and "any loss" in lines["`cw-specaug-30ep`"][6]
+    assert lines["`cw-specaug-30ep`"][6].startswith("any loss, a gain smaller than +0.0") and \
+        " and a gain above +0.0" in lines["`cw-specaug-30ep`"][6]
     assert "`all-failed`" not in lines and "No finished run yet: `all-failed`." in md
     supports = md.split("## What the data supports")[1]
     assert "`cw-specaug-30ep`: the seed's claim 0.661" in supports and "consistent" in supports

@@ -133,7 +133,10 @@ def test_an_effect_seeds_can_still_decide_says_how_many_more_repeats():
 def test_a_decided_row_states_what_it_rules_out_and_the_designs_resolution():
     a = answer(evidence(0.08, 0.01, 0.01))
     assert a.decision == "better" and a.p_better >= 0.95
-    assert "rules out a gain above" in a.ruled_out() and "any loss, and a gain smaller than" in a.ruled_out()
+    assert a.ruled_out() == f"rules out any loss, a gain smaller than {a.low:+.3f} and a gain above {a.high:+.3f} (95% CI)"
+    worse = answer(evidence(-0.08, 0.01, 0.01))
+    assert worse.decision == "worse" and worse.ruled_out() == (
+        f"rules out any gain, a loss smaller than {-worse.high:.3f} and a loss larger than {-worse.low:.3f} (95% CI)")
     assert a.min_effect == pytest.approx(0.01 + 1.725 * math.sqrt(2) * 0.01, rel=0.01)  # rope + t(0.95, 20) · SE
     assert "could call this Δ equivalent" not in a.resolution()
     eq = answer(evidence(0.001, 0.001, 0.002))

@@ -57,9 +57,13 @@ class Answer:
     def ruled_out(self) -> str:
         """"rules out a gain above +0.031 and a loss larger than 0.040 (95% CI)"."""
         lo, hi = (self.low, self.high) if self.higher_better else (-self.high, -self.low)  # in gain units
-        up = f"a gain above {hi:+.3f}" if hi >= 0 else f"any gain, and a loss smaller than {-hi:.3f}"
-        down = f"a loss larger than {-lo:.3f}" if lo <= 0 else f"any loss, and a gain smaller than {lo:+.3f}"
-        return f"rules out {up} and {down} (95% CI)"
+        if lo > 0:  # all gain: a smaller gain is ruled out too
+            parts = ["any loss", f"a gain smaller than {lo:+.3f}", f"a gain above {hi:+.3f}"]
+        elif hi < 0:  # all loss
+            parts = ["any gain", f"a loss smaller than {-hi:.3f}", f"a loss larger than {-lo:.3f}"]
+        else:
+            parts = [f"a gain above {hi:+.3f}", f"a loss larger than {-lo:.3f}"]
+        return f"rules out {', '.join(parts[:-1])} and {parts[-1]} (95% CI)"
 
     def resolution(self) -> str:
         out = f"this design calls better or worse only at |Δ| ≥ {self.min_effect:.3f} (ROPE {self.rope:g})"
