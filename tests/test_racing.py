@@ -96,7 +96,7 @@ def test_decided_rows_get_no_new_cells_and_the_budget_is_never_exceeded(tmp_path
                for p in parents)
     md = tmp_path / "race.md"
     assert main(["report", "--experiment", experiment, "--tracking_uri", tracking_uri, "--out", str(md)]) == 0
-    assert "sequential (racing): seeds 0, 1 first, then 2 round(s)" in md.read_text()
+    assert "- seeds added: sequential (racing): seeds 0, 1 first, then 2 round(s)" in md.read_text()
 
 
 def test_a_comparison_no_budget_can_decide_is_given_up():

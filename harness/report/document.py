@@ -50,7 +50,7 @@ def header_facts(sel: Selection) -> tuple[list[tuple[str, str]], list[str]]:
              cv_design(f) or ("split", _values_summary(f["split"])),
              ("seeds", ", ".join(map(str, seeds)) or "none finished"),
              ("profile", _values_summary(sel.rows["profile"])),
-             *([("design", racing_text)] if (racing_text := _racing(sel.rows)) else []),
+             *([("seeds added", racing_text)] if (racing_text := _racing(sel.rows)) else []),
              ("git commit", _values_summary(f["git_commit"], 12)),
              ("mode", _values_summary(f["mode"])), ("model", _values_summary(f["model"]))]
     return facts, warn
