@@ -22,8 +22,8 @@ and the estimate is its mean over the R repeats. Its variance has three sources:
 The first two terms are the floor (more repeats cannot lower them; more speakers can), the last two
 the training noise. Without the training-population term the interval is too narrow for new
 speakers (benchmarks/calibration.py measured its SE about 1.6x too small on synthetic populations);
-with it the SE is right on average on populations it was not designed on (std/SE 0.88 over 36), but
-its 95% interval covered 32 of 36: with 2 x 4 fold models σ²_m rests on 6 degrees of freedom, and
+with it the SE is about right on average on populations it was not designed on (std/SE 0.80 over 72),
+but its 95% interval covered 66 of 72: with 2 x 4 fold models σ²_m rests on 6 degrees of freedom, and
 where its estimate comes out near 0 the SE shrinks while Satterthwaite's df grows.
 
 The statistic is not a mean over clips, so each speaker's share of it is its jackknife pseudo-value

@@ -76,9 +76,9 @@ def speaker_ready(sel: Selection, clips: pd.DataFrame | None, metric: str) -> bo
 
 
 # Whether the speaker method is the default for CV suites: only once benchmarks/calibration.py shows it
-# calibrated for new speakers on populations it was not designed on. The fresh test (36 populations, corpus
-# seeds 9000-9035): std/SE 0.88 (in the band) but coverage 32/36 = 0.89 (goal [0.92, 0.98]): its SE is too
-# unstable with 2 x 4 fold models. The corrected t (coverage 35/36, std/SE 0.73: too wide, but safe) stays.
+# calibrated for new speakers on populations it was not designed on. The fresh test (72 populations, corpus
+# seeds 9000-9035, 13000-13035): std/SE 0.80 (in the band) but coverage 66/72 = 0.917 (goal [0.92, 0.98]): its
+# SE is too unstable with 2 x 4 fold models. The corrected t (71/72, std/SE 0.69: too wide, but safe) stays.
 SPEAKER_IS_DEFAULT = False
 
 
