@@ -44,13 +44,20 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="harness", description="Ablation harness for speech emotion recognition on RAVDESS.")
+    p = _Parser(prog="harness", description="Ablation harness for speech emotion recognition (RAVDESS and other "
+                                            "corpora: docs/corpora.md).")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    s = sub.add_parser("synth", help="write a synthetic corpus in the RAVDESS layout")
-    s.add_argument("dir", type=Path, help="output folder (Actor_XX/ subfolders are created)")
-    s.add_argument("--actors", type=int, default=8, help="number of actors (default: 8; RAVDESS has 24)")
-    s.add_argument("--seed", type=int, default=0, help="generator seed (default: 0)")
+    from harness.corpora import ADAPTERS
+
+    layouts = [n for n, a in ADAPTERS.items() if a.synth_path]
+    s = sub.add_parser("synth", help="write a synthetic corpus in a corpus's layout (default: RAVDESS's)")
+    s.add_argument("dir", type=Path, help="output folder (an empty or earlier synthetic one)")
+    s.add_argument("--actors", type=int, default=8, help="number of actors (default: 8; RAVDESS has 24; a layout "
+                                                         "keeps at most its corpus's speaker count)")
+    s.add_argument("--seed", type=int, default=0, help="generator seed (default: 0); a new seed draws new speakers")
+    s.add_argument("--layout", default="ravdess", choices=layouts, help="the corpus layout to write (default: ravdess)")
+    s.add_argument("--sr", type=int, default=16000, help="sample rate of the WAVs (default: 16000)")
 
     t = sub.add_parser("train", help="one tracked training run (every flag of the seed's train.py)",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -75,9 +82,13 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
     if args.actors < 1 or args.actors > 99:
         raise HarnessError(f"invalid --actors: expected 1..99, got {args.actors}")
-    out = synth.generate_corpus(args.dir, n_actors=args.actors, seed=args.seed, progress=True)
-    n = sum(1 for _ in Path(out).glob("Actor_*/*.wav"))
-    print(f"wrote {n} clips of {args.actors} actor(s) to {out}")
+    if args.sr < 8000:
+        raise HarnessError(f"invalid --sr: expected >= 8000 Hz, got {args.sr}")
+    root = synth.generate_corpus(args.dir, n_actors=args.actors, seed=args.seed, sr=args.sr, progress=True,
+                                 layout=args.layout)
+    n = sum(1 for p in Path(args.dir).rglob("*.wav") if not p.name.startswith("."))
+    print(f"wrote {n} clips of {args.actors} actor(s) in the {args.layout} layout to {args.dir}; read it with "
+          f"--data_root {root} --corpus {args.layout}")
     return 0
 
 
@@ -89,17 +100,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     tracking.check_tracking_uri(args.tracking_uri)  # a URI MLflow cannot use fails before the data work
     training.resolve_device(cfg.device)  # fail before the data work, not after
-    # With --cv_folds and no --fold, fold 0's data: a design the corpus cannot hold fails here, before any run.
+    # The protocol's folds from the data; a design the corpus cannot hold fails here, before any run.
+    cfg = training.checked_config(cfg, training.scan_data(cfg))
     data = training.prepare(cfg.replace(fold=0) if cfg.cv_folds and cfg.fold is None else cfg, progress=True)
 
     def describe(data, what: str) -> None:
         s = data.split
         print(f"{what}: train {len(s.train)} / val {len(s.val)} / test {len(s.test)} clips"
-              + (f" (test actors {list(s.test_actors)})" if s.test_actors else ""), flush=True)
+              + (f" (test speakers {list(s.test_speakers)})" if s.test_speakers else ""), flush=True)
 
-    print(f"data: {data.data_root} ({'synthetic' if data.synthetic else 'RAVDESS'}, {len(data.corpus.clips)} clips, "
-          f"fingerprint {data.corpus.fingerprint}); split {cfg.split}"
-          + (f", {cfg.cv_folds}-fold cross-validation" if cfg.cv_folds else ""))
+    print(f"data: {data.data_root} ({'synthetic: ' if data.synthetic else ''}{data.corpus.describe()}; classes "
+          f"{', '.join(data.classes)}; fingerprint {data.corpus.fingerprint}); split {cfg.split}"
+          + (f", {cfg.cv_folds}-fold cross-validation ({cfg.protocol})" if cfg.cv_folds else "")
+          + (f", tested on {cfg.test_corpus}" if cfg.test_corpus else ""))
+    if data.corpus.dropped:
+        print(f"labels not shared by every corpus: {data.corpus.dropped}")
 
     def show(epoch: int, row: dict) -> None:
         print(f"epoch {epoch:3d}/{cfg.epochs}  train_loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}  "

@@ -26,6 +26,8 @@ from harness.errors import ConfigError
 MODES = ("sentiment", "emotion")
 MODELS = ("resnet18", "smallcnn")
 SPLITS = ("actor", "random")
+PROTOCOLS = ("kfold", "emobox", "leave_one_speaker_out", "leave_one_session_out", "leave_one_corpus_out", "declared")
+EMOBOX_FOLDS = 6
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -36,8 +38,21 @@ def _f(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
 @dataclass(frozen=True)
 class RunConfig:
     # --- data -------------------------------------------------------------
-    data_root: str | None = _f(None, "RAVDESS root (folders Actor_XX/); omitted: the cached synthetic corpus")
-    mode: str = _f("sentiment", "sentiment: neutral/positive/negative (3 classes); emotion: 8 classes", MODES)
+    data_root: str | None = _f(None, "the corpus folder (or a .csv manifest); several corpora: their folders joined "
+                                     "by ','; omitted: the cached synthetic corpus (RAVDESS layout)")
+    corpus: str = _f("auto", "the corpus adapter of each --data_root, comma-separated: auto (from the layout), "
+                             "ravdess, cremad, emodb, savee, tess, iemocap, turev or manifest (docs/corpora.md)")
+    mode: str = _f("sentiment", "sentiment: neutral/positive/negative; emotion: the corpus's own classes (the shared "
+                                "ones over several corpora)", MODES)
+    labels: str = _f("", "keep only these emotions, comma-separated (e.g. angry,calm,happy,sad); '' = every label "
+                         "the corpora share")
+    label_map: str = _f("", "rename labels before they are shared, e.g. calm=neutral,boredom=neutral")
+    protocol: str = _f("kfold", "with --cv_folds: kfold (the seed's gender-balanced deal into K folds), emobox "
+                                "(EmoBox's published folds), leave_one_speaker_out, leave_one_session_out, "
+                                "leave_one_corpus_out (the data sets K; --cv_folds may be left out); declared: the "
+                                "split a manifest's `split` column declares", PROTOCOLS)
+    test_corpus: str | None = _f(None, "cross-corpus: test on every clip of this corpus, train and validate on the "
+                                       "others (one split per seed)")
     split: str = _f("actor", "actor: speaker-independent actor-disjoint split; random: the seed's stratified clip split", SPLITS)
     train_ratio: float = _f(0.8, "share of actors (or clips with --split random) for training; no meaning with "
                                  "--cv_folds (the folds choose the test actors): leave it at 0.8 there")
@@ -79,10 +94,13 @@ class RunConfig:
     # by it; a suite cell is identified by (row, seed, hash)).
     # The fold is left out for the same reason: one repeat's folds share the row's hash.
     UNHASHED = ("data_root", "device", "seed", "fold")
+    # Fields added after stores were written: hashed only where they differ from their default, so a
+    # finished cell keeps its hash (and is not trained again) across the upgrade.
+    HASHED_UNLESS_DEFAULT = ("corpus", "labels", "label_map", "protocol", "test_corpus")
 
     def __post_init__(self) -> None:
         self._check_types()
-        for name in ("mode", "model", "split", "device"):
+        for name in ("mode", "model", "split", "device", "protocol"):
             choices = _meta(name)["choices"]
             if getattr(self, name) not in choices:
                 raise ConfigError(name, f"expected one of {', '.join(choices)}, got {getattr(self, name)!r}")
@@ -117,7 +135,68 @@ class RunConfig:
             raise ConfigError("specaug_freq", f"must be <= n_mels ({self.n_mels}), got {self.specaug_freq}")
         if self.seed < 0:
             raise ConfigError("seed", f"must be >= 0, got {self.seed}")
+        self._check_corpus()
         self._check_cv()
+
+    def _check_corpus(self) -> None:
+        from harness.corpora import NAMES
+        from harness.corpora.base import EMOTIONS
+
+        names = [n.strip() for n in self.corpus.split(",")]
+        for n in names:
+            if n != "auto" and n not in NAMES:
+                raise ConfigError("corpus", f"expected auto or one of {', '.join(NAMES)}, got {n!r}"
+                                            f"{did_you_mean(n, NAMES)}")
+        roots = self.data_roots
+        if len(names) > 1 and len(names) != len(roots):
+            raise ConfigError("corpus", f"names {len(names)} corpora but --data_root gives {len(roots) or 'no'} "
+                                        f"folder(s): one name per folder")
+        for label in self.keep_labels:
+            if label not in EMOTIONS:
+                raise ConfigError("labels", f"unknown label {label!r}: expected names of {', '.join(EMOTIONS)}")
+        for a, b in self.label_mapping.items():
+            for v in (a, b):
+                if v not in EMOTIONS:
+                    raise ConfigError("label_map", f"unknown label {v!r}: expected from=to pairs of "
+                                                   f"{', '.join(EMOTIONS)}")
+        if self.test_corpus is not None:
+            if len(roots) < 2:
+                raise ConfigError("test_corpus", "needs at least two corpora in --data_root (train on the others)")
+            if self.cv_folds or self.protocol != "kfold" or self.split != "actor":
+                raise ConfigError("test_corpus", "is one split by corpus: it goes without --cv_folds, --protocol "
+                                                 "and --split random")
+        if self.protocol == "emobox":
+            if self.cv_folds not in (0, EMOBOX_FOLDS):
+                raise ConfigError("cv_folds", f"--protocol emobox has {EMOBOX_FOLDS} folds, got {self.cv_folds}")
+            object.__setattr__(self, "cv_folds", EMOBOX_FOLDS)  # the protocol fixes K
+        if self.protocol != "kfold" and self.split != "actor":
+            raise ConfigError("protocol", f"{self.protocol} splits by speaker: it needs --split actor, got --split "
+                                          f"{self.split}")
+        if self.protocol == "declared" and self.cv_folds:
+            raise ConfigError("protocol", "declared is the manifest's one split: it goes without --cv_folds")
+
+    @property
+    def data_roots(self) -> tuple[str, ...]:
+        return tuple(r.strip() for r in self.data_root.split(",") if r.strip()) if self.data_root else ()
+
+    @property
+    def corpus_names(self) -> tuple[str, ...]:
+        return tuple(n.strip() for n in self.corpus.split(","))
+
+    @property
+    def keep_labels(self) -> tuple[str, ...]:
+        return tuple(x.strip() for x in self.labels.split(",") if x.strip())
+
+    @property
+    def label_mapping(self) -> dict[str, str]:
+        pairs = [p.strip() for p in self.label_map.split(",") if p.strip()]
+        out = {}
+        for p in pairs:
+            if p.count("=") != 1:
+                raise ConfigError("label_map", f"expected from=to pairs separated by ',', got {p!r}")
+            a, b = (x.strip() for x in p.split("="))
+            out[a] = b
+        return out
 
     def _check_cv(self) -> None:
         if self.cv_folds < 0 or self.cv_folds == 1:
@@ -143,7 +222,7 @@ class RunConfig:
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
             t = f.type
-            if f.name == "data_root":
+            if f.name in ("data_root", "test_corpus"):
                 ok = v is None or isinstance(v, str)
                 expected = "a path"
             elif f.name == "fold":
@@ -189,7 +268,8 @@ class RunConfig:
         return {k: ("" if v is None else str(v)) for k, v in self.to_dict().items()}
 
     def hashed_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.to_dict().items() if k not in self.UNHASHED}
+        return {k: v for k, v in self.to_dict().items() if k not in self.UNHASHED
+                and not (k in self.HASHED_UNLESS_DEFAULT and v == _default(k))}
 
     @property
     def config_hash(self) -> str:

@@ -22,18 +22,29 @@ from harness.suite import planning
 from harness.suite.file import load_suite
 from harness.suite.runner import run_suite
 from harness.train import cv
-from harness.train.data import cv_folds, is_male, make_split, scan_corpus
+from harness.config import RunConfig
+from harness.corpora.load import load_corpus
+from harness.train.splits import cv_folds, make_split
 
-RAVDESS_24 = list(range(1, 25))
+RAVDESS_24 = [f"ravdess:{a:02d}" for a in range(1, 25)]
+GENDER = {s: "m" if int(s[-2:]) % 2 else "f" for s in RAVDESS_24}  # RAVDESS: odd actors are men
+
+
+def is_male(speaker: str) -> bool:
+    return GENDER[speaker] == "m"
+
+
+def scan_corpus(root, cache_dir=None):
+    return load_corpus([root], ["auto"], cache_dir)
 
 
 # --- the folds ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("actors, k", [(RAVDESS_24, 4), (RAVDESS_24, 6), (RAVDESS_24, 24), (list(range(1, 9)), 3),
-                                       ([1, 2, 3, 4, 5], 2)])
+@pytest.mark.parametrize("actors, k", [(RAVDESS_24, 4), (RAVDESS_24, 6), (RAVDESS_24, 24), (RAVDESS_24[:8], 3),
+                                       (RAVDESS_24[:5], 2)])
 def test_every_actor_is_in_exactly_one_test_fold_per_seed(actors, k):
     for seed in range(5):
-        folds = cv_folds(actors, k, seed)
+        folds = cv_folds(actors, k, seed, GENDER)
         assert len(folds) == k and all(folds)
         assert sorted(a for f in folds for a in f) == sorted(actors)
         assert max(map(len, folds)) - min(map(len, folds)) <= 1
@@ -41,24 +52,24 @@ def test_every_actor_is_in_exactly_one_test_fold_per_seed(actors, k):
 
 def test_folds_are_gender_balanced_where_the_corpus_allows():
     for seed in range(5):
-        for fold in cv_folds(RAVDESS_24, 4, seed):  # 12 men, 12 women: 3 + 3 per fold
+        for fold in cv_folds(RAVDESS_24, 4, seed, GENDER):  # 12 men, 12 women: 3 + 3 per fold
             assert sum(map(is_male, fold)) == 3 and len(fold) == 6
-        for fold in cv_folds(RAVDESS_24, 6, seed):
+        for fold in cv_folds(RAVDESS_24, 6, seed, GENDER):
             assert sum(map(is_male, fold)) == 2 and len(fold) == 4
-        men = [sum(map(is_male, f)) for f in cv_folds(list(range(1, 9)), 3, seed)]  # 4 men over 3 folds
+        men = [sum(map(is_male, f)) for f in cv_folds(RAVDESS_24[:8], 3, seed, GENDER)]  # 4 men over 3 folds
         assert sorted(men) == [1, 1, 2]
 
 
 def test_folds_depend_on_the_seed_only_so_rows_are_paired(synth_root, cache_dir):
     corpus = scan_corpus(synth_root, cache_dir)
-    assert cv_folds(RAVDESS_24, 4, 0) != cv_folds(RAVDESS_24, 4, 1)  # repeats deal anew
+    assert cv_folds(RAVDESS_24, 4, 0, GENDER) != cv_folds(RAVDESS_24, 4, 1, GENDER)  # repeats deal anew
     for fold in range(2):
-        a = make_split(corpus, "actor", 0.8, 0.2, seed=3, mode="sentiment", cv_folds=2, fold=fold)
-        b = make_split(corpus, "actor", 0.8, 0.2, seed=3, mode="emotion", cv_folds=2, fold=fold)
-        assert a.test_actors == b.test_actors and a.val_actors == b.val_actors
-        assert set(a.test_actors).isdisjoint(a.val_actors) and set(a.train_actors).isdisjoint(a.test_actors)
-        assert len(a.val_actors) == 1 and len(a.train_actors) >= 1  # round(5 x 0.2) validation actors
-        assert sorted(a.train_actors + a.val_actors + a.test_actors) == corpus.actors
+        a = make_split(corpus, RunConfig(val_ratio=0.2, seed=3, mode="sentiment", cv_folds=2, fold=fold))
+        b = make_split(corpus, RunConfig(val_ratio=0.2, seed=3, mode="emotion", cv_folds=2, fold=fold))
+        assert a.test_speakers == b.test_speakers and a.val_speakers == b.val_speakers
+        assert set(a.test_speakers).isdisjoint(a.val_speakers) and set(a.train_speakers).isdisjoint(a.test_speakers)
+        assert len(a.val_speakers) == 1 and len(a.train_speakers) >= 1  # round(5 x 0.2) validation speakers
+        assert sorted(a.train_speakers + a.val_speakers + a.test_speakers) == corpus.speakers
 
 
 # --- bad values: one line, exit 2 --------------------------------------------------------
@@ -98,7 +109,7 @@ def test_bad_cv_flags_exit_2_with_one_line(argv, needle):
 def test_more_folds_than_actors_exit_2_before_any_run(synth_root, tmp_path):
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     line = _one_line_exit_2(["train", "--data_root", str(synth_root), "--cv_folds", "6", "--tracking_uri", uri])
-    assert "--cv_folds 6 needs at least 6 actors" in line and "has 5" in line
+    assert "--cv_folds 6 needs at least 6 speakers" in line and "has 5" in line
     assert not (tmp_path / "m.db").exists()
 
 
@@ -126,7 +137,7 @@ def test_a_repeat_runs_every_fold_nested_and_pools_every_clip_once(tiny, trackin
               for r in folds]
     pooled = pd.concat(frames, ignore_index=True)
     assert len(pooled) == 300 and pooled["clip"].is_unique  # every clip of the 5 actors scored once
-    assert set(pooled.columns) == {"clip", "actor", "true", "pred", "prob_neutral", "prob_positive", "prob_negative"}
+    assert set(pooled.columns) == {"clip", "speaker", "true", "pred", "prob_neutral", "prob_positive", "prob_negative"}
     assert np.allclose(pooled[["prob_neutral", "prob_positive", "prob_negative"]].sum(axis=1), 1.0, atol=1e-4)
     f1 = f1_score(pooled["true"], pooled["pred"], labels=["neutral", "positive", "negative"], average="macro",
                   zero_division=0)

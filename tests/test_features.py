@@ -9,7 +9,11 @@ import soundfile as sf
 import torch
 
 from harness.train import features
-from harness.train.data import scan_corpus
+from harness.corpora.load import load_corpus
+
+
+def scan_corpus(root, cache_dir=None):
+    return load_corpus([root], ['auto'], cache_dir)
 from harness.train.features import CLIP_SECONDS, SpecAugment, compute_features, fix_length, mixup, n_frames
 
 

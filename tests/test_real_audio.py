@@ -9,25 +9,27 @@ import soundfile as sf
 
 from harness.config import RunConfig
 from harness.train import run as training
-from harness.train.data import make_split, scan_corpus
+from harness.config import RunConfig
+from harness.corpora.load import load_corpus
+from harness.train.splits import make_split
 
 pytestmark = pytest.mark.real_data
 
 
 def test_every_real_clip_is_found_and_labelled(ravdess_root, cache_dir):
-    corpus = scan_corpus(ravdess_root, cache_dir)
-    assert len(corpus.clips) == 60 * len(corpus.actors)
+    corpus = load_corpus([ravdess_root], ['auto'], cache_dir)
+    assert len(corpus.clips) == 60 * len(corpus.speakers)
     emotions = {c.emotion for c in corpus.clips}
     assert len(emotions) == 8
     # RAVDESS: 4 neutral, 8 of each other emotion per actor -> 12 neutral / 16 positive / 32 negative
-    assert np.bincount(corpus.labels("sentiment")).tolist() == [12 * len(corpus.actors), 16 * len(corpus.actors),
-                                                                 32 * len(corpus.actors)]
+    assert np.bincount(corpus.labels("sentiment")).tolist() == [12 * len(corpus.speakers), 16 * len(corpus.speakers),
+                                                                 32 * len(corpus.speakers)]
 
 
 def test_stereo_clips_are_mixed_down(ravdess_root):
     stereo = [p for p in sorted(ravdess_root.glob("Actor_0[1-5]/*.wav")) if sf.info(p).channels == 2]
     assert stereo, "expected the corpus's stereo clips among actors 01-05"
-    from harness.train.data import read_audio
+    from harness.corpora.base import read_audio
     samples, rate = read_audio(stereo[0])
     assert samples.ndim == 1 and rate == 48000
 
@@ -37,8 +39,8 @@ def test_a_short_smallcnn_run_on_real_audio(ravdess_root, tracking_uri, experime
     res = training.run(cfg, experiment, tracking_uri, out_dir=tmp_path)
     assert 0.0 <= res["test_f1_macro"] <= 1.0 and res["best_epoch"] in (1, 2)
     data = training.prepare(cfg)
-    s = make_split(data.corpus, "actor", 0.8, 0.1, 0, "sentiment")
-    assert len(s.test_actors) == 1 and len(s.val_actors) == 1 and len(s.train_actors) == len(data.corpus.actors) - 2
+    s = make_split(data.corpus, RunConfig(train_ratio=0.8, val_ratio=0.1, seed=0))
+    assert len(s.test_speakers) == 1 and len(s.val_speakers) == 1 and len(s.train_speakers) == len(data.corpus.speakers) - 2
 
 
 @pytest.mark.slow

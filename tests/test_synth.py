@@ -1,4 +1,4 @@
-"""The synthetic corpus: RAVDESS layout, deterministic, learnable but not trivial."""
+"""The synthetic corpus: RAVDESS layout by default, deterministic, learnable but not trivial."""
 from __future__ import annotations
 
 import hashlib
@@ -7,7 +7,7 @@ import pytest
 
 from harness.config import RunConfig
 from harness.train import run as training
-from harness.train.data import parse_name
+from harness.corpora.ravdess import parse_name
 from harness.train.synth import generate_corpus, is_complete
 
 
@@ -22,8 +22,8 @@ def test_layout_is_ravdess_speech(synth_root):
     files = sorted(synth_root.rglob("*.wav"))
     assert len(files) == 300
     for p in files:
-        fields = parse_name(p.relative_to(synth_root).as_posix())
-        assert fields is not None and p.parent.name == f"Actor_{fields['actor']:02d}"
+        entry = parse_name(p.relative_to(synth_root).as_posix())
+        assert entry is not None and p.parent.name == f"Actor_{entry.speaker}"
     assert is_complete(synth_root, 5, 0, 16000)
 
 

@@ -106,8 +106,6 @@ def suite_report(c, exp, metric: str = DEFAULT_METRIC, baseline: str | None = No
 
 def write_plots(c, rep: SuiteReport, out: Path) -> dict[str, str]:
     """The PNGs beside the markdown; returns {title: relative file name}."""
-    from harness.train.data import class_names
-
     stem = out.with_suffix("")
     plots = {}
     points = {row: seed_values(rep.sel.finished, row, rep.metric).to_numpy() for row in rep.table.index}
@@ -129,7 +127,7 @@ def write_plots(c, rep: SuiteReport, out: Path) -> dict[str, str]:
     cells = rep.sel.finished[rep.sel.finished["row"] == best]
     cm = summed_confusion(cells) if best else None
     if cm is not None:
-        classes = class_names(cells["mode"].iloc[0])
+        classes = row_classes(rep.sel.finished, best)
         if len(classes) == cm.shape[0]:
             # short lines: the figure is sized for the class count, not the title
             png = confusion_png(cm.tolist(), classes, Path(f"{stem}-confusion.png"),

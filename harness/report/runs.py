@@ -76,7 +76,8 @@ def rows_frame(parents: pd.DataFrame) -> pd.DataFrame:
 CELL_TAGS = {"seed": "harness.seed", "row": "harness.row", "config_hash": "harness.config_hash",
              "parent_id": tracking.PARENT_TAG, "fingerprint": "harness.data_fingerprint", "data": "harness.data",
              "split": "harness.split", "git_commit": "harness.git_commit", "confusion": "harness.test_confusion",
-             "failure_reason": "harness.failure_reason", "fold": "harness.fold", "duplicate": "harness.duplicate"}
+             "failure_reason": "harness.failure_reason", "fold": "harness.fold", "duplicate": "harness.duplicate",
+             "classes": "harness.classes", "corpora": "harness.corpora"}
 
 
 def cells_frame(children: pd.DataFrame) -> pd.DataFrame:
@@ -233,7 +234,7 @@ def read_clips(c, finished: pd.DataFrame) -> pd.DataFrame:
                 continue  # runs from before predictions were logged
             for r, fold in zip(group["run_id"], group["fold"]):
                 p = _PREDICTIONS[r]
-                out.append(pd.DataFrame({"row": row, "repeat": int(seed), "fold": int(fold), "speaker": p["actor"],
+                out.append(pd.DataFrame({"row": row, "repeat": int(seed), "fold": int(fold), "speaker": p["speaker" if "speaker" in p else "actor"],
                                          "clip": p["clip"], "true": p["true"], "pred": p["pred"]}))
     return pd.concat(out, ignore_index=True)[columns] if out else pd.DataFrame(columns=columns)
 
@@ -242,13 +243,24 @@ def read_pooled(clips: pd.DataFrame, finished: pd.DataFrame) -> pd.DataFrame:
     """Per (row, seed) of a complete repeat: the macro-F1 of its pooled predictions (every clip scored once).
     Columns row, seed, pooled_f1, n_clips."""
     from harness.train.cv import pooled_scores
-    from harness.train.data import class_names
 
-    modes = finished.groupby("row")["mode"].first()
     out = [{"row": row, "seed": int(seed), "n_clips": len(g),
-            "pooled_f1": pooled_scores(g, class_names(modes[row]))["test_f1_macro"]}
+            "pooled_f1": pooled_scores(g, row_classes(finished, row))["test_f1_macro"]}
            for (row, seed), g in clips.groupby(["row", "repeat"])]
     return pd.DataFrame(out, columns=["row", "seed", "pooled_f1", "n_clips"])
+
+
+def row_classes(finished: pd.DataFrame, row: str) -> tuple[str, ...]:
+    """The classes a row's runs were trained on, in their order (tag `harness.classes`)."""
+    from harness.corpora.base import EMOTIONS, SENTIMENTS
+
+    cells = finished[finished["row"] == row]
+    tagged = column(cells, "classes")
+    tagged = tagged[tagged != ""]
+    if len(tagged):
+        return tuple(tagged.iloc[0].split(","))
+    # Runs logged before the tag existed read one corpus layout only: 3 sentiments or its 8 emotions.
+    return SENTIMENTS if cells["mode"].iloc[0] == "sentiment" else tuple(e for e in EMOTIONS if e != "boredom")
 
 
 def mean_metric(cells: pd.DataFrame, metric: str) -> float:

@@ -14,7 +14,7 @@ import pandas as pd
 
 from harness import speakers
 from harness.report.markdown import fmt_ci, fmt_delta, fmt_p
-from harness.report.runs import Selection, mean_metric, seed_values, unresolved_failures
+from harness.report.runs import Selection, mean_metric, row_classes, seed_values, unresolved_failures
 from harness.report.verdict import Answer, Evidence, answer
 from harness.stats import (
     DECISION_PROB,
@@ -112,9 +112,7 @@ def claim_comparability(row, data_kinds: Sequence[str]) -> str:
 
 
 def _classes(sel: Selection, row: str) -> tuple[str, ...]:
-    from harness.train.data import class_names
-
-    return class_names(sel.finished.loc[sel.finished["row"] == row, "mode"].iloc[0])
+    return row_classes(sel.finished, row)
 
 
 def _row_clips(clips: pd.DataFrame | None, row: str) -> pd.DataFrame:

@@ -18,7 +18,8 @@ from harness.config import RunConfig, did_you_mean
 from harness.errors import ConfigError, HarnessError
 from harness.yamlfile import NOT_IN_FILES, check_keys, read_yaml_mapping
 
-TOP_KEYS = {"name", "description", "seeds", "base", "rows", "profiles"}
+TOP_KEYS = {"name", "description", "seeds", "base", "rows", "profiles", "data"}
+DATA_KEYS = {"corpus", "root"}
 ROW_KEYS = {"name", "config", "claimed_f1", "note"}
 PROFILE_KEYS = {"description", "seeds", "override", "epochs_scale", "scale_masks"}
 
@@ -40,6 +41,7 @@ class Suite:
     rows: tuple[RowSpec, ...]
     profile: str = "full"
     description: str = ""
+    data_root: str | None = None  # from the file's `data:` list (folders joined by ','); --data_root overrides it
 
     def row(self, name: str) -> RowSpec:
         return next(r for r in self.rows if r.name == name)
@@ -57,6 +59,11 @@ def load_suite(path: str | os.PathLike, profile: str | None = None) -> Suite:
     if not isinstance(base, dict):
         raise HarnessError(f"{where}: key 'base': expected a mapping of run settings")
     _check_config_keys(base, f"{where}: base")
+    data_root, corpus = _data_list(doc.get("data"), where)
+    if corpus is not None:
+        if "corpus" in base:
+            raise HarnessError(f"{where}: key 'base': 'corpus' is set by the file's 'data' list: give it there only")
+        base = {**base, "corpus": corpus}
 
     profiles = doc.get("profiles") or {}
     if not isinstance(profiles, dict):
@@ -104,17 +111,40 @@ def load_suite(path: str | os.PathLike, profile: str | None = None) -> Suite:
         if scale != 1.0:
             values["epochs"] = max(1, round(values.get("epochs", RunConfig.epochs) * scale))
         try:
-            full = RunConfig.from_dict({**base, **overrides})
+            full = RunConfig.from_dict({**base, **overrides, "data_root": data_root})
             if prof.get("scale_masks"):  # the widths are checked against the profile's features once scaled
-                features = RunConfig.from_dict({**values, "specaug_freq": 0, "specaug_time": 0})
+                features = RunConfig.from_dict({**values, "specaug_freq": 0, "specaug_time": 0, "data_root": data_root})
                 values.update(scaled_masks(full, features, prof.get("override") or {}))
-            cfg = RunConfig.from_dict(values)
+            cfg = RunConfig.from_dict({**values, "data_root": data_root})
         except ConfigError as e:
             raise HarnessError(f"{here}: key {e.key!r}: {e.problem}") from None
         rows.append(RowSpec(name=name, config=cfg, claimed_f1=_claim(raw.get("claimed_f1"), here),
                             note=str(raw.get("note") or ""), profile_changes=training_changes(full, cfg)))
     return Suite(name=str(doc.get("name") or path.stem), path=path, seeds=seeds, rows=tuple(rows),
-                 profile=profile_name, description=str(doc.get("description") or ""))
+                 profile=profile_name, description=str(doc.get("description") or ""), data_root=data_root)
+
+
+def _data_list(value: Any, where: str) -> tuple[str | None, str | None]:
+    """`data: [{corpus: ravdess, root: ~/RAVDESS}, ...]` as (roots joined by ',', names joined by ',').
+    Roots may use ~ and $VARS; a relative root is relative to the folder the command runs in."""
+    if value is None:
+        return None, None
+    if not isinstance(value, list) or not value:
+        raise HarnessError(f"{where}: key 'data': expected a list of {{corpus: NAME, root: PATH}}")
+    roots, names = [], []
+    for i, item in enumerate(value):
+        here = f"{where}: data #{i + 1}"
+        if not isinstance(item, dict):
+            raise HarnessError(f"{here}: expected a mapping with keys corpus and root")
+        check_keys(item, DATA_KEYS, here)
+        root = item.get("root")
+        if not isinstance(root, str) or not root.strip():
+            raise HarnessError(f"{here}: key 'root': expected the corpus folder (or a .csv manifest)")
+        if "," in root:
+            raise HarnessError(f"{here}: key 'root': a path with ',' cannot be read (',' separates corpora)")
+        roots.append(os.path.expanduser(os.path.expandvars(root.strip())))
+        names.append(str(item.get("corpus") or "auto").strip())
+    return ",".join(roots), ",".join(names)
 
 
 def scaled_masks(full: RunConfig, profiled: RunConfig, override: dict) -> dict[str, int]:

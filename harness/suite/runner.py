@@ -80,10 +80,10 @@ def run_suite(suite: Suite, seeds: Sequence[int] | None = None, rows: Sequence[s
               until_decided: bool = False, budget: int | None = None,
               out_dir: str = "artifacts", progress: bool = True) -> Summary:
     """Run every pending (row, seed[, fold]) cell; returns counts of done/skipped/failed."""
-    from harness.train.data import check_cv
-    from harness.train.run import prepare, scan_data
+    from harness.train.run import checked_config, prepare, scan_data
 
     seeds = tuple(seeds or suite.seeds)
+    data_root = data_root if data_root is not None else suite.data_root
     selected = select_rows(suite, rows)
     baseline = racing.check_racing(suite, selected, seeds, until_decided, budget, target_ci)
     if workers < 1:
@@ -98,14 +98,22 @@ def run_suite(suite: Suite, seeds: Sequence[int] | None = None, rows: Sequence[s
     services.preflight(uri, storage)  # a server or database that is down: one line, exit 2, in seconds
 
     # Scanning the data first: a bad corpus, or a CV design it cannot hold, fails here, before any run exists.
-    probe = scan_data(selected[0].config.replace(data_root=data_root))
-    fingerprint = probe.fingerprint
+    # Rows reading other data (labels, corpora) than the first are scanned once each.
+    probes: dict[tuple, object] = {}
+    resolved = []
     for r in selected:
-        if r.config.cv_folds:
-            try:
-                check_cv(len(probe.actors), r.config.cv_folds, r.config.val_ratio)
-            except HarnessError as e:
-                raise HarnessError(f"{suite.path}: row {r.name!r}: {e}") from None
+        try:
+            cfg = r.config.replace(data_root=data_root) if data_root is not None else r.config
+            key = tuple(getattr(cfg, f) for f in ("data_root", "corpus", "labels", "label_map"))
+            if key not in probes:
+                probes[key] = scan_data(cfg)
+            cfg = checked_config(cfg, probes[key])
+        except HarnessError as e:
+            raise HarnessError(f"{suite.path}: row {r.name!r}: {e}") from None
+        resolved.append(dataclasses.replace(r, config=cfg.replace(data_root=r.config.data_root)))
+    selected = resolved
+    probe = next(iter(probes.values()))
+    fingerprint = probe.fingerprint
     c = tracking.client(uri)
     exp = c.get_experiment_by_name(experiment)
     done = finished_cells(c, exp.experiment_id if exp else None, fingerprint, selected)
@@ -362,7 +370,8 @@ def register(sub) -> None:
     g.add_argument("--n-seeds", type=int, default=None, help="seeds 0..N-1")
     r.add_argument("--rows", default=None, help="comma-separated row names (default: all)")
     r.add_argument("--workers", type=int, default=1, help="worker processes on this machine (default: 1)")
-    r.add_argument("--data_root", default=None, help="RAVDESS root (default: the synthetic corpus)")
+    r.add_argument("--data_root", default=None, help="the corpus folder(s), ',' between several (default: the file's "
+                                                     "'data' list, else the synthetic corpus)")
     r.add_argument("--tracking_uri", default=None, help="MLflow URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
     r.add_argument("--storage", default=None,
                    help="coordination database (SQLAlchemy URL; default: optuna.db beside mlflow.db)")

@@ -21,12 +21,16 @@ from harness.config import RunConfig
 
 
 def pooled_scores(predictions: pd.DataFrame, classes: Sequence[str]) -> dict[str, float]:
-    """Macro-F1 and accuracy of pooled predictions (columns `true`, `pred`: class names)."""
-    from sklearn.metrics import accuracy_score, f1_score
+    """Macro-F1, accuracy (WA) and UA (mean per-class recall) of pooled predictions (columns `true`, `pred`:
+    class names)."""
+    from sklearn.metrics import accuracy_score, f1_score, recall_score
 
     true, pred = predictions["true"].astype(str), predictions["pred"].astype(str)
-    return {"test_f1_macro": float(f1_score(true, pred, labels=list(classes), average="macro", zero_division=0)),
-            "test_accuracy": float(accuracy_score(true, pred))}
+    labels = list(classes)
+    acc = float(accuracy_score(true, pred))
+    return {"test_f1_macro": float(f1_score(true, pred, labels=labels, average="macro", zero_division=0)),
+            "test_accuracy": acc, "test_wa": acc,
+            "test_ua": float(recall_score(true, pred, labels=labels, average="macro", zero_division=0))}
 
 
 def read_predictions(path: Path) -> pd.DataFrame:
@@ -39,7 +43,6 @@ def run_repeat(cfg: RunConfig, experiment: str, tracking_uri: str | None = None,
                on_epoch=None) -> dict:
     """Every fold of `cfg.cv_folds` for `cfg.seed`, nested under one repeat run; returns its metrics."""
     from harness.train import run as training
-    from harness.train.data import class_names
 
     assert cfg.cv_folds >= 2 and cfg.fold is None
     c = tracking.client(tracking_uri)
@@ -50,10 +53,11 @@ def run_repeat(cfg: RunConfig, experiment: str, tracking_uri: str | None = None,
     name = f"{cfg.model}-seed{cfg.seed}-cv{cfg.cv_folds}"
     with tracking.tracked_run(c, exp_id, name, tags, parent_run_id) as run_id:
         tracking.log_params(c, run_id, cfg.to_params())
-        folds, frames = [], []
+        folds, frames, classes = [], [], ()
         for fold in range(cfg.cv_folds):
             fcfg = cfg.replace(fold=fold)
             data = training.prepare(fcfg)
+            classes = data.classes
             if on_fold is not None:
                 on_fold(fold, data)
             res = training.run(fcfg, experiment=experiment, tracking_uri=tracking_uri, out_dir=Path(out_dir) / f"fold{fold}",
@@ -65,7 +69,7 @@ def run_repeat(cfg: RunConfig, experiment: str, tracking_uri: str | None = None,
         path = Path(out_dir) / training.PREDICTIONS
         pooled.to_csv(path, index=False)
         c.log_artifact(run_id, str(path))
-        metrics = {**pooled_scores(pooled, class_names(cfg.mode)),
+        metrics = {**pooled_scores(pooled, classes),
                    "test_f1_macro_fold_mean": float(np.mean([r["test_f1_macro"] for r in folds])),
                    "n_folds": cfg.cv_folds, "n_test_clips": len(pooled), "wall_time_s": time.time() - t0}
         tracking.log_metrics(c, run_id, metrics)

@@ -1,9 +1,10 @@
 """Log-mel features (computed once, cached on disk) and training-time augmentation.
 
-Every clip becomes `CLIP_SECONDS` of audio at `sr`: mono mix-down, resampled,
-then centre-cropped when longer (RAVDESS clips are 3-5 s with silence at both
-ends) or zero-padded at the end when shorter. At sr=22050 and hop 512 that is
-130 frames.
+Every clip becomes `CLIP_SECONDS` of audio at `sr`, whatever its corpus: mono
+mix-down, resampled from its own rate (16, 22.05, 44.1, 48 kHz, ...), then
+centre-cropped when longer (RAVDESS clips are 3-5 s with silence at both ends)
+or zero-padded at the end when shorter (TurEV words are 0.35-2.5 s). At
+sr=22050 and hop 512 that is 130 frames.
 
 The cache key is the corpus content fingerprint (one hash per file's bytes)
 plus every feature parameter, so a changed file or parameter is a miss.
@@ -18,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from harness.train.data import Corpus, read_audio
+from harness.corpora.base import read_audio
+from harness.corpora.load import Corpus
 
 CLIP_SECONDS = 3.0
 TOP_DB = 80.0

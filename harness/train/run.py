@@ -17,21 +17,22 @@ from typing import Callable
 
 import numpy as np
 import torch
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
 
 from harness import tracking
 from harness.config import RunConfig
 from harness.errors import NonFiniteLossError
 from harness.figures import confusion_png
-from harness.train.data import Corpus, Split, class_names, make_split, scan_corpus
+from harness.corpora.load import Corpus, load_corpus
+from harness.train.splits import Split, check_design, make_split, resolve_folds
 from harness.train.features import SpecAugment, compute_features, mixup
 from harness.train.losses import balanced_sampler, build_loss
 from harness.train.models import build_model, layout_name, memory_format
 
 DEFAULT_EXPERIMENT = "harness"
 # The RunConfig fields `prepare` reads: runs that agree on them can share one `Prepared`.
-PREPARE_FIELDS = ("data_root", "mode", "split", "train_ratio", "val_ratio", "cv_folds", "fold", "seed", "sr", "n_mels",
-                  "n_fft", "hop_length")
+PREPARE_FIELDS = ("data_root", "corpus", "labels", "label_map", "protocol", "test_corpus", "mode", "split",
+                  "train_ratio", "val_ratio", "cv_folds", "fold", "seed", "sr", "n_mels", "n_fft", "hop_length")
 PREDICTIONS = "test_predictions.csv"  # every run's test predictions, one line per clip
 EVAL_BATCH = 128
 
@@ -61,10 +62,25 @@ def synthetic_root(cache_dir: Path, n_actors: int = 8, seed: int = 0) -> Path:
 
 
 def scan_data(cfg: RunConfig, cache_dir: Path | None = None) -> Corpus:
-    """The corpus a config reads: `--data_root`, or the cached synthetic default."""
+    """The corpus a config reads: `--data_root` through its adapters, or the cached synthetic default."""
     cache_dir = default_cache_dir() if cache_dir is None else cache_dir
-    root = synthetic_root(cache_dir) if cfg.data_root is None else Path(cfg.data_root)
-    return scan_corpus(root, cache_dir)
+    roots = cfg.data_roots or (str(synthetic_root(cache_dir)),)
+    return load_corpus(roots, cfg.corpus_names, cache_dir, cfg.label_mapping, cfg.keep_labels)
+
+
+def checked_config(cfg: RunConfig, corpus: Corpus) -> RunConfig:
+    """The config with its protocol's fold count from the data, checked against the corpus (DataError before
+    any work): what `train` and `suite run` run."""
+    cfg = resolve_folds(cfg, corpus)
+    check_design(corpus, cfg)
+    return cfg
+
+
+def data_kind(corpus: Corpus) -> str:
+    """What the runs call their data (tag `harness.data`): synthetic wherever a `harness synth` folder lies."""
+    from harness.train.synth import is_synthetic
+
+    return "synthetic" if any(is_synthetic(s.root) for s in corpus.sources) else corpus.name
 
 
 @dataclass
@@ -76,20 +92,20 @@ class Prepared:
     classes: tuple[str, ...]
     data_root: Path
     synthetic: bool
+    kind: str = ""  # tag `harness.data`: synthetic, or the corpora's names
 
 
 def prepare(cfg: RunConfig, cache_dir: Path | None = None, progress: bool = False) -> Prepared:
     """Everything before training; raises HarnessError on bad data before any training."""
     cache_dir = default_cache_dir() if cache_dir is None else cache_dir
-    from harness.train.synth import is_synthetic
-
     corpus = scan_data(cfg, cache_dir)
-    root = corpus.root
-    synthetic = cfg.data_root is None or is_synthetic(root)  # a `harness synth` folder, wherever it lies
-    split = make_split(corpus, cfg.split, cfg.train_ratio, cfg.val_ratio, cfg.seed, cfg.mode, cfg.cv_folds, cfg.fold)
+    check_design(corpus, cfg)
+    split = make_split(corpus, cfg)
     feats = compute_features(corpus, cfg.sr, cfg.n_mels, cfg.n_fft, cfg.hop_length, cache_dir, progress)
+    kind = data_kind(corpus)
     return Prepared(corpus=corpus, features=feats, labels=torch.from_numpy(corpus.labels(cfg.mode)),
-                    split=split, classes=class_names(cfg.mode), data_root=root, synthetic=synthetic)
+                    split=split, classes=corpus.class_names(cfg.mode), data_root=corpus.root,
+                    synthetic=kind == "synthetic", kind=kind)
 
 
 def seed_everything(seed: int) -> None:
@@ -214,6 +230,8 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, n_classes
     out = {"f1_macro": float(f1_score(true, pred, labels=labels, average="macro", zero_division=0)),
            "pred": pred, "probs": torch.softmax(logits, 1).cpu().numpy(),
            "accuracy": float(accuracy_score(true, pred)),
+           # UA: unweighted accuracy, the mean of per-class recalls (the field's name for balanced accuracy).
+           "ua": float(recall_score(true, pred, labels=labels, average="macro", zero_division=0)),
            "f1_per_class": f1_score(true, pred, labels=labels, average=None, zero_division=0).tolist(),
            "confusion": confusion_matrix(true, pred, labels=labels).tolist()}
     if criterion is not None:
@@ -258,7 +276,10 @@ def run(cfg: RunConfig, experiment: str = DEFAULT_EXPERIMENT, tracking_uri: str 
         "harness.seed": str(cfg.seed),
         "harness.data_fingerprint": data.corpus.fingerprint,
         "harness.data_root": str(data.data_root),
-        "harness.data": "synthetic" if data.synthetic else "ravdess",
+        "harness.data": data.kind,
+        "harness.corpora": data.corpus.describe(),
+        "harness.classes": ",".join(data.classes),
+        **({"harness.labels_dropped": data.corpus.dropped} if data.corpus.dropped else {}),
         "harness.n_clips": str(len(data.corpus.clips)),
         "harness.split": cfg.split,
         "harness.split_actors": _actors_tag(data.split),
@@ -291,7 +312,8 @@ def run(cfg: RunConfig, experiment: str = DEFAULT_EXPERIMENT, tracking_uri: str 
                  "epochs_run": len(result.history), "wall_time_s": time.time() - t0}
         if score_on_test:
             test = score_test(result.model, data, result.norm, device)
-            final.update(test_f1_macro=test["f1_macro"], test_accuracy=test["accuracy"])
+            final.update(test_f1_macro=test["f1_macro"], test_accuracy=test["accuracy"], test_ua=test["ua"],
+                         test_wa=test["accuracy"])
             final.update({f"test_f1_{name}": v for name, v in zip(data.classes, test["f1_per_class"])})
             png = confusion_png(test["confusion"], data.classes, out_dir / "confusion_matrix.png",
                                 f"test, {cfg.model}, seed {cfg.seed}: macro-F1 {test['f1_macro']:.3f}")
@@ -309,8 +331,8 @@ def run(cfg: RunConfig, experiment: str = DEFAULT_EXPERIMENT, tracking_uri: str 
 
 
 def write_predictions(data: Prepared, test: dict, path: Path) -> Path:
-    """The test split's predictions: clip (relative to the data root), actor, true and predicted class,
-    one probability per class; what the report pools across folds."""
+    """The test split's predictions: clip (relative to its corpus root), speaker (namespaced by corpus), true and
+    predicted class, one probability per class; what the report pools across folds."""
     import csv
 
     clips = [data.corpus.clips[i] for i in data.split.test]
@@ -318,13 +340,13 @@ def write_predictions(data: Prepared, test: dict, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["clip", "actor", "true", "pred", *(f"prob_{c}" for c in data.classes)])
+        w.writerow(["clip", "speaker", "true", "pred", *(f"prob_{c}" for c in data.classes)])
         for clip, t, p, probs in zip(clips, true, test["pred"], test["probs"]):
-            w.writerow([clip.relpath, clip.actor, data.classes[t], data.classes[p], *(f"{q:.6f}" for q in probs)])
+            w.writerow([clip.relpath, clip.speaker, data.classes[t], data.classes[p], *(f"{q:.6f}" for q in probs)])
     return path
 
 
 def _actors_tag(split: Split) -> str:
-    if not split.train_actors:
+    if not split.train_speakers:
         return "random clip split"
-    return f"train={list(split.train_actors)} val={list(split.val_actors)} test={list(split.test_actors)}"
+    return f"train={list(split.train_speakers)} val={list(split.val_speakers)} test={list(split.test_speakers)}"

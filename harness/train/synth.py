@@ -65,7 +65,8 @@ _COMPLETE = ".complete"
 # wipe it) and an interrupted generation as such.
 _IN_PROGRESS = ".in_progress"
 
-EMOTIONS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
+EMOTIONS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")  # the plan's codes 1..8
+DEFAULT_LAYOUT = "ravdess"  # the embedded default corpus: its plan is RAVDESS's (60 clips an actor)
 
 
 @dataclass(frozen=True)
@@ -152,15 +153,14 @@ def _file_plan() -> list[tuple[int, int, int, int]]:
 _PLAN = _file_plan()
 
 
-def _file_name(actor: int, emo: int, inten: int, stmt: int, rep: int) -> str:
-    return f"03-01-{emo:02d}-{inten:02d}-{stmt:02d}-{rep:02d}-{actor:02d}.wav"
-
-
 def expected_files(n_actors: int) -> list[str]:
-    """Relative paths (``Actor_XX/name.wav``) a complete corpus contains."""
-    return [
-        f"Actor_{a:02d}/{_file_name(a, *p)}" for a in range(1, n_actors + 1) for p in _PLAN
-    ]
+    """Relative paths a complete corpus of the default (RAVDESS) layout contains."""
+    from harness.corpora import ADAPTERS
+    from harness.corpora.base import SynthClip
+
+    name = ADAPTERS[DEFAULT_LAYOUT].synth_path
+    return [name(SynthClip(a, idx, EMOTIONS[p[0] - 1], *p[1:]))
+            for a in range(1, n_actors + 1) for idx, p in enumerate(_PLAN)]
 
 
 def _make_actor(seed: int, actor: int) -> _Actor:
@@ -320,8 +320,9 @@ def _to_pcm16(y: np.ndarray) -> np.ndarray:
     return np.round(np.clip(y, -1.0, 1.0) * 32767.0).astype(np.int16)
 
 
-def _marker(n_actors: int, seed: int, sr: int) -> dict:
-    return {"version": SYNTH_VERSION, "n_actors": n_actors, "seed": seed, "sr": sr}
+def _marker(n_actors: int, seed: int, sr: int, layout: str = DEFAULT_LAYOUT) -> dict:
+    m = {"version": SYNTH_VERSION, "n_actors": n_actors, "seed": seed, "sr": sr}
+    return m if layout == DEFAULT_LAYOUT else {**m, "layout": layout}  # the default's marker as before: caches stay valid
 
 
 def _write_json_atomic(path: pathlib.Path, obj: dict) -> None:
@@ -347,6 +348,8 @@ def is_synthetic(root) -> bool:
     """True if ``root`` was written by :func:`generate_corpus` (its marker file), wherever it lies and
     whatever its settings: what the runs call their data (tag ``harness.data``) follows this, not the flag."""
     root = pathlib.Path(root)
+    if root.is_file():  # a manifest: its folder holds the marker
+        root = root.parent
     if (root / _IN_PROGRESS).exists():
         return True
     try:
@@ -357,61 +360,74 @@ def is_synthetic(root) -> bool:
 
 
 def generate_corpus(
-    out_dir, n_actors: int = 8, seed: int = 0, sr: int = 16000, progress: bool = False
+    out_dir, n_actors: int = 8, seed: int = 0, sr: int = 16000, progress: bool = False, layout: str = DEFAULT_LAYOUT
 ) -> pathlib.Path:
-    """Write Actor_XX/03-01-EE-II-SS-RR-AA.wav files under out_dir (created), return out_dir.
+    """Write the clips in a corpus's layout under out_dir (created); return the root to read (the folder,
+    or the CSV of the manifest layout).
 
-    Always regenerates (callers check :func:`is_complete` to reuse a cache).
-    ``.complete`` is written last, so an interrupted run is detectable.  Refuses
-    to touch a folder holding ``Actor_*`` entries it did not create (e.g. real
-    RAVDESS), since it replaces them.
+    The audio of (actor, clip) is the same in every layout; a layout leaves out the emotions its corpus
+    lacks (and actors past its speaker count). Always regenerates (callers check :func:`is_complete` to reuse
+    a cache). ``.complete`` is written last, so an interrupted run is detectable. Refuses to touch a
+    non-empty folder it did not create (e.g. a real corpus), since it replaces what is there.
     """
+    from harness.corpora import ADAPTERS
+    from harness.corpora.base import SynthClip
+
     if not 1 <= int(n_actors) <= 99:
         raise ValueError(f"n_actors must be 1..99 (two-digit actor ids), got {n_actors}")
     if int(seed) < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
     if int(sr) < 8000:
         raise ValueError(f"sr must be >= 8000 Hz, got {sr}")
+    adapter = ADAPTERS.get(layout)
+    if adapter is None or adapter.synth_path is None:
+        raise ValueError(f"layout must be one of {', '.join(n for n, a in ADAPTERS.items() if a.synth_path)}, "
+                         f"got {layout!r}")
     n_actors, seed, sr = int(n_actors), int(seed), int(sr)
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
     ours = (out / _COMPLETE).exists() or (out / _IN_PROGRESS).exists()
-    actor_dirs = sorted(out.glob("Actor_*"))
-    if actor_dirs and not ours:
+    present = sorted(p for p in out.iterdir() if p.name not in (_COMPLETE, _IN_PROGRESS))
+    if present and not ours:
         raise DataError(
-            f"{out} already contains Actor_* folders not made by the synthetic "
-            "generator; refusing to overwrite them (choose an empty folder)"
+            f"{out} is not empty and was not made by the synthetic generator; refusing to overwrite it "
+            "(choose an empty folder)"
         )
     (out / _IN_PROGRESS).write_text("")
     (out / _COMPLETE).unlink(missing_ok=True)
-    for d in actor_dirs:  # stale clips from an earlier (larger/other) corpus
+    for d in present:  # stale clips from an earlier (larger/other) corpus
         shutil.rmtree(d) if d.is_dir() else d.unlink()
 
+    plan = [(a, idx, p) for a in range(1, n_actors + 1) for idx, p in enumerate(_PLAN)]
+    named = [(a, idx, p, adapter.synth_path(SynthClip(a, idx, EMOTIONS[p[0] - 1], *p[1:]))) for a, idx, p in plan]
+    named = [t for t in named if t[3] is not None]
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=n_actors * len(_PLAN), desc="synth corpus", unit="file")
+        bar = tqdm(total=len(named), desc=f"synth corpus ({layout})", unit="file")
+    written = []
     try:
-        for a in range(1, n_actors + 1):
-            actor = _make_actor(seed, a)
-            adir = out / f"Actor_{a:02d}"
-            adir.mkdir()
-            for idx, (emo, inten, stmt, rep) in enumerate(_PLAN):
-                rng = np.random.default_rng([seed, a, 1, idx])
-                y = _synth_clip(rng, actor, emo, inten, stmt, sr)
-                name = _file_name(a, emo, inten, stmt, rep)
-                # Temp name without a .wav suffix: a loader globbing *.wav
-                # never sees a half-written file.
-                tmp = adir / f".{name}.tmp"
-                sf.write(tmp, _to_pcm16(y), sr, subtype="PCM_16", format="WAV")
-                os.replace(tmp, adir / name)
-                if bar is not None:
-                    bar.update(1)
+        actor = None
+        for a, idx, (emo, inten, stmt, rep), rel in named:
+            if actor is None or actor[0] != a:
+                actor = (a, _make_actor(seed, a))
+            rng = np.random.default_rng([seed, a, 1, idx])
+            y = _synth_clip(rng, actor[1], emo, inten, stmt, sr)
+            path = out / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Temp name without a .wav suffix: a loader globbing *.wav never sees a half-written file.
+            tmp = path.with_name(f".{path.name}.tmp")
+            sf.write(tmp, _to_pcm16(y), sr, subtype="PCM_16", format="WAV")
+            os.replace(tmp, path)
+            written.append((rel, SynthClip(a, idx, EMOTIONS[emo - 1], inten, stmt, rep)))
+            if bar is not None:
+                bar.update(1)
     finally:
         if bar is not None:
             bar.close()
-    _write_json_atomic(out / _COMPLETE, _marker(n_actors, seed, sr))
+    root = adapter.synth_finish(out, written) if adapter.synth_finish else out
+    _write_json_atomic(out / _COMPLETE, _marker(n_actors, seed, sr, layout))
     (out / _IN_PROGRESS).unlink()
-    return out
+    return root

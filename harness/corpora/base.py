@@ -1,0 +1,121 @@
+"""What every corpus adapter shares: the emotion vocabulary, a clip, an adapter's contract, audio reading.
+
+An adapter turns one corpus's layout into `Entry`s (a clip's path relative to the root, its speaker,
+its label in the shared vocabulary, and where the corpus has them: session, gender, intensity,
+sentence). It declares its own classes (in the vocabulary), its licence and where to get it. Nothing
+outside the adapter knows a corpus's file names or codes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping
+
+import numpy as np
+
+from harness.errors import DataError
+
+# The shared emotion vocabulary: every adapter maps its own codes onto these names.
+EMOTIONS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised", "boredom")
+
+# The seed's sentiment grouping, written down once over the vocabulary. Boredom is low-arousal and
+# of negative valence in the circumplex models the field uses (EmoDB's 'Langeweile').
+SENTIMENT_OF_EMOTION = {
+    "neutral": "neutral", "calm": "neutral",
+    "happy": "positive", "surprised": "positive",
+    "sad": "negative", "angry": "negative", "fearful": "negative", "disgust": "negative", "boredom": "negative",
+}
+SENTIMENTS = ("neutral", "positive", "negative")
+
+GENDERS = ("m", "f", "")  # "" where the corpus does not say
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One clip as an adapter reads it (before its bytes are hashed)."""
+    relpath: str  # relative to the corpus root, '/'-separated
+    speaker: str  # the corpus's own speaker id; namespaced by corpus on loading
+    label: str  # a name of EMOTIONS
+    gender: str = ""
+    session: str = ""
+    intensity: str = ""
+    sentence: str = ""
+    corpus: str = ""  # only where one listing holds several corpora (a manifest's `corpus` column)
+    split: str = ""  # only where the corpus declares one (a manifest's `split` column: train, val, test)
+
+
+@dataclass(frozen=True)
+class Clip:
+    path: Path
+    relpath: str
+    corpus: str
+    speaker: str  # "<corpus>:<id>": unique across corpora
+    label: str  # the clip's emotion in the shared vocabulary
+    sha1: str
+    gender: str = ""
+    session: str = ""
+    intensity: str = ""
+    sentence: str = ""
+    split: str = ""
+
+
+@dataclass(frozen=True)
+class SynthClip:
+    """A synthetic clip to be named: actor 1..N (odd male), its index among the actor's clips, emotion,
+    intensity, statement and repetition (1 or 2 each)."""
+    actor: int
+    index: int
+    emotion: str
+    intensity: int
+    statement: int
+    repetition: int
+
+    @property
+    def gender(self) -> str:
+        return "m" if self.actor % 2 == 1 else "f"
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """One corpus's layout. `list_entries(root)` raises DataError naming the file and what was expected."""
+    name: str
+    title: str
+    classes: tuple[str, ...]  # its own classes, in the shared vocabulary
+    licence: str
+    url: str
+    layout: str  # one line: what a root of this corpus looks like
+    list_entries: Callable[[Path], list[Entry]]
+    looks_like: Callable[[Path], bool]  # cheap: used to detect the corpus of a root
+    # Published test-speaker sets of this corpus, by protocol name (e.g. EmoBox's folds).
+    folds: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
+    is_file: bool = False  # the root is a file (a manifest), not a folder
+    # `harness synth --layout NAME`: where a synthetic clip goes in this layout, None to leave it out
+    # (a label the corpus lacks); and what the layout needs beside the audio (label files, a CSV),
+    # returning the root to read.
+    synth_path: Callable[[SynthClip], str | None] | None = None
+    synth_finish: Callable[[Path, list[tuple[str, SynthClip]]], Path] | None = None
+
+
+def wav_files(root: Path) -> list[Path]:
+    """Every .wav under root (any case), sorted; hidden temp files skipped."""
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() == ".wav" and p.is_file()
+                  and not p.name.startswith("."))
+
+
+def check_label(label: str, where: str) -> str:
+    if label not in EMOTIONS:
+        raise DataError(f"{where}: unknown label {label!r}: expected one of {', '.join(EMOTIONS)}")
+    return label
+
+
+def read_audio(path: Path) -> tuple[np.ndarray, int]:
+    """Mono float32 samples and their rate; stereo (or more channels) is averaged down."""
+    import soundfile as sf
+
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as e:  # soundfile raises several types for broken files
+        raise DataError(f"cannot read audio file {str(path)!r}: {e}") from None
+    if data.shape[0] == 0:
+        raise DataError(f"audio file {str(path)!r} holds no samples")
+    return data.mean(axis=1), rate
