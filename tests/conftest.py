@@ -61,6 +61,16 @@ def ravdess_root() -> Path:
     return Path(root)
 
 
+@pytest.fixture(scope="session")
+def turev_root() -> Path:
+    root = os.environ.get("TUREV_ROOT")
+    if not root:
+        pytest.skip("real TurEV-DB clips not available: set TUREV_ROOT to a folder of Angry/ Calm/ Happy/ Sad/ WAVs")
+    if not Path(root).is_dir():
+        pytest.skip(f"TUREV_ROOT={root} is not a folder")
+    return Path(root)
+
+
 @pytest.fixture
 def experiment(request) -> str:
     """A fresh MLflow experiment name per test (one shared store is faster than one per test)."""

@@ -1,16 +1,18 @@
-"""The real RAVDESS clips (actors 01-08): the loader, stereo files, and a short run end to end.
+"""The real RAVDESS clips (actors 01-08) and TurEV-DB clips: the loader, stereo files, a short run end to end, a
+cross-corpus suite.
 
 Skipped with a reason where RAVDESS_ROOT is unset (CI sets it)."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
 from harness.config import RunConfig
-from harness.train import run as training
-from harness.config import RunConfig
 from harness.corpora.load import load_corpus
+from harness.train import run as training
 from harness.train.splits import make_split
 
 pytestmark = pytest.mark.real_data
@@ -82,3 +84,37 @@ def test_a_cv_suite_on_real_clips_answers_each_comparison(ravdess_root, tracking
     line = next(x for x in out.read_text().split("## What the data supports")[1].splitlines()
                 if x.startswith("- `class-weights`"))
     assert "rules out" in line and "speakers (the corrected t's floor" in line and "the 8 speakers alone" in line
+
+
+def test_a_cross_corpus_suite_trains_on_ravdess_and_tests_on_every_turev_clip(ravdess_root, turev_root, tracking_uri,
+                                                                              experiment, tmp_path):
+    """experiments/cross_corpus.yaml on the real clips of both corpora: the four shared emotions, RAVDESS's other
+    four left out and counted, no TurEV speaker in training, every TurEV clip tested once, the report naming both."""
+    from harness import tracking
+    from harness.cli import main
+    from harness.train.cv import read_predictions
+
+    common = ["--tracking_uri", tracking_uri, "--experiment", experiment]
+    suite = Path(__file__).parent.parent / "experiments" / "cross_corpus.yaml"
+    assert main(["suite", "run", str(suite), "--profile", "quick", "--rows", "baseline", "--seeds", "0",
+                 "--data_root", f"{ravdess_root},{turev_root}", "--storage", f"sqlite:///{tmp_path / 'q.db'}",
+                 "--out", str(tmp_path / "art"), *common]) == 0
+    c = tracking.client(tracking_uri)
+    exp = c.get_experiment_by_name(experiment)
+    run = c.search_runs([exp.experiment_id], "tags.`harness.kind` = 'cell'")[0]
+    assert run.info.status == "FINISHED"
+    tags, m = run.data.tags, run.data.metrics
+    assert tags["harness.classes"] == "calm,happy,sad,angry"
+    assert tags["harness.labels_dropped"].startswith("neutral, fearful, disgust, surprised: ")
+    assert "turev (528 clips, 6 speakers, 4 classes)" in tags["harness.corpora"]
+    assert tags["harness.split"] == "cross-corpus (test: turev)"
+    train_part = tags["harness.split_actors"].split(" val=")[0]
+    assert "turev:" not in train_part and "ravdess:" in train_part
+    assert m["n_test_clips"] == 528 and {"test_ua", "test_wa", "test_f1_macro"} <= set(m)
+    pred = read_predictions(c.download_artifacts(run.info.run_id, "test_predictions.csv", str(tmp_path / "dl")))
+    assert len(pred) == 528 and pred["speaker"].str.startswith("turev:").all() and pred["clip"].is_unique
+    out = tmp_path / "report.md"
+    assert main(["report", "--out", str(out), *common]) == 0
+    header = out.read_text().split("**How to read this.**")[0]
+    assert "- corpora: ravdess (256 of 480 clips, 8 speakers, 4 of 8 classes); turev (528 clips" in header
+    assert "- split: cross-corpus (test: turev)" in header

@@ -46,7 +46,11 @@ def header_facts(sel: Selection) -> tuple[list[tuple[str, str]], list[str]]:
         warn.append("**WARNING: the cells mix split kinds** (" + _values_summary(f["split"]) + "): "
                     "actor-disjoint and random-clip splits measure different things.")
     seeds = sorted(int(s) for s in f["seed"].dropna().unique())
+    corpora = f.loc[f["corpora"] != "", "corpora"] if "corpora" in f else pd.Series(dtype=object)
     facts = [("data fingerprint", ", ".join(fps) or "not recorded"), ("data", _values_summary(f["data"])),
+             *([("corpora", _values_summary(corpora))] if len(corpora) else []),
+             *([("classes", _values_summary(f.loc[f["classes"] != "", "classes"].str.replace(",", ", ")))]
+               if "classes" in f and (f["classes"] != "").any() else []),
              cv_design(f) or ("split", _values_summary(f["split"])),
              ("seeds", ", ".join(map(str, seeds)) or "none finished"),
              ("profile", _values_summary(sel.rows["profile"])),
@@ -61,7 +65,9 @@ def cv_design(finished: pd.DataFrame) -> tuple[str, str] | None:
     if not len(finished) or finished["fold"].isna().any():
         return None
     folds = "/".join(str(int(k)) for k in sorted(finished["cv_folds"].unique()))
-    return "design", f"{finished['seed'].nunique()} × {folds}-fold speaker CV"
+    protocols = sorted(set(finished["protocol"])) if "protocol" in finished else ["kfold"]
+    named = "" if protocols == ["kfold"] else f" ({', '.join(protocols)})"
+    return "design", f"{finished['seed'].nunique()} × {folds}-fold speaker CV{named}"
 
 
 CI_NAMES = {

@@ -33,6 +33,7 @@ from harness.report.runs import (
     read_clips,
     read_histories,
     read_pooled,
+    row_classes,
     read_suite,
     search_frame,
     seed_values,

@@ -82,7 +82,7 @@ CELL_TAGS = {"seed": "harness.seed", "row": "harness.row", "config_hash": "harne
 
 def cells_frame(children: pd.DataFrame) -> pd.DataFrame:
     """Seed child runs with plain column names; metrics keep their `metrics.` prefix."""
-    base = ["run_id", "status", "start_time", *CELL_TAGS, "resample", "mode", "model", "ratio", "cv_folds"]
+    base = ["run_id", "status", "start_time", *CELL_TAGS, "resample", "mode", "model", "protocol", "ratio", "cv_folds"]
     if children.empty:
         return pd.DataFrame(columns=base)
     out = children[["run_id", "status", "start_time"]].copy()
@@ -95,6 +95,7 @@ def cells_frame(children: pd.DataFrame) -> pd.DataFrame:
     out["resample"] = [str(s) if pd.isna(f) else f"{s}/{f}" for s, f in zip(out["seed"], out["fold"])]
     out["mode"] = column(children, "params.mode")
     out["model"] = column(children, "params.model")
+    out["protocol"] = column(children, "params.protocol", "kfold").replace("", "kfold")
     out["ratio"] = _test_train_ratio(children)
     out["cv_folds"] = pd.to_numeric(column(children, "params.cv_folds", 0).replace("", 0), errors="coerce").fillna(0)
     metrics = [c for c in children.columns if c.startswith("metrics.")]

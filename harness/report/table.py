@@ -44,6 +44,7 @@ class SeedClaim:
     expected: str  # "better", "worse" or "similar"
 
 
+SEED_CORPUS = "ravdess"  # the seed's claims are single runs on RAVDESS: only runs on it can test them
 SEED_CLAIMS: tuple[SeedClaim, ...] = (
     SeedClaim("focal loss performed worse than class-weighted loss (\"didn't help\")",
               "cw-specaug-30ep", "focal-specaug-30ep", "worse"),
@@ -108,6 +109,9 @@ def claim_comparability(row, data_kinds: Sequence[str]) -> str:
         why.append(f"profile {row.profile} changes {row.profile_changes}")
     if "synthetic" in data_kinds:
         why.append("synthetic corpus, not RAVDESS")
+    other = sorted(k for k in data_kinds if k and k not in ("synthetic", SEED_CORPUS))
+    if other:
+        why.append(f"corpus {', '.join(other)}, not RAVDESS alone")
     return "; ".join(why)
 
 

@@ -14,6 +14,7 @@ from harness.stats import DECISION_PROB, ROPE, decide
 
 MORE_REPEATS = 4  # the "what would sharpen it" line prices this many more repeats
 MAX_EXTRA_REPEATS = 64  # beyond this many more repeats a decision is called out of reach of seeds
+MAX_SPEAKER_FACTOR = 100  # the speakers line looks up to this many times today's speakers
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class Answer:
     min_rope: float  # the smallest ROPE at which this Δ could be called equivalent
     extra_repeats: int | None  # more repeats that would decide it at today's Δ (None: not within MAX_EXTRA_REPEATS)
     floor_decides: bool  # unlimited repeats would decide it at today's Δ
+    speakers_needed: int | None = None  # speakers that would decide it at today's Δ and repeats (None: not known)
 
     def ruled_out(self) -> str:
         """"rules out a gain above +0.031 and a loss larger than 0.040 (95% CI)"."""
@@ -91,7 +93,11 @@ class Answer:
         if self.extra_repeats is None and self.floor_decides:
             return f"{more}; {floor}: more than {MAX_EXTRA_REPEATS} more repeats would be needed at Δ {ev.delta:+.3f}"
         if self.extra_repeats is None:
-            return f"{more}; {floor}: more seeds cannot decide this, more speakers could"
+            n = self.speakers_needed
+            need = (f" (about {n} speakers would decide it at today's Δ and variance split)" if n
+                    else f" (more than {MAX_SPEAKER_FACTOR}x today's speakers would be needed at today's Δ)"
+                    if ev.n_speakers else "")
+            return f"{more}; {floor}: more seeds cannot decide this, more speakers could{need}"
         return (f"{more}; {floor}: about {self.extra_repeats} more repeat{'' if self.extra_repeats == 1 else 's'} "
                 f"would decide it if Δ stays near {self.ev.delta:+.3f}")
 
@@ -147,10 +153,29 @@ def answer(ev: Evidence, rope: float = ROPE, threshold: float = DECISION_PROB, h
     if decision == "undecided" and floor_decides:
         extra = next((k for k in range(1, MAX_EXTRA_REPEATS + 1)
                       if _decides(ev.delta, ev.se_at(ev.repeats + k) ** 2, df, rope, threshold)), None)
+    speakers = speakers_to_decide(ev, df, rope, threshold) if decision == "undecided" and extra is None else None
     return Answer(ev=ev, rope=rope, threshold=threshold, higher_better=higher_better, p_better=better,
                   p_equivalent=equiv, p_worse=worse, decision=decision, low=ev.delta - half, high=ev.delta + half,
                   min_effect=min_effect, min_rope=min_rope, extra_repeats=extra,
-                  floor_decides=floor_decides)
+                  floor_decides=floor_decides, speakers_needed=speakers)
+
+
+def speakers_to_decide(ev: Evidence, df: float, rope: float = ROPE, threshold: float = DECISION_PROB) -> int | None:
+    """About how many speakers would decide the comparison at today's Δ, repeats and variance split.
+
+    The floor is the speakers' share of Var(Δ̂) and scales as 1/S (S speakers sampled); the training
+    runs' share stays what today's repeats give. None when the speakers are unknown or more than
+    MAX_SPEAKER_FACTOR times today's would be needed (the training runs' share alone is too wide)."""
+    s = ev.n_speakers
+    if not s or not ev.floor_var > 0:
+        return None
+    for k in range(1, 8 * int(math.log2(MAX_SPEAKER_FACTOR)) + 2):
+        n = math.ceil(s * 2 ** (k / 8))
+        if n > s * MAX_SPEAKER_FACTOR:
+            return None
+        if _decides(ev.delta, ev.floor_var * s / n + ev.train_var, df, rope, threshold):
+            return n
+    return None
 
 
 def decidable(a: Answer) -> bool:

@@ -281,7 +281,8 @@ def run(cfg: RunConfig, experiment: str = DEFAULT_EXPERIMENT, tracking_uri: str 
         "harness.classes": ",".join(data.classes),
         **({"harness.labels_dropped": data.corpus.dropped} if data.corpus.dropped else {}),
         "harness.n_clips": str(len(data.corpus.clips)),
-        "harness.split": cfg.split,
+        "harness.split": f"cross-corpus (test: {cfg.test_corpus})" if cfg.test_corpus else
+                         "declared (manifest)" if cfg.protocol == "declared" else cfg.split,
         "harness.split_actors": _actors_tag(data.split),
         **({"harness.fold": str(cfg.fold), "harness.cv_folds": str(cfg.cv_folds)} if cfg.cv_folds else {}),
         "harness.device": str(device),
