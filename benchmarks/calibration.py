@@ -84,7 +84,7 @@ def run_replication(rep: int) -> dict:
     import pandas as pd
 
     from harness.config import RunConfig
-    from harness.train.data import class_names
+    from harness.corpora.base import SENTIMENTS
     from harness.train.run import fit, prepare, resolve_device, score_test
     from harness.train.synth import generate_corpus
 
@@ -97,7 +97,7 @@ def run_replication(rep: int) -> dict:
     base = RunConfig(data_root=str(root), mode="sentiment", model="smallcnn", n_mels=32, n_fft=2048,
                      hop_length=1024, epochs=a["epochs"], batch_size=32, lr=0.002, device="cpu", cv_folds=K)
     device = resolve_device("cpu")
-    classes = class_names(base.mode)
+    classes = SENTIMENTS
     clips, folds = {"plain": [], "cw": []}, []
     ratio = []
     for r in range(REPEATS):
@@ -131,9 +131,9 @@ def estimate(rep: int, preds, d, rr: float, seconds: float) -> dict:
 
     from harness import speakers
     from harness.stats import corrected_var
-    from harness.train.data import class_names
+    from harness.corpora.base import SENTIMENTS
 
-    classes = class_names("sentiment")
+    classes = SENTIMENTS
     mine, ref = preds[preds["row"] == "cw"], preds[preds["row"] == "plain"]
     pv = speakers.pseudo_values(mine, classes, reference=ref)
     comps = speakers.components(pv, rr)

@@ -150,8 +150,8 @@ def run_task(task: Task) -> dict:
         f1[row] = score_test(res.model, data, res.norm, device)["f1_macro"]
     s = data.split
     return {"key": task.key, "design": task.design, "rep": task.rep, "index": task.index, "plain": f1["plain"], "cw": f1["cw"], "n_train": len(s.train), "n_val": len(s.val),
-            "n_test": len(s.test), "sizes": (len(s.train_actors), len(s.val_actors), len(s.test_actors)),
-            "test_actors": s.test_actors, "seconds": time.perf_counter() - t0}
+            "n_test": len(s.test), "sizes": (len(s.train_speakers), len(s.val_speakers), len(s.test_speakers)),
+            "test_actors": s.test_speakers, "seconds": time.perf_counter() - t0}
 
 
 # --- statistics ------------------------------------------------------------------------------
@@ -288,7 +288,7 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
     base = RunConfig(data_root=str(root), mode="sentiment", model="smallcnn", n_mels=32, epochs=args.epochs,
                      batch_size=32, device="cpu")
     corpus = prepare(base).corpus  # features computed once here, before any worker starts
-    n_act = len(corpus.actors)
+    n_act = len(corpus.speakers)
     m, r = args.replications, args.runs
     tasks = plan(m, r, args.seed)
     print(f"setup   : {base.model}, {base.mode}, {base.n_mels} mels, batch {base.batch_size}, {base.epochs} epochs, "
@@ -347,7 +347,7 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
     f_lo, f_hi = f_interval(std_ratio, m) if math.isfinite(std_ratio) else (math.nan, math.nan)
     run_s = [v["seconds"] / 2 for v in all_res]
     same_gender = sum(1 for v in all_res if v["design"] == "random"
-                       and len({a % 2 for a in v["test_actors"]}) == 1)
+                       and len({int(a[-2:]) % 2 for a in v["test_actors"]}) == 1)
     n_random = sum(1 for v in all_res if v["design"] == "random")
 
     print(f"\nsets (actors train/val/test): random {sizes['random']}, cv {sizes['cv']}; "

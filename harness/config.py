@@ -254,6 +254,13 @@ class RunConfig:
         for key in values:
             if key not in known:
                 raise ConfigError(str(key), f"unknown setting{did_you_mean(str(key), known)}")
+        values = dict(values)
+        # A YAML file may write the labels as a list and the label map as a mapping: one text form each.
+        if isinstance(values.get("labels"), list) and all(isinstance(x, str) for x in values["labels"]):
+            values["labels"] = ",".join(values["labels"])
+        if isinstance(values.get("label_map"), dict) and all(isinstance(k, str) and isinstance(v, str)
+                                                              for k, v in values["label_map"].items()):
+            values["label_map"] = ",".join(f"{k}={v}" for k, v in values["label_map"].items())
         return cls(**values)
 
     def replace(self, **changes: Any) -> "RunConfig":

@@ -80,3 +80,17 @@ def test_params_hold_the_whole_config():
 
 def test_ints_are_accepted_where_floats_are_expected():
     assert RunConfig(lr=1, label_smoothing=0).lr == 1.0
+
+
+def test_fields_added_later_leave_the_hash_of_an_existing_cell_alone():
+    # Hashes of configs written before corpus, labels, label_map, protocol and test_corpus existed (commit 25ab850):
+    # a suite resumed after the upgrade finds its finished cells instead of training them again.
+    assert RunConfig().config_hash == "52c983723513cfbd"
+    assert RunConfig(cv_folds=4, class_weight_loss=True).config_hash == "82ce1ed006a4cb80"
+    assert RunConfig(corpus="cremad").config_hash != RunConfig().config_hash  # a new field set is hashed
+
+
+def test_a_yaml_list_of_labels_and_mapping_of_labels_read_as_their_text_forms():
+    cfg = RunConfig.from_dict({"labels": ["angry", "sad"], "label_map": {"calm": "neutral"}})
+    assert (cfg.labels, cfg.label_map) == ("angry,sad", "calm=neutral")
+    assert cfg.keep_labels == ("angry", "sad") and cfg.label_mapping == {"calm": "neutral"}

@@ -122,6 +122,24 @@ def test_a_small_effect_within_the_speaker_floor_is_one_more_seeds_cannot_decide
     assert "more repeats would tell" not in text
 
 
+def test_more_speakers_could_says_about_how_many_would_decide_it():
+    a = answer(evidence(0.04, 0.02, 0.01))
+    assert a.decision == "undecided" and a.extra_repeats is None and a.speakers_needed is not None
+    n, repeats_too = a.speakers_needed
+    assert n > 24 and not repeats_too
+    assert f"more speakers could (about {n} speakers would decide it at today's Δ and variance split)" in a.sentence()
+    # the speakers' share of the variance scales as 1/S: with n speakers the same Δ is decided, with fewer not
+    with_n = Evidence(delta=0.04, floor_var=0.02 ** 2 * 24 / n, train_var=0.01 ** 2, repeats=2, df=20, n_speakers=n)
+    assert answer(with_n).decision == "better"
+    fewer = Evidence(delta=0.04, floor_var=0.02 ** 2 * 24 / (n - 2), train_var=0.01 ** 2, repeats=2, df=20,
+                     n_speakers=n - 2)
+    assert answer(fewer).decision == "undecided"
+    # where today's training runs alone are too wide, more repeats are named as well
+    b = answer(evidence(0.003, 0.012, 0.02))
+    assert b.speakers_needed is not None and b.speakers_needed[1]
+    assert "and more repeats would decide it" in b.sentence()
+
+
 def test_an_effect_seeds_can_still_decide_says_how_many_more_repeats():
     a = answer(evidence(-0.05, 0.005, 0.025))
     assert a.decision == "undecided" and a.floor_decides and a.extra_repeats is not None

@@ -11,7 +11,7 @@ from harness import tracking
 from harness.config import RunConfig
 from harness.errors import NonFiniteLossError
 from harness.train import run as training
-from harness.train.data import class_names
+from harness.corpora.base import SENTIMENTS
 from harness.train.run import fit, load_checkpoint, prepare, score_test
 
 
@@ -78,7 +78,7 @@ def test_the_run_is_tracked_whole(tiny, tmp_path, tracking_uri, experiment):
     val = [m.value for m in c.get_metric_history(run.info.run_id, "val_f1_macro")]
     assert run.data.metrics["best_epoch"] == 1 + int(np.argmax(val))  # selection on validation only
     assert run.data.metrics["test_f1_macro"] == res["test_f1_macro"]
-    for name in class_names("sentiment"):
+    for name in SENTIMENTS:
         assert f"test_f1_{name}" in run.data.metrics
     artifacts = {a.path for a in c.list_artifacts(run.info.run_id)}
     assert {"best_model.pt", "confusion_matrix.png"} <= artifacts

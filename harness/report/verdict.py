@@ -54,7 +54,8 @@ class Answer:
     min_rope: float  # the smallest ROPE at which this Δ could be called equivalent
     extra_repeats: int | None  # more repeats that would decide it at today's Δ (None: not within MAX_EXTRA_REPEATS)
     floor_decides: bool  # unlimited repeats would decide it at today's Δ
-    speakers_needed: int | None = None  # speakers that would decide it at today's Δ and repeats (None: not known)
+    # (speakers, more repeats needed too) that would decide it at today's Δ; None: not known or out of reach
+    speakers_needed: tuple[int, bool] | None = None
 
     def ruled_out(self) -> str:
         """"rules out a gain above +0.031 and a loss larger than 0.040 (95% CI)"."""
@@ -93,10 +94,13 @@ class Answer:
         if self.extra_repeats is None and self.floor_decides:
             return f"{more}; {floor}: more than {MAX_EXTRA_REPEATS} more repeats would be needed at Δ {ev.delta:+.3f}"
         if self.extra_repeats is None:
-            n = self.speakers_needed
-            need = (f" (about {n} speakers would decide it at today's Δ and variance split)" if n
-                    else f" (more than {MAX_SPEAKER_FACTOR}x today's speakers would be needed at today's Δ)"
-                    if ev.n_speakers else "")
+            need = ""
+            if self.speakers_needed:
+                n, repeats_too = self.speakers_needed
+                need = (f" (about {n} speakers{' and more repeats' if repeats_too else ''} would decide it at "
+                        f"today's Δ and variance split)")
+            elif ev.n_speakers:
+                need = f" (not even {MAX_SPEAKER_FACTOR}x today's speakers would decide it at today's Δ)"
             return f"{more}; {floor}: more seeds cannot decide this, more speakers could{need}"
         return (f"{more}; {floor}: about {self.extra_repeats} more repeat{'' if self.extra_repeats == 1 else 's'} "
                 f"would decide it if Δ stays near {self.ev.delta:+.3f}")
@@ -160,24 +164,21 @@ def answer(ev: Evidence, rope: float = ROPE, threshold: float = DECISION_PROB, h
                   floor_decides=floor_decides, speakers_needed=speakers)
 
 
-def speakers_to_decide(ev: Evidence, df: float, rope: float = ROPE, threshold: float = DECISION_PROB) -> int | None:
-    """About how many speakers would decide the comparison at today's Δ, repeats and variance split.
+def speakers_to_decide(ev: Evidence, df: float, rope: float = ROPE, threshold: float = DECISION_PROB
+                       ) -> tuple[int, bool] | None:
+    """About how many speakers would decide the comparison at today's Δ, and whether more repeats are needed too.
 
-    The floor is the speakers' share of Var(Δ̂) and scales as 1/S (S speakers sampled); the training
-    runs' share stays what today's repeats give. None when the speakers are unknown or more than
-    MAX_SPEAKER_FACTOR times today's would be needed (the training runs' share alone is too wide)."""
+    The floor is the speakers' share of Var(Δ̂) and scales as 1/S (S speakers sampled); the training runs'
+    share is what today's repeats give, or (when that alone is too wide) what unlimited repeats give (0).
+    None when the speakers are unknown or more than MAX_SPEAKER_FACTOR times today's would be needed."""
     s = ev.n_speakers
     if not s or not ev.floor_var > 0:
         return None
-    for k in range(1, 8 * int(math.log2(MAX_SPEAKER_FACTOR)) + 2):
-        n = math.ceil(s * 2 ** (k / 8))
-        if n > s * MAX_SPEAKER_FACTOR:
-            return None
-        if _decides(ev.delta, ev.floor_var * s / n + ev.train_var, df, rope, threshold):
-            return n
+    for train, more_repeats in ((ev.train_var, False), (0.0, True)):
+        for k in range(1, 8 * int(math.log2(MAX_SPEAKER_FACTOR)) + 2):
+            n = math.ceil(s * 2 ** (k / 8))
+            if n > s * MAX_SPEAKER_FACTOR:
+                break
+            if _decides(ev.delta, ev.floor_var * s / n + train, df, rope, threshold):
+                return n, more_repeats
     return None
-
-
-def decidable(a: Answer) -> bool:
-    """Could more repeats decide this comparison at today's Δ (racing's futility rule)?"""
-    return a.floor_decides
