@@ -342,6 +342,13 @@ def test_leave_one_corpus_out_tests_each_corpus_with_the_others_training(layouts
         protocol_folds(load_corpus([layouts["turev"]]), "leave_one_corpus_out", 0, 0)
 
 
+def test_leave_one_corpus_out_reads_the_corpora_of_one_manifest_from_its_corpus_column(tmp_path):
+    tone(tmp_path / "a.wav")
+    rows = [["a.wav", s, "sad", name] for name in ("x", "y") for s in ("s1", "s2")]
+    corpus = load_corpus([write_manifest(tmp_path / "m.csv", rows, header=("path", "speaker", "label", "corpus"))])
+    assert protocol_folds(corpus, "leave_one_corpus_out", 0, 0) == (("x:s1", "x:s2"), ("y:s1", "y:s2"))
+
+
 def test_test_corpus_tests_on_every_clip_of_one_corpus(layouts):
     corpus = load_corpus([layouts["ravdess"], layouts["turev"]])
     cfg = RunConfig(data_root=f"{layouts['ravdess']},{layouts['turev']}", test_corpus="turev")
