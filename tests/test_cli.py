@@ -48,12 +48,12 @@ def test_bad_corpora_are_named_before_any_run(tmp_path, capsys, tracking_uri, ex
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main(["train", "--data_root", str(empty), "--tracking_uri", tracking_uri, "--experiment", experiment]) == 2
-    assert "no .wav files" in capsys.readouterr().err
+    assert "no known corpus layout" in capsys.readouterr().err
 
     bad = tmp_path / "badname" / "Actor_01"
     bad.mkdir(parents=True)
     (bad / "hello.wav").write_bytes(b"RIFF")
-    assert main(["train", "--data_root", str(bad.parent), "--tracking_uri", tracking_uri]) == 2
+    assert main(["train", "--data_root", str(bad.parent), "--corpus", "ravdess", "--tracking_uri", tracking_uri]) == 2
     err = capsys.readouterr().err
     assert "malformed RAVDESS file name" in err and "hello.wav" in err
 
@@ -84,7 +84,7 @@ def test_a_split_without_actors_is_refused(synth_root, tmp_path, capsys):
         for f in sorted((synth_root / actor).glob("*.wav"))[:5]:
             (two / actor / f.name).write_bytes(f.read_bytes())
     assert main(["train", "--data_root", str(two)]) == 2
-    assert "leaves a set without actors" in capsys.readouterr().err
+    assert "leaves a set without speakers" in capsys.readouterr().err
 
 
 def test_synth_writes_a_ravdess_layout(tmp_path):

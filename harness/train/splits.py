@@ -100,7 +100,7 @@ def protocol_folds(corpus: Corpus, protocol: str, k: int, seed: int) -> tuple[tu
                             f"(speaker {missing[0]} and {len(missing) - 1} more have none)")
         return _groups(corpus, lambda c: f"{c.corpus}:{c.session}")
     if protocol == "leave_one_corpus_out":
-        if len(corpus.sources) < 2:
+        if len({c.corpus for c in corpus.clips}) < 2:  # a manifest's `corpus` column may hold several
             raise DataError(f"--protocol leave_one_corpus_out needs at least 2 corpora, got {corpus.name}")
         return _groups(corpus, lambda c: c.corpus)
     raise ValueError(f"unknown protocol {protocol!r}")
