@@ -202,9 +202,10 @@ class RunConfig:
         if self.cv_folds < 0 or self.cv_folds == 1:
             raise ConfigError("cv_folds", f"expected 0 (one split) or a number of folds >= 2, got {self.cv_folds}")
         if self.fold is not None:
-            if not self.cv_folds:
+            data_folds = self.protocol not in ("kfold", "declared")  # K comes from the data, set before the run
+            if not self.cv_folds and not data_folds:
                 raise ConfigError("fold", "only means something with --cv_folds K (a fold of K)")
-            if not 0 <= self.fold < self.cv_folds:
+            if self.fold < 0 or (self.cv_folds and self.fold >= self.cv_folds):
                 raise ConfigError("fold", f"expected 0..{self.cv_folds - 1} (a fold of --cv_folds {self.cv_folds}), "
                                           f"got {self.fold}")
         if self.cv_folds:

@@ -431,7 +431,7 @@ def test_synth_says_how_to_read_the_layout_it_wrote(tmp_path, capsys):
 
 def bad_manifests(tmp_path):
     """name -> (data_root, extra flags, what the line must say)."""
-    good = tone(tmp_path / "ok.wav", 0.2)
+    tone(tmp_path / "ok.wav", 0.2)
     (tmp_path / "junk.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunk")
     header_split = ("path", "speaker", "label", "split")
     m = {

@@ -22,7 +22,6 @@ from harness.suite import planning
 from harness.suite.file import load_suite
 from harness.suite.runner import run_suite
 from harness.train import cv
-from harness.config import RunConfig
 from harness.corpora.load import load_corpus
 from harness.train.splits import cv_folds, make_split
 

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.real_data
 def test_every_real_clip_is_found_and_labelled(ravdess_root, cache_dir):
     corpus = load_corpus([ravdess_root], ['auto'], cache_dir)
     assert len(corpus.clips) == 60 * len(corpus.speakers)
-    emotions = {c.emotion for c in corpus.clips}
+    emotions = {c.label for c in corpus.clips}
     assert len(emotions) == 8
     # RAVDESS: 4 neutral, 8 of each other emotion per actor -> 12 neutral / 16 positive / 32 negative
     assert np.bincount(corpus.labels("sentiment")).tolist() == [12 * len(corpus.speakers), 16 * len(corpus.speakers),

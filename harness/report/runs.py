@@ -246,7 +246,7 @@ def read_pooled(clips: pd.DataFrame, finished: pd.DataFrame) -> pd.DataFrame:
     from harness.train.cv import pooled_scores
 
     out = [{"row": row, "seed": int(seed), "n_clips": len(g),
-            "pooled_f1": pooled_scores(g, row_classes(finished, row))["test_f1_macro"]}
+            "pooled_f1": pooled_scores(g)["test_f1_macro"]}
            for (row, seed), g in clips.groupby(["row", "repeat"])]
     return pd.DataFrame(out, columns=["row", "seed", "pooled_f1", "n_clips"])
 

@@ -11,26 +11,20 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 from harness import tracking
 from harness.config import RunConfig
+from harness.metrics import scores
 
 
-def pooled_scores(predictions: pd.DataFrame, classes: Sequence[str]) -> dict[str, float]:
+def pooled_scores(predictions: pd.DataFrame) -> dict[str, float]:
     """Macro-F1, accuracy (WA) and UA (mean per-class recall) of pooled predictions (columns `true`, `pred`:
-    class names)."""
-    from sklearn.metrics import accuracy_score, f1_score, recall_score
-
-    true, pred = predictions["true"].astype(str), predictions["pred"].astype(str)
-    labels = list(classes)
-    acc = float(accuracy_score(true, pred))
-    return {"test_f1_macro": float(f1_score(true, pred, labels=labels, average="macro", zero_division=0)),
-            "test_accuracy": acc, "test_wa": acc,
-            "test_ua": float(recall_score(true, pred, labels=labels, average="macro", zero_division=0))}
+    class names), averaged over the classes that occur (`harness.metrics`)."""
+    got = scores(predictions["true"].astype(str).tolist(), predictions["pred"].astype(str).tolist())
+    return {"test_f1_macro": got["f1_macro"], "test_accuracy": got["wa"], "test_wa": got["wa"], "test_ua": got["ua"]}
 
 
 def read_predictions(path: Path) -> pd.DataFrame:
@@ -53,11 +47,10 @@ def run_repeat(cfg: RunConfig, experiment: str, tracking_uri: str | None = None,
     name = f"{cfg.model}-seed{cfg.seed}-cv{cfg.cv_folds}"
     with tracking.tracked_run(c, exp_id, name, tags, parent_run_id) as run_id:
         tracking.log_params(c, run_id, cfg.to_params())
-        folds, frames, classes = [], [], ()
+        folds, frames = [], []
         for fold in range(cfg.cv_folds):
             fcfg = cfg.replace(fold=fold)
             data = training.prepare(fcfg)
-            classes = data.classes
             if on_fold is not None:
                 on_fold(fold, data)
             res = training.run(fcfg, experiment=experiment, tracking_uri=tracking_uri, out_dir=Path(out_dir) / f"fold{fold}",
@@ -69,7 +62,7 @@ def run_repeat(cfg: RunConfig, experiment: str, tracking_uri: str | None = None,
         path = Path(out_dir) / training.PREDICTIONS
         pooled.to_csv(path, index=False)
         c.log_artifact(run_id, str(path))
-        metrics = {**pooled_scores(pooled, classes),
+        metrics = {**pooled_scores(pooled),
                    "test_f1_macro_fold_mean": float(np.mean([r["test_f1_macro"] for r in folds])),
                    "n_folds": cfg.cv_folds, "n_test_clips": len(pooled), "wall_time_s": time.time() - t0}
         tracking.log_metrics(c, run_id, metrics)

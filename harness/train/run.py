@@ -17,9 +17,9 @@ from typing import Callable
 
 import numpy as np
 import torch
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
+from sklearn.metrics import confusion_matrix, f1_score
 
-from harness import tracking
+from harness import metrics, tracking
 from harness.config import RunConfig
 from harness.errors import NonFiniteLossError
 from harness.figures import confusion_png
@@ -99,7 +99,7 @@ def prepare(cfg: RunConfig, cache_dir: Path | None = None, progress: bool = Fals
     """Everything before training; raises HarnessError on bad data before any training."""
     cache_dir = default_cache_dir() if cache_dir is None else cache_dir
     corpus = scan_data(cfg, cache_dir)
-    check_design(corpus, cfg)
+    cfg = checked_config(cfg, corpus)  # a protocol's fold count from the data, wherever prepare is called from
     split = make_split(corpus, cfg)
     feats = compute_features(corpus, cfg.sr, cfg.n_mels, cfg.n_fft, cfg.hop_length, cache_dir, progress)
     kind = data_kind(corpus)
@@ -227,11 +227,9 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, n_classes
     pred = logits.argmax(1).cpu().numpy()
     true = y.cpu().numpy()
     labels = list(range(n_classes))
-    out = {"f1_macro": float(f1_score(true, pred, labels=labels, average="macro", zero_division=0)),
-           "pred": pred, "probs": torch.softmax(logits, 1).cpu().numpy(),
-           "accuracy": float(accuracy_score(true, pred)),
-           # UA: unweighted accuracy, the mean of per-class recalls (the field's name for balanced accuracy).
-           "ua": float(recall_score(true, pred, labels=labels, average="macro", zero_division=0)),
+    got = metrics.scores(true.tolist(), pred.tolist())  # macro averages over the classes that occur
+    out = {"f1_macro": got["f1_macro"], "pred": pred, "probs": torch.softmax(logits, 1).cpu().numpy(),
+           "accuracy": got["wa"], "ua": got["ua"],
            "f1_per_class": f1_score(true, pred, labels=labels, average=None, zero_division=0).tolist(),
            "confusion": confusion_matrix(true, pred, labels=labels).tolist()}
     if criterion is not None:

@@ -123,6 +123,9 @@ def _groups(corpus: Corpus, key) -> tuple[tuple[str, ...], ...]:
 
 def _published_folds(corpus: Corpus, name: str) -> tuple[tuple[str, ...], ...]:
     have = [a.name for a in ADAPTERS.values() if name in a.folds]
+    if len(corpus.sources) > 1:
+        raise DataError(f"--protocol {name} is the published folds of one corpus ({', '.join(have)}): it reads that "
+                        f"corpus alone, not {corpus.name}")
     if name not in corpus.folds:
         raise DataError(f"--protocol {name}: corpus {corpus.name} has no published {name} folds "
                         f"(corpora that have: {', '.join(have)})")
