@@ -2,12 +2,19 @@
 a small synthetic corpus, and the real clips when RAVDESS_ROOT points at them."""
 from __future__ import annotations
 
+import glob
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from harness.config import RunConfig
+
+SERVICES_SH = Path(__file__).resolve().parent.parent / "scripts" / "services.sh"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -75,3 +82,58 @@ def turev_root() -> Path:
 def experiment(request) -> str:
     """A fresh MLflow experiment name per test (one shared store is faster than one per test)."""
     return f"test-{request.node.name}"
+
+
+# --- PostgreSQL + an MLflow server (scripts/services.sh): tests/test_scaleout.py, tests/test_slurm.py ---
+
+class Services:
+    def __init__(self, folder: Path):
+        self.dir = folder
+        self.env: dict[str, str] = {}
+
+    def sh(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+        env = {**os.environ, "HARNESS_SERVICES_DIR": str(self.dir), "PYTHON": sys.executable}
+        p = subprocess.run(["bash", str(SERVICES_SH), *args], env=env, capture_output=True, text=True, timeout=timeout)
+        if (self.dir / "services.env").exists():
+            for line in (self.dir / "services.env").read_text().splitlines():
+                key, _, value = line.removeprefix("export ").partition("=")
+                self.env[key] = value
+        return p
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.env["MLFLOW_TRACKING_URI"]
+
+    @property
+    def storage(self) -> str:
+        return self.env["HARNESS_STORAGE"]
+
+    @property
+    def password(self) -> str:
+        return (self.dir / "password").read_text().strip()
+
+
+def _pg_binaries() -> bool:
+    if os.environ.get("PG_BIN"):
+        return Path(os.environ["PG_BIN"], "initdb").exists()
+    return bool(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+
+
+@pytest.fixture(scope="session")
+def services():
+    """Started once per session in a fresh folder under /tmp (PostgreSQL runs as the system user `postgres`
+    when the tests run as root: the folder must be reachable by it, which pytest's own tmp folders are not)."""
+    if not _pg_binaries():
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found under /usr/lib/postgresql/*/bin: "
+                    "apt-get install -y postgresql (.ci/run does)")
+    folder = Path(tempfile.mkdtemp(prefix="harness-services-", dir="/tmp"))
+    folder.chmod(0o711)
+    s = Services(folder)
+    try:
+        started = s.sh("start")
+        assert started.returncode == 0, f"scripts/services.sh start failed:\n{started.stdout}\n{started.stderr}"
+        yield s
+    finally:
+        stopped = s.sh("stop", timeout=120)
+        shutil.rmtree(folder, ignore_errors=True)
+        assert stopped.returncode == 0, stopped.stderr

@@ -2,21 +2,17 @@
 server on it, started by scripts/services.sh; real worker processes, real SIGKILL, a restarted
 server, services that are down at start, and the MLflow UI in headless Chromium.
 
-The services run in a fresh folder under /tmp for the session (PostgreSQL runs as the system user
-`postgres` when the tests run as root: the folder must be reachable by it, which pytest's own
-tmp folders are not) and are always stopped at the end. Without PostgreSQL's server binaries
-these tests skip with that reason; CI (.ci/run) installs them.
+The services are conftest's `services` fixture (shared with tests/test_slurm.py): a fresh folder under
+/tmp for the session, always stopped at the end. Without PostgreSQL's server binaries these tests skip
+with that reason; CI (.ci/run) installs them.
 """
 from __future__ import annotations
 
-import glob
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -29,60 +25,6 @@ from harness import tracking
 from harness.suite.planning import search_runs
 
 REPO = Path(__file__).resolve().parent.parent
-SERVICES = REPO / "scripts" / "services.sh"
-
-
-# --- the services ------------------------------------------------------------------------------
-
-class Services:
-    def __init__(self, folder: Path):
-        self.dir = folder
-        self.env: dict[str, str] = {}
-
-    def sh(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-        env = {**os.environ, "HARNESS_SERVICES_DIR": str(self.dir), "PYTHON": sys.executable}
-        p = subprocess.run(["bash", str(SERVICES), *args], env=env, capture_output=True, text=True, timeout=timeout)
-        if (self.dir / "services.env").exists():
-            for line in (self.dir / "services.env").read_text().splitlines():
-                key, _, value = line.removeprefix("export ").partition("=")
-                self.env[key] = value
-        return p
-
-    @property
-    def tracking_uri(self) -> str:
-        return self.env["MLFLOW_TRACKING_URI"]
-
-    @property
-    def storage(self) -> str:
-        return self.env["HARNESS_STORAGE"]
-
-    @property
-    def password(self) -> str:
-        return (self.dir / "password").read_text().strip()
-
-
-def _pg_binaries() -> bool:
-    if os.environ.get("PG_BIN"):
-        return Path(os.environ["PG_BIN"], "initdb").exists()
-    return bool(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-
-
-@pytest.fixture(scope="session")
-def services():
-    if not _pg_binaries():
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found under /usr/lib/postgresql/*/bin: "
-                    "apt-get install -y postgresql (.ci/run does)")
-    folder = Path(tempfile.mkdtemp(prefix="harness-services-", dir="/tmp"))
-    folder.chmod(0o711)
-    s = Services(folder)
-    try:
-        started = s.sh("start")
-        assert started.returncode == 0, f"scripts/services.sh start failed:\n{started.stdout}\n{started.stderr}"
-        yield s
-    finally:
-        stopped = s.sh("stop", timeout=120)
-        shutil.rmtree(folder, ignore_errors=True)
-        assert stopped.returncode == 0, stopped.stderr
 
 
 # --- helpers -------------------------------------------------------------------------------------
