@@ -2,7 +2,7 @@
 
 Three measurements, all taken in this one run (ratios are never compared across runs):
 
-(a) Feature cache. `harness.train.data.scan_corpus` + `harness.train.features.compute_features`
+(a) Feature cache. `harness.corpora.load.load_corpus` + `harness.train.features.compute_features`
     on a fresh cache (first run: SHA-1 of every file, decode, resample, log-mel, save)
     and again on the warm cache (repeat run: a stat per file + one `np.load`), each repeat
     in a fresh interpreter (timed after its imports) as a later `harness train` would be.
@@ -128,11 +128,11 @@ import hashlib, json, sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 import soundfile, torch, torchaudio
-from harness.train.data import scan_corpus
+from harness.corpora.load import load_corpus
 from harness.train.features import compute_features
 root, cache, sr, n_mels, n_fft, hop = Path(sys.argv[2]), Path(sys.argv[3]), *map(int, sys.argv[4:8])
 t0 = time.perf_counter()
-corpus = scan_corpus(root, cache)
+corpus = load_corpus([root], ["auto"], cache)
 t1 = time.perf_counter()
 feats = compute_features(corpus, sr, n_mels, n_fft, hop, cache)
 t2 = time.perf_counter()
@@ -188,12 +188,12 @@ def bench_features(root: Path, cache_dir: Path, sr: int, n_mels: int, n_fft: int
     import soundfile  # noqa: F401  (imports paid before the clock)
     import torchaudio  # noqa: F401
 
-    from harness.train.data import scan_corpus
+    from harness.corpora.load import load_corpus
     from harness.train.features import compute_features
 
     assert not (cache_dir / "features").exists(), "the first run needs a fresh cache"
     t0 = time.perf_counter()
-    corpus = scan_corpus(root, cache_dir)
+    corpus = load_corpus([root], ["auto"], cache_dir)
     first = compute_features(corpus, sr, n_mels, n_fft, hop, cache_dir)
     first_s = time.perf_counter() - t0
     first_sha1 = hashlib.sha1(first.numpy().tobytes()).hexdigest()
