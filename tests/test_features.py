@@ -79,3 +79,29 @@ def test_mixup_is_a_convex_combination():
     assert 0.0 <= lam <= 1.0 and torch.equal(ya, y)
     perm = [int((y == v).nonzero()) for v in yb]
     assert torch.allclose(xm, lam * x + (1 - lam) * x[perm])
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 44100, 48000, 44056])
+def test_a_clip_cut_before_resampling_has_the_features_of_one_resampled_whole_then_cut(rate):
+    import torchaudio
+
+    extractor = features.LogMel(22050, 32, 1024, 512)
+    whole = torchaudio.transforms.Resample(rate, 22050)
+    rng = np.random.default_rng(rate)
+    for seconds in (0.3, 2.9, 3.0, 3.07, 5.0, 10.0):
+        samples = rng.normal(0, 0.1, int(round(seconds * rate))).astype(np.float32)
+        expected = extractor.to_db(extractor.mel(fix_length(whole(torch.from_numpy(samples)), extractor.length)))
+        assert torch.equal(extractor(samples, rate), expected), f"{seconds} s at {rate} Hz"
+
+
+def test_a_long_clip_is_cut_to_about_clip_seconds_before_resampling():
+    import torchaudio
+
+    resampler = torchaudio.transforms.Resample(48000, 22050)
+    length = int(CLIP_SECONDS * 22050)
+    cut, skip = features.cut_for_resampling(torch.zeros(48000 * 10), resampler, length)
+    assert CLIP_SECONDS * 48000 < cut.shape[-1] < (CLIP_SECONDS + 0.05) * 48000 and skip > 0
+    short = torch.zeros(48000 * 3)  # exactly CLIP_SECONDS: nothing to cut
+    cut, skip = features.cut_for_resampling(short, resampler, length)
+    assert cut is short and skip == 0
+
