@@ -105,3 +105,13 @@ def test_a_long_clip_is_cut_to_about_clip_seconds_before_resampling():
     cut, skip = features.cut_for_resampling(short, resampler, length)
     assert cut is short and skip == 0
 
+
+@pytest.mark.parametrize("channels", [2, 3])
+def test_the_mix_down_is_the_mean_of_the_channels_to_the_bit(tmp_path, channels):
+    from harness.corpora.base import read_audio
+
+    path = tmp_path / "multi.wav"
+    sf.write(path, np.random.default_rng(channels).normal(0, 0.3, (4410, channels)), 44100, subtype="PCM_16")
+    data, _ = sf.read(path, dtype="float32", always_2d=True)
+    mono, rate = read_audio(path)
+    assert rate == 44100 and mono.dtype == np.float32 and np.array_equal(mono, data.mean(axis=1))
