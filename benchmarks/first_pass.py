@@ -8,20 +8,24 @@ A first pass is what a first `harness train` on a corpus pays: `load_corpus` wit
 centre-cut or pad to CLIP_SECONDS, log-mel, save), in a fresh cache folder each time, imports done
 before the clock. The cases:
 
-    ravdess    the reference: RAVDESS_ROOT as it comes (48 kHz, 3-5 s, a few stereo), else the
-               synthetic RAVDESS layout written at 48 kHz (8 actors)
-    turev      TurEV-DB's clips (TUREV_ROOT: 44.1 kHz mono, 0.35-2.5 s); left out when unset
+    ravdess    the reference: RAVDESS as it comes (48 kHz, 3-5 s, a few stereo): every 4th clip of
+               RAVDESS_ROOT (120 of the 480 of actors 1-8, all actors), linked into a RAVDESS
+               folder and read through its adapter; else the synthetic RAVDESS layout written at
+               48 kHz (2 actors, 120 clips)
+    turev      TurEV-DB's clips (TUREV_ROOT: 44.1 kHz mono, 0.35-2.5 s), all of them; left out
+               when unset
     16k-mono   synthetic clips at 16 kHz mono (EmoDB's, CREMA-D's rate), ~3.5 s
     44k-stereo synthetic clips at 44.1 kHz, two different channels, ~3.5 s
     0.3s       synthetic clips at 48 kHz cut to their central 0.3 s (the shortest lengths)
     10s        synthetic clips at 48 kHz tiled to 10 s (the longest)
 
-The synthetic cases are written with soundfile (PCM 16) from `harness synth`'s clips and read
-through a manifest (`path, speaker, label`). Every file is read once before the clock so that
-each case reads from the page cache alike, and one untimed pass warms torch's kernels. The cases
-run interleaved, in rounds (each round in a rotated order, so no case always follows the same
-one); a case's figure is the median over rounds of (its seconds per clip / the reference's in the
-same round).
+The synthetic cases (120 clips each) are written with soundfile (PCM 16) from `harness synth`'s
+clips and read through a manifest (`path, speaker, label`). Every file is read once before the
+clock so that each case reads from the page cache alike, and one untimed pass warms torch's
+kernels. A round runs the reference before and after every case (R, A, R, B, ..., R; the cases
+in a rotated order each round), so each case is timed next to the reference and a burst of load
+from other processes hits both alike; a case's figure is the median over rounds of (its s/clip /
+the mean s/clip of the reference passes just before and after it).
 """
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SYNTH_ACTORS = 2  # x 60 clips: 120 clips per synthetic case
+REFERENCE_EVERY = 4  # of RAVDESS_ROOT's clips: 120 of actors 1-8's 480, as many as a synthetic case
 
 
 @dataclass(frozen=True)
@@ -48,7 +53,7 @@ class CaseTiming:
     case: Case
     n_clips: int
     per_clip_s: list[float]  # one per round
-    ratios: list[float]  # per round: this case's s/clip / the reference's in the same round
+    ratios: list[float]  # per round: this case's s/clip / the mean of the reference passes beside it
 
     @property
     def median_ms(self) -> float:
@@ -122,6 +127,17 @@ def _tiled(seconds: float):
     return tile
 
 
+def _linked_subset(root: Path, folder: Path, every: int) -> Path:
+    """Every `every`th clip of a RAVDESS root, linked (same relative paths) under `folder`."""
+    from harness.corpora.load import load_corpus
+
+    for clip in load_corpus([root], ["ravdess"], None).clips[::every]:
+        link = folder / clip.relpath
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(clip.path.resolve())
+    return folder
+
+
 def build_cases(tmp: Path) -> tuple[list[Case], list[str]]:
     """The reference first, then the others; and a note per case left out."""
     from harness.train.synth import generate_corpus
@@ -129,11 +145,12 @@ def build_cases(tmp: Path) -> tuple[list[Case], list[str]]:
     cases, notes = [], []
     rav = os.environ.get("RAVDESS_ROOT")
     if rav:
-        root = Path(rav).expanduser()
-        cases.append(Case("ravdess", root, "ravdess", f"RAVDESS_ROOT={rav} (real)"))
+        cases.append(Case("ravdess", _linked_subset(Path(rav).expanduser(), tmp / "ravdess", REFERENCE_EVERY),
+                          "ravdess", f"every {REFERENCE_EVERY}th clip of RAVDESS_ROOT={rav} (real)"))
     else:
-        root = generate_corpus(tmp / "ravdess-48k", n_actors=8, seed=0, sr=48000)
-        cases.append(Case("ravdess", root, "ravdess", "synthetic RAVDESS layout, 8 actors (RAVDESS_ROOT unset)"))
+        root = generate_corpus(tmp / "ravdess-48k", n_actors=SYNTH_ACTORS, seed=0, sr=48000)
+        cases.append(Case("ravdess", root, "ravdess", f"synthetic RAVDESS layout at 48 kHz, {SYNTH_ACTORS} actors "
+                                                      "(RAVDESS_ROOT unset)"))
     tur = os.environ.get("TUREV_ROOT")
     if tur:
         cases.append(Case("turev", Path(tur).expanduser(), "turev", f"TUREV_ROOT={tur} (real)"))
@@ -178,17 +195,31 @@ def warm_up(cases: list[Case], tmp: Path, feature_args: tuple[int, int, int, int
 
 def time_cases(cases: list[Case], tmp: Path, feature_args: tuple[int, int, int, int], rounds: int,
                progress=print) -> list[CaseTiming]:
-    """Every case once per round, interleaved (rotated order per round), each in a fresh cache."""
+    """Per round: the reference before and after every other case (rotated order per round), each pass
+    in a fresh cache. The reference's CaseTiming holds all its passes, its ratios are 1."""
+    ref, others = cases[0], cases[1:]
     per_clip: dict[str, list[float]] = {c.name: [] for c in cases}
+    ratios: dict[str, list[float]] = {c.name: [] for c in others}
     n_clips: dict[str, int] = {}
+    passes = 0
+
+    def timed(c: Case) -> float:
+        nonlocal passes
+        n, s = _first_pass(c, tmp / f"cache-d-{passes}-{c.name}", feature_args)
+        passes += 1
+        n_clips[c.name] = n
+        per_clip[c.name].append(s / n)
+        return s / n
+
     for r in range(rounds):
-        order = cases[r % len(cases):] + cases[:r % len(cases)]
-        for c in order:
-            n, s = _first_pass(c, tmp / f"cache-d-{r}-{c.name}", feature_args)
-            n_clips[c.name] = n
-            per_clip[c.name].append(s / n)
-        progress(f"    round {r + 1}: " + ", ".join(f"{c.name} {1000 * per_clip[c.name][-1]:.2f}" for c in cases)
-                 + " ms/clip")
-    ref = per_clip[cases[0].name]
-    return [CaseTiming(c, n_clips[c.name], per_clip[c.name], [x / y for x, y in zip(per_clip[c.name], ref)])
-            for c in cases]
+        k = r % len(others) if others else 0
+        before = timed(ref)
+        for c in others[k:] + others[:k]:
+            x = timed(c)
+            after = timed(ref)
+            ratios[c.name].append(x / ((before + after) / 2))
+            before = after
+        progress(f"    round {r + 1}: " + ", ".join(f"{c.name} {1000 * per_clip[c.name][-1]:.2f}" for c in others)
+                 + f" ms/clip; ravdess {', '.join(f'{1000 * x:.2f}' for x in per_clip[ref.name][-len(others) - 1:])}")
+    return [CaseTiming(ref, n_clips[ref.name], per_clip[ref.name], [1.0] * len(per_clip[ref.name]))] + \
+        [CaseTiming(c, n_clips[c.name], per_clip[c.name], ratios[c.name]) for c in others]
