@@ -106,12 +106,14 @@ def test_a_long_clip_is_cut_to_about_clip_seconds_before_resampling():
     assert cut is short and skip == 0
 
 
-@pytest.mark.parametrize("channels", [2, 3])
-def test_the_mix_down_is_the_mean_of_the_channels_to_the_bit(tmp_path, channels):
+@pytest.mark.parametrize("channels,subtype", [(1, "PCM_16"), (2, "PCM_16"), (3, "PCM_16"), (2, "PCM_24"),
+                                              (2, "FLOAT")])
+def test_a_clip_reads_as_the_mean_of_its_channels_as_soundfile_decodes_them_to_the_bit(tmp_path, channels, subtype):
     from harness.corpora.base import read_audio
 
     path = tmp_path / "multi.wav"
-    sf.write(path, np.random.default_rng(channels).normal(0, 0.3, (4410, channels)), 44100, subtype="PCM_16")
+    noise = np.random.default_rng(channels).normal(0, 0.3, (4410, channels)).clip(-1, 1)
+    sf.write(path, noise, 44100, subtype=subtype)
     data, _ = sf.read(path, dtype="float32", always_2d=True)
     mono, rate = read_audio(path)
     assert rate == 44100 and mono.dtype == np.float32 and np.array_equal(mono, data.mean(axis=1))
