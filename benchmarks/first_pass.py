@@ -25,7 +25,8 @@ clock so that each case reads from the page cache alike, and one untimed pass wa
 kernels. A round runs the reference before and after every case (R, A, R, B, ..., R; the cases
 in a rotated order each round), so each case is timed next to the reference and a burst of load
 from other processes hits both alike; a case's figure is the median over rounds of (its s/clip /
-the mean s/clip of the reference passes just before and after it).
+the mean s/clip of the reference passes just before and after it). The same ratio in this
+process's CPU seconds is printed beside it (no goal): other processes' load moves it much less.
 """
 from __future__ import annotations
 
@@ -52,8 +53,9 @@ class Case:
 class CaseTiming:
     case: Case
     n_clips: int
-    per_clip_s: list[float]  # one per round
+    per_clip_s: list[float]  # wall seconds per clip, one per pass
     ratios: list[float]  # per round: this case's s/clip / the mean of the reference passes beside it
+    cpu_ratios: list[float]  # the same in this process's CPU seconds
 
     @property
     def median_ms(self) -> float:
@@ -62,6 +64,10 @@ class CaseTiming:
     @property
     def ratio(self) -> float:
         return statistics.median(self.ratios)
+
+    @property
+    def cpu_ratio(self) -> float:
+        return statistics.median(self.cpu_ratios)
 
 
 def describe_audio(paths: list[Path]) -> str:
@@ -166,16 +172,16 @@ def build_cases(tmp: Path) -> tuple[list[Case], list[str]]:
     return cases, notes
 
 
-def _first_pass(case: Case, cache: Path, feature_args: tuple[int, int, int, int]) -> tuple[int, float]:
-    """(clips, seconds) of load_corpus + compute_features on a fresh cache."""
+def _first_pass(case: Case, cache: Path, feature_args: tuple[int, int, int, int]) -> tuple[int, float, float]:
+    """(clips, wall seconds, this process's CPU seconds) of load_corpus + compute_features on a fresh cache."""
     from harness.corpora.load import load_corpus
     from harness.train.features import compute_features
 
     assert not cache.exists(), "a first pass needs a fresh cache"
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     corpus = load_corpus([case.root], [case.adapter], cache)
     compute_features(corpus, *feature_args, cache)
-    return len(corpus.clips), time.perf_counter() - t0
+    return len(corpus.clips), time.perf_counter() - t0, time.process_time() - c0
 
 
 def warm_up(cases: list[Case], tmp: Path, feature_args: tuple[int, int, int, int]) -> dict[str, list[Path]]:
@@ -200,16 +206,17 @@ def time_cases(cases: list[Case], tmp: Path, feature_args: tuple[int, int, int, 
     ref, others = cases[0], cases[1:]
     per_clip: dict[str, list[float]] = {c.name: [] for c in cases}
     ratios: dict[str, list[float]] = {c.name: [] for c in others}
+    cpu_ratios: dict[str, list[float]] = {c.name: [] for c in others}
     n_clips: dict[str, int] = {}
     passes = 0
 
-    def timed(c: Case) -> float:
+    def timed(c: Case) -> tuple[float, float]:
         nonlocal passes
-        n, s = _first_pass(c, tmp / f"cache-d-{passes}-{c.name}", feature_args)
+        n, wall, cpu = _first_pass(c, tmp / f"cache-d-{passes}-{c.name}", feature_args)
         passes += 1
         n_clips[c.name] = n
-        per_clip[c.name].append(s / n)
-        return s / n
+        per_clip[c.name].append(wall / n)
+        return wall / n, cpu / n
 
     for r in range(rounds):
         k = r % len(others) if others else 0
@@ -217,9 +224,11 @@ def time_cases(cases: list[Case], tmp: Path, feature_args: tuple[int, int, int, 
         for c in others[k:] + others[:k]:
             x = timed(c)
             after = timed(ref)
-            ratios[c.name].append(x / ((before + after) / 2))
+            ratios[c.name].append(x[0] / ((before[0] + after[0]) / 2))
+            cpu_ratios[c.name].append(x[1] / ((before[1] + after[1]) / 2))
             before = after
         progress(f"    round {r + 1}: " + ", ".join(f"{c.name} {1000 * per_clip[c.name][-1]:.2f}" for c in others)
                  + f" ms/clip; ravdess {', '.join(f'{1000 * x:.2f}' for x in per_clip[ref.name][-len(others) - 1:])}")
-    return [CaseTiming(ref, n_clips[ref.name], per_clip[ref.name], [1.0] * len(per_clip[ref.name]))] + \
-        [CaseTiming(c, n_clips[c.name], per_clip[c.name], ratios[c.name]) for c in others]
+    ones = [1.0] * len(per_clip[ref.name])
+    return [CaseTiming(ref, n_clips[ref.name], per_clip[ref.name], ones, ones)] + \
+        [CaseTiming(c, n_clips[c.name], per_clip[c.name], ratios[c.name], cpu_ratios[c.name]) for c in others]

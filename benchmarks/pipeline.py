@@ -477,10 +477,12 @@ def first_pass_report(tmp: Path, sr: int, n_mels: int, n_fft: int, hop: int, rou
         print(f"    {n}")
     timings = time_cases(cases, tmp / "first-pass", args, rounds, progress=lambda line: print(line, flush=True))
     ref = timings[0]
-    print(f"    {'case':<11} {'ms/clip (median)':>17} {'/ ravdess beside it':>20}  per round")
+    print(f"    {'case':<11} {'ms/clip (median)':>17} {'/ ravdess beside it':>20}  per round{'':<22} "
+          f"in CPU s (no goal)")
     print(f"    {ref.case.name:<11} {ref.median_ms:>17.2f} {'':>20}  (median of its {len(ref.per_clip_s)} passes)")
     for t in timings[1:]:
-        print(f"    {t.case.name:<11} {t.median_ms:>17.2f} {t.ratio:>20.3f}  [{', '.join(f'{x:.3f}' for x in t.ratios)}]")
+        rounds_ = f"[{', '.join(f'{x:.3f}' for x in t.ratios)}]"
+        print(f"    {t.case.name:<11} {t.median_ms:>17.2f} {t.ratio:>20.3f}  {rounds_:<31} {t.cpu_ratio:.3f}")
     ratios = [Ratio(f"(d) first pass s/clip, {t.case.name} / ravdess", t.ratio, FIRST_PASS_GOAL) for t in timings[1:]]
     notes = [f"(d) reference: ravdess {ref.median_ms:.2f} ms/clip ({ref.n_clips} clips, {ref.case.what}); "
              f"each case's ratio: median of {rounds} round(s)"] + [f"(d) {n}" for n in notes]
