@@ -26,7 +26,7 @@ kernels. A round runs the reference before and after every case (R, A, R, B, ...
 in a rotated order each round), so each case is timed next to the reference and a burst of load
 from other processes hits both alike; a case's figure is the median over rounds of (its s/clip /
 the mean s/clip of the reference passes just before and after it). The same ratio in this
-process's CPU seconds is printed beside it (no goal): other processes' load moves it much less.
+process's CPU seconds is printed beside it, as a check on the wall-clock one (no goal).
 """
 from __future__ import annotations
 
