@@ -1,8 +1,8 @@
-"""Pipeline benchmark: what the feature cache saves, what the training loop costs.
+"""Pipeline benchmark: what the feature cache saves, what the training loop costs, what audio as it comes costs.
 
-Three measurements, all taken in this one run (ratios are never compared across runs):
+Four measurements, all taken in this one run (ratios are never compared across runs):
 
-(a) Feature cache. `harness.train.data.scan_corpus` + `harness.train.features.compute_features`
+(a) Feature cache. `harness.corpora.load.load_corpus` + `harness.train.features.compute_features`
     on a fresh cache (first run: SHA-1 of every file, decode, resample, log-mel, save)
     and again on the warm cache (repeat run: a stat per file + one `np.load`), each repeat
     in a fresh interpreter (timed after its imports) as a later `harness train` would be.
@@ -31,10 +31,21 @@ Three measurements, all taken in this one run (ratios are never compared across 
     precision the harness uses there); the best of 3 timing windows, as the least
     disturbed by other processes. Informational: no goal.
 
+(d) Audio as it comes. Seconds per clip of a first feature pass (load_corpus with a fresh
+    cache + compute_features, in a fresh cache folder, imports before the clock) of RAVDESS as
+    it comes (the reference: 48 kHz, 3-5 s, some stereo; 120 clips of RAVDESS_ROOT) and of
+    TurEV-DB's clips (TUREV_ROOT, 44.1 kHz, 0.35-2.5 s; left out when unset), synthetic clips at
+    16 kHz mono, at 44.1 kHz stereo, and at 48 kHz cut to 0.3 s and tiled to 10 s (the length
+    extremes). In each of --first-pass-rounds rounds (default 3) the reference runs before and
+    after every case, every file read once before the clock; each case's goal figure is the
+    median over rounds of (its s/clip / the mean of the reference passes beside it), goal <= 1.5.
+    Details in first_pass.py.
+
 Real audio when RAVDESS_ROOT is set, else the synthetic corpus. Everything is written
 to a temporary directory (feature cache included); no MLflow or Optuna store is used.
 
-    RAVDESS_ROOT=/path/to/ravdess python benchmarks/pipeline.py [--check]
+    RAVDESS_ROOT=/path/to/ravdess [TUREV_ROOT=/path/to/turev] python benchmarks/pipeline.py [--check]
+    ... python benchmarks/pipeline.py --first-pass-only [--first-pass-rounds 3]   # (d) only
 
 Exit code 0 (a measurement), or with --check 1 when a goal is missed.
 """
@@ -59,6 +70,7 @@ if str(REPO) not in sys.path:
 
 FEATURE_GOAL = 0.02  # repeat / first feature time
 EPOCH_GOAL = 1.05  # harness / bare median epoch time
+FIRST_PASS_GOAL = 1.5  # a case's first-pass s/clip / RAVDESS's
 
 
 # --- reporting helpers (shared with workers.py) --------------------------------
@@ -128,11 +140,11 @@ import hashlib, json, sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 import soundfile, torch, torchaudio
-from harness.train.data import scan_corpus
+from harness.corpora.load import load_corpus
 from harness.train.features import compute_features
 root, cache, sr, n_mels, n_fft, hop = Path(sys.argv[2]), Path(sys.argv[3]), *map(int, sys.argv[4:8])
 t0 = time.perf_counter()
-corpus = scan_corpus(root, cache)
+corpus = load_corpus([root], ["auto"], cache)
 t1 = time.perf_counter()
 feats = compute_features(corpus, sr, n_mels, n_fft, hop, cache)
 t2 = time.perf_counter()
@@ -188,12 +200,12 @@ def bench_features(root: Path, cache_dir: Path, sr: int, n_mels: int, n_fft: int
     import soundfile  # noqa: F401  (imports paid before the clock)
     import torchaudio  # noqa: F401
 
-    from harness.train.data import scan_corpus
+    from harness.corpora.load import load_corpus
     from harness.train.features import compute_features
 
     assert not (cache_dir / "features").exists(), "the first run needs a fresh cache"
     t0 = time.perf_counter()
-    corpus = scan_corpus(root, cache_dir)
+    corpus = load_corpus([root], ["auto"], cache_dir)
     first = compute_features(corpus, sr, n_mels, n_fft, hop, cache_dir)
     first_s = time.perf_counter() - t0
     first_sha1 = hashlib.sha1(first.numpy().tobytes()).hexdigest()
@@ -443,6 +455,40 @@ def throughput_report(layout_rounds: int = 5) -> list[LayoutTiming]:
     return out
 
 
+# --- (d) audio as it comes -------------------------------------------------------------
+
+def first_pass_report(tmp: Path, sr: int, n_mels: int, n_fft: int, hop: int, rounds: int
+                      ) -> tuple[list[Ratio], list[str]]:
+    """(d): each case's first-pass s/clip against RAVDESS's, interleaved rounds (first_pass.py)."""
+    import soundfile  # noqa: F401  (imports paid before the clock)
+    import torchaudio  # noqa: F401
+
+    from first_pass import build_cases, describe_audio, time_cases, warm_up
+
+    print(f"\n(d) first feature pass per clip, audio as it comes: load_corpus (fresh cache) + compute_features "
+          f"(sr {sr}, {n_mels} mels), a fresh cache each; {rounds} interleaved round(s), every file read once "
+          f"before the clock (not timed: writing the synthetic cases) ...", flush=True)
+    cases, notes = build_cases(tmp / "first-pass")
+    args = (sr, n_mels, n_fft, hop)
+    paths = warm_up(cases, tmp / "first-pass", args)
+    for c in cases:
+        print(f"    {c.name:<11} {len(paths[c.name]):>4} clips  {describe_audio(paths[c.name]):<36} {c.what}")
+    for n in notes:
+        print(f"    {n}")
+    timings = time_cases(cases, tmp / "first-pass", args, rounds, progress=lambda line: print(line, flush=True))
+    ref = timings[0]
+    print(f"    {'case':<11} {'ms/clip (median)':>17} {'/ ravdess beside it':>20}  per round{'':<22} "
+          f"in CPU s (no goal)")
+    print(f"    {ref.case.name:<11} {ref.median_ms:>17.2f} {'':>20}  (median of its {len(ref.per_clip_s)} passes)")
+    for t in timings[1:]:
+        rounds_ = f"[{', '.join(f'{x:.3f}' for x in t.ratios)}]"
+        print(f"    {t.case.name:<11} {t.median_ms:>17.2f} {t.ratio:>20.3f}  {rounds_:<31} {t.cpu_ratio:.3f}")
+    ratios = [Ratio(f"(d) first pass s/clip, {t.case.name} / ravdess", t.ratio, FIRST_PASS_GOAL) for t in timings[1:]]
+    notes = [f"(d) reference: ravdess {ref.median_ms:.2f} ms/clip ({ref.n_clips} clips, {ref.case.what}); "
+             f"each case's ratio: median of {rounds} round(s)"] + [f"(d) {n}" for n in notes]
+    return ratios, notes
+
+
 # --- main -------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
@@ -454,13 +500,19 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--no-throughput", action="store_true", dest="no_throughput", help="skip part (c)")
     g.add_argument("--throughput-only", action="store_true", dest="throughput_only",
                    help="part (c) only: throughput and the memory-layout comparison (no corpus needed)")
+    g.add_argument("--first-pass-only", action="store_true", dest="first_pass_only",
+                   help="part (d) only: first feature pass per clip of each kind of audio against RAVDESS")
     p.add_argument("--layout-rounds", type=int, default=5, dest="layout_rounds",
                    help="(c): interleaved timing windows per layout (default 5)")
+    p.add_argument("--first-pass-rounds", type=int, default=3, dest="first_pass_rounds",
+                   help="(d): interleaved rounds of every case (default 3; the figure is their median)")
     args = p.parse_args(argv)
     if args.epochs < 2:
         p.error("--epochs must be >= 2 (the first epoch is discarded)")
     if args.layout_rounds < 1:
         p.error("--layout-rounds must be >= 1")
+    if args.first_pass_rounds < 1:
+        p.error("--first-pass-rounds must be >= 1")
     if args.throughput_only:
         print("\n".join(machine_lines()))
         throughput_report(args.layout_rounds)
@@ -468,6 +520,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     with scratch("harness-bench-pipeline-") as tmp:
+        if args.first_pass_only:
+            from harness.config import RunConfig
+
+            print("\n".join(machine_lines()))
+            cfg = RunConfig()
+            ratios, notes = first_pass_report(tmp, cfg.sr, cfg.n_mels, cfg.n_fft, cfg.hop_length,
+                                              args.first_pass_rounds)
+            print_summary(ratios, notes)
+            return 1 if args.check and not all(r.ok for r in ratios) else 0
         return run(args, tmp)
 
 
@@ -527,9 +588,12 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
     if not args.no_throughput:
         throughput_report(args.layout_rounds)
 
+    # (d) ------------------------------------------------------------------------
+    d_ratios, d_notes = first_pass_report(tmp, cfg.sr, cfg.n_mels, cfg.n_fft, cfg.hop_length, args.first_pass_rounds)
+
     ratios = [Ratio("(a) feature time, repeat / first run", feat_ratio, FEATURE_GOAL),
-              Ratio("(b) epoch time, harness fit / bare loop", pair_ratio, EPOCH_GOAL)]
-    print_summary(ratios, [f"(b) is the median of {len(h_all)} paired epoch ratios; ratio of median epochs "
+              Ratio("(b) epoch time, harness fit / bare loop", pair_ratio, EPOCH_GOAL)] + d_ratios
+    print_summary(ratios, d_notes + [f"(b) is the median of {len(h_all)} paired epoch ratios; ratio of median epochs "
                            f"{epoch_ratio:.4f}, of fastest epochs {h_min / b_min:.4f} (no goal)",
                            f"data: {data_label}; first-run feature speed {ft.n_clips / ft.first_s:.1f} clips/s",
                            f"device: {device}; torch threads {torch.get_num_threads()}"])

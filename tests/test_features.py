@@ -79,3 +79,41 @@ def test_mixup_is_a_convex_combination():
     assert 0.0 <= lam <= 1.0 and torch.equal(ya, y)
     perm = [int((y == v).nonzero()) for v in yb]
     assert torch.allclose(xm, lam * x + (1 - lam) * x[perm])
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 44100, 48000, 44056])
+def test_a_clip_cut_before_resampling_has_the_features_of_one_resampled_whole_then_cut(rate):
+    import torchaudio
+
+    extractor = features.LogMel(22050, 32, 1024, 512)
+    whole = torchaudio.transforms.Resample(rate, 22050)
+    rng = np.random.default_rng(rate)
+    for seconds in (0.3, 2.9, 3.0, 3.07, 5.0, 10.0):
+        samples = rng.normal(0, 0.1, int(round(seconds * rate))).astype(np.float32)
+        expected = extractor.to_db(extractor.mel(fix_length(whole(torch.from_numpy(samples)), extractor.length)))
+        assert torch.equal(extractor(samples, rate), expected), f"{seconds} s at {rate} Hz"
+
+
+def test_a_long_clip_is_cut_to_about_clip_seconds_before_resampling():
+    import torchaudio
+
+    resampler = torchaudio.transforms.Resample(48000, 22050)
+    length = int(CLIP_SECONDS * 22050)
+    cut, skip = features.cut_for_resampling(torch.zeros(48000 * 10), resampler, length)
+    assert CLIP_SECONDS * 48000 < cut.shape[-1] < (CLIP_SECONDS + 0.05) * 48000 and skip > 0
+    short = torch.zeros(48000 * 3)  # exactly CLIP_SECONDS: nothing to cut
+    cut, skip = features.cut_for_resampling(short, resampler, length)
+    assert cut is short and skip == 0
+
+
+@pytest.mark.parametrize("channels,subtype", [(1, "PCM_16"), (2, "PCM_16"), (3, "PCM_16"), (2, "PCM_24"),
+                                              (2, "FLOAT")])
+def test_a_clip_reads_as_the_mean_of_its_channels_as_soundfile_decodes_them_to_the_bit(tmp_path, channels, subtype):
+    from harness.corpora.base import read_audio
+
+    path = tmp_path / "multi.wav"
+    noise = np.random.default_rng(channels).normal(0, 0.3, (4410, channels)).clip(-1, 1)
+    sf.write(path, noise, 44100, subtype=subtype)
+    data, _ = sf.read(path, dtype="float32", always_2d=True)
+    mono, rate = read_audio(path)
+    assert rate == 44100 and mono.dtype == np.float32 and np.array_equal(mono, data.mean(axis=1))

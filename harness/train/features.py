@@ -4,7 +4,10 @@ Every clip becomes `CLIP_SECONDS` of audio at `sr`, whatever its corpus: mono
 mix-down, resampled from its own rate (16, 22.05, 44.1, 48 kHz, ...), then
 centre-cropped when longer (RAVDESS clips are 3-5 s with silence at both ends)
 or zero-padded at the end when shorter (TurEV words are 0.35-2.5 s). At
-sr=22050 and hop 512 that is 130 frames.
+sr=22050 and hop 512 that is 130 frames. A long clip is cut before it is
+resampled (only the centre and the filter's reach are resampled, see
+`cut_for_resampling`), so a 10 s clip costs little more than a 3 s one; the
+samples kept are those of resampling the whole clip and cutting after.
 
 The cache key is the corpus content fingerprint (one hash per file's bytes)
 plus every feature parameter, so a changed file or parameter is a miss.
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 
@@ -48,6 +52,27 @@ def fix_length(wave: torch.Tensor, length: int) -> torch.Tensor:
     return torch.nn.functional.pad(wave, (0, length - wave.shape[-1]))
 
 
+def cut_for_resampling(wave: torch.Tensor, resampler, length: int) -> tuple[torch.Tensor, int]:
+    """(the source samples that resampling needs for the centre `length` output samples, where those
+    start in their resampled output); (wave, 0) when the resampled clip is not longer than `length`.
+
+    torchaudio's resampler is polyphase: each block of orig/gcd input samples gives new/gcd output
+    samples, from a filter reaching `width` input samples beyond the block. The cut falls on block
+    boundaries with more than `width` samples of margin on each side, so every output sample kept sees
+    the same input samples as when the whole clip is resampled and then centre-cut (`fix_length`).
+    """
+    up, down = resampler.new_freq // resampler.gcd, resampler.orig_freq // resampler.gcd
+    n = wave.shape[-1]
+    full = math.ceil(up * n / down)  # the whole clip's resampled length, as torchaudio computes it
+    if full <= length:
+        return wave, 0
+    start = (full - length) // 2  # fix_length's centre cut, in output samples
+    margin = -(-resampler.width // down) + 1  # blocks
+    first = max(0, start // up - margin)
+    stop = (start + length - 1) // up + 1 + margin
+    return wave[..., first * down:min(n, stop * down)], start - first * up
+
+
 class LogMel:
     """Waveform (any rate) -> log-mel (n_mels, frames) in dB."""
 
@@ -68,7 +93,9 @@ class LogMel:
         if rate != self.sr:
             if rate not in self._resamplers:  # the kernel is built once per source rate
                 self._resamplers[rate] = torchaudio.transforms.Resample(rate, self.sr)
-            wave = self._resamplers[rate](wave)
+            resampler = self._resamplers[rate]
+            wave, skip = cut_for_resampling(wave, resampler, self.length)
+            wave = resampler(wave)[..., skip:skip + self.length]  # uncut: all of it, padded below
         wave = fix_length(wave, self.length)
         return self.to_db(self.mel(wave))
 
