@@ -241,12 +241,14 @@ def run(cfg: RunConfig, experiment: str = DEFAULT_EXPERIMENT, tracking_uri: str 
         out_dir: Path = Path("artifacts"), run_name: str | None = None, parent_run_id: str | None = None,
         extra_tags: dict | None = None, data: Prepared | None = None, cache_dir: Path | None = None,
         score_on_test: bool = True, on_epoch: EpochCallback | None = None, progress: bool = False,
-        before_finish: Callable[[], None] | None = None) -> dict:
+        before_finish: Callable[[], None] | None = None, confusion_figure: bool = True) -> dict:
     """One tracked run. Returns the final metrics and the MLflow run id.
 
     `score_on_test=False` (studies) never touches the test split. `before_finish` runs when
     everything is logged, just before the run is marked FINISHED; an exception it raises ends the
     run as `tracking.tracked_run` says (a suite cell's lost claim: KILLED, a duplicate).
+    `confusion_figure=False` (suite cells) logs the test confusion as numbers only (the tag
+    `harness.test_confusion`): the report draws it once per row, and the PNG was a third of a cell's overhead.
     """
     if data is None:
         data = prepare(cfg, cache_dir, progress=progress)
@@ -293,9 +295,10 @@ def run(cfg: RunConfig, experiment: str = DEFAULT_EXPERIMENT, tracking_uri: str 
             test = score_test(result.model, data, result.norm, device)
             final.update(test_f1_macro=test["f1_macro"], test_accuracy=test["accuracy"])
             final.update({f"test_f1_{name}": v for name, v in zip(data.classes, test["f1_per_class"])})
-            png = confusion_png(test["confusion"], data.classes, out_dir / "confusion_matrix.png",
-                                f"test, {cfg.model}, seed {cfg.seed}: macro-F1 {test['f1_macro']:.3f}")
-            c.log_artifact(run_id, str(png))
+            if confusion_figure:
+                png = confusion_png(test["confusion"], data.classes, out_dir / "confusion_matrix.png",
+                                    f"test, {cfg.model}, seed {cfg.seed}: macro-F1 {test['f1_macro']:.3f}")
+                c.log_artifact(run_id, str(png))
             c.log_artifact(run_id, str(write_predictions(data, test, out_dir / PREDICTIONS)))
             tracking.set_tags(c, run_id, {"harness.test_confusion": str(test["confusion"])})
         final["wall_time_s"] = time.time() - t0
