@@ -156,6 +156,21 @@ def test_a_cell_logs_its_test_confusion_as_numbers_and_draws_no_figure(tmp_path,
     assert not list((tmp_path / "art").rglob("*.png"))
 
 
+def test_a_suites_corpus_scans_do_not_grow_with_its_cells(tmp_path, synth_root, tracking_uri, monkeypatch):
+    scans = []
+    real = training.scan_data
+    monkeypatch.setattr(training, "scan_data", lambda *a, **k: scans.append(1) or real(*a, **k))
+    counts = []
+    for seeds in ((0,), (0, 1, 2)):  # two seeds: two splits of one scan, one set of features
+        scans.clear()
+        path = write_suite(tmp_path / f"scan{len(seeds)}.yaml", synth_root, rows={"plain": {}}, seeds=seeds)
+        assert run_suite(load_suite(path), data_root=str(synth_root), tracking_uri=tracking_uri,
+                         experiment=f"scans-{len(seeds)}", out_dir=str(tmp_path / "art"), progress=False,
+                         storage=f"sqlite:///{tmp_path / f'q{len(seeds)}.db'}").done == len(seeds)
+        counts.append(len(scans))
+    assert counts[0] == counts[1]
+
+
 def test_a_failing_cell_is_isolated_and_reported(tmp_path, synth_root, tracking_uri, experiment, monkeypatch, capsys):
     path = write_suite(tmp_path / "fail.yaml", synth_root)
     real_fit = training.fit

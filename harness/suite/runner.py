@@ -282,7 +282,7 @@ def run_cell(plan: Plan, cell: Cell, trial, queue, c, exp_id: str, report, data_
              worker_tags: dict[str, str] | None = None) -> str:
     from optuna.trial import TrialState
 
-    from harness.train.run import PREPARE_FIELDS, prepare, run
+    from harness.train.run import FEATURE_FIELDS, PREPARE_FIELDS, prepare, run
 
     label = cell.label
     # This cell's runs, by its tags (one small query, not a read of the whole experiment).
@@ -304,13 +304,15 @@ def run_cell(plan: Plan, cell: Cell, trial, queue, c, exp_id: str, report, data_
             c.set_terminated(r.info.run_id, status="KILLED")
     row = plan.suite.row(cell.row)
     cfg = cell_config(row, cell, plan.data_root)
-    fkey = tuple(getattr(cfg, f) for f in PREPARE_FIELDS)
     fold = "" if cell.fold is None else f"fold{cell.fold}"
     t0 = time.time()
     try:
-        data = data_cache.get(fkey) or prepare(cfg)
-        data_cache.clear()
-        data_cache[fkey] = data
+        # The worker's previous cell: the same data as is, or its corpus scan and features with a new split.
+        prev_cfg, data = data_cache.get("last", (None, None))
+        if prev_cfg is None or any(getattr(cfg, f) != getattr(prev_cfg, f) for f in PREPARE_FIELDS):
+            same = prev_cfg is not None and all(getattr(cfg, f) == getattr(prev_cfg, f) for f in FEATURE_FIELDS)
+            data = prepare(cfg, reuse=data if same else None)
+        data_cache["last"] = (cfg, data)
         res = run(cfg, experiment=plan.experiment, tracking_uri=plan.tracking_uri,
                   out_dir=Path(plan.out_dir) / plan.experiment / cell.row / f"seed{cell.seed}" / fold,
                   run_name=f"{cell.row}/seed{cell.seed}" + (f"/{fold}" if fold else ""),
