@@ -58,6 +58,9 @@ def test_claiming_reads_the_waiting_trials_only_never_every_trial_of_the_study(s
     got = [q.claim(queue, keys) for _ in range(7)]
     assert all(got) and len({g.cell for g in got}) == 7 and q.claim(queue, keys) is None
     assert sorted(number for _, number, _ in q.trials_in(queue, (TrialState.RUNNING,))) == sorted(g.number for g in got)
+    got[0].finish("COMPLETE")  # as Optuna reads a finished trial: its state, value and end
+    done = queue._storage.get_trial(got[0]._trial_id)
+    assert done.state == TrialState.COMPLETE and done.values == [0.0] and done.datetime_complete >= done.datetime_start
 
 
 def test_two_workers_claiming_at_once_never_both_get_one_cell(storage):

@@ -301,17 +301,26 @@ class Claim:
 
     def finish(self, state_name: str) -> None:
         """COMPLETE or FAIL the trial if it is still ours (a lost claim leaves it to its owner)."""
+        from optuna.storages._rdb.models import TrialValueModel
         from optuna.trial import TrialState
 
+        trials, values = _tables()[0], TrialValueModel.__table__
+
         def done() -> None:
+            # Checked and written in one locked transaction: one commit, and no moment between them in
+            # which the trial could change hands (what Optuna's set_trial_state_values writes, by hand).
             with _locked(self.queue, self._trial_id) as conn:
                 attrs = _attrs(conn, self._trial_id)
                 if self.lost.is_set() or _state(conn, self._trial_id) != TrialState.RUNNING or \
                         attrs.get("owner") != self.token:
                     return
-            self.queue._storage.set_trial_state_values(
-                self._trial_id, state=getattr(TrialState, state_name),
-                values=[0.0] if state_name == "COMPLETE" else None)
+                conn.execute(sa.update(trials).where(trials.c.trial_id == self._trial_id).values(
+                    state=getattr(TrialState, state_name),
+                    datetime_complete=datetime.now(timezone.utc).replace(tzinfo=None)))
+                if state_name == "COMPLETE":
+                    value, kind = TrialValueModel.value_to_stored_repr(0.0)
+                    conn.execute(sa.insert(values).values(trial_id=self._trial_id, objective=0, value=value,
+                                                          value_type=kind))
         try:
             retrying(done)
         except Exception:

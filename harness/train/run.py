@@ -306,11 +306,11 @@ def run(cfg: RunConfig, experiment: str = DEFAULT_EXPERIMENT, tracking_uri: str 
                                     f"test, {cfg.model}, seed {cfg.seed}: macro-F1 {test['f1_macro']:.3f}")
                 c.log_artifact(run_id, str(png))
             c.log_artifact(run_id, str(write_predictions(data, test, out_dir / PREDICTIONS)))
-            tracking.set_tags(c, run_id, {"harness.test_confusion": str(test["confusion"])})
         final["wall_time_s"] = time.time() - t0
         # CPU-seconds of this process (all its threads): with wall_time_s, how much of the machine the run got.
         final["cpu_time_s"] = time.process_time() - cpu0
-        tracking.log_metrics(c, run_id, final)
+        tracking.log_metrics(c, run_id, final, tags={"harness.test_confusion": str(test["confusion"])}
+                             if score_on_test else None)
         c.log_artifact(run_id, str(result.checkpoint))
         if before_finish is not None:
             before_finish()
