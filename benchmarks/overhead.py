@@ -281,6 +281,7 @@ def measure(args: argparse.Namespace, stores: Stores, suite_path: Path, warm_pat
         for kind in ("empty", "full"):
             name = f"{kind}{r}"
             urls = stores.clone("template", name) if kind == "full" else stores.new(name)
+            stores.settle()
             t = timed(kind, suite_path, urls, stores.folder(name), root)
             results[kind].append(t)
             print(f"    round {r + 1} {kind:<5}: suite {t.wall_s:6.2f} s = fixed {t.fixed_s:5.2f} s + drain "
