@@ -249,11 +249,14 @@ def _git(*args: str) -> str:
     return out.stdout.strip() if out.returncode == 0 else ""
 
 
-def log_metrics(c, run_id: str, metrics: Mapping[str, float], step: int | None = None) -> None:
-    from mlflow.entities import Metric
+def log_metrics(c, run_id: str, metrics: Mapping[str, float], step: int | None = None,
+                tags: Mapping[str, str] | None = None) -> None:
+    """Metrics (and `tags`) in one batch: one write to the store, not one per kind."""
+    from mlflow.entities import Metric, RunTag
 
     ts = int(time.time() * 1000)
-    c.log_batch(run_id, metrics=[Metric(k, float(v), ts, step or 0) for k, v in metrics.items()])
+    c.log_batch(run_id, metrics=[Metric(k, float(v), ts, step or 0) for k, v in metrics.items()],
+                tags=[RunTag(k, str(v)[:MAX_TAG_LEN]) for k, v in (tags or {}).items()])
 
 
 def set_tags(c, run_id: str, tags: Mapping[str, str]) -> None:

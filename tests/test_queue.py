@@ -43,6 +43,26 @@ def fast_beats(monkeypatch):
 
 # --- claims -------------------------------------------------------------------------
 
+def test_claiming_reads_the_waiting_trials_only_never_every_trial_of_the_study(storage, monkeypatch):
+    """Optuna's cached `get_trials` loads every trial of the study on a process's first read: a claim
+    that used it grew with the finished trials in the store."""
+    first = q.open_queue(storage, "grown")
+    q.enqueue(first, cells(30))
+    for _ in range(25):
+        q.claim(first, {c.key for c in cells(30)}).finish("COMPLETE")
+    queue = q.open_queue(storage, "grown")  # a worker process that starts now
+    monkeypatch.setattr(type(queue._storage._backend), "_get_trials",
+                        lambda *a, **k: pytest.fail("read every trial of the study"))
+    keys = {c.key for c in cells(32)}
+    assert q.enqueue(queue, [Cell("row", s, "hash") for s in (30, 31)]) == 2
+    got = [q.claim(queue, keys) for _ in range(7)]
+    assert all(got) and len({g.cell for g in got}) == 7 and q.claim(queue, keys) is None
+    assert sorted(number for _, number, _ in q.trials_in(queue, (TrialState.RUNNING,))) == sorted(g.number for g in got)
+    got[0].finish("COMPLETE")  # as Optuna reads a finished trial: its state, value and end
+    done = queue._storage.get_trial(got[0]._trial_id)
+    assert done.state == TrialState.COMPLETE and done.values == [0.0] and done.datetime_complete >= done.datetime_start
+
+
 def test_two_workers_claiming_at_once_never_both_get_one_cell(storage):
     """Worker 1 is held just before its first write to the trials table, after it has seen the first cell
     WAITING; worker 2 claims meanwhile. Optuna's own WAITING -> RUNNING reads, then writes, and let both

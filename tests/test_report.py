@@ -22,6 +22,7 @@ from harness import stats
 from harness.cli import main
 from harness.report import render as report
 from harness.report import runs, table
+from harness.train.data import class_names
 
 CONFUSION = [[5, 1, 0], [1, 4, 1], [0, 2, 6]]
 
@@ -480,7 +481,9 @@ def test_report_command_writes_markdown_plots_and_a_report_run(suite, tracking_u
     out = Path("out") / "suite.md"
     assert main(["report", "--experiment", suite.name, "--tracking_uri", tracking_uri, "--out", str(out)]) == 0
     md = out.read_text()
-    pngs = ["suite-forest.png", "suite-delta.png", "suite-val-f1.png", "suite-confusion.png"]
+    rows_run = ["cw-specaug-30ep", "baseline-resnet18-5ep", "focal-specaug-30ep", "cw-specaug-ls-30ep",
+                "cw-specaug-aggressive-30ep", "smallcnn-25ep"]  # every row with a finished run; not all-failed
+    pngs = ["suite-forest.png", "suite-delta.png", "suite-val-f1.png", *(f"suite-confusion-{r}.png" for r in rows_run)]
     for name in pngs:
         data = (out.parent / name).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 5000, name
@@ -494,6 +497,29 @@ def test_report_command_writes_markdown_plots_and_a_report_run(suite, tracking_u
     assert main(["report", "--experiment", suite.name, "--tracking_uri", tracking_uri, "--ci", "bootstrap"]) == 0
     assert "intervals: bootstrap BCa" in Path("reports/report-suite.md").read_text()
     assert len(suite.c.search_runs([suite.exp_id], "tags.`harness.kind` = 'report'")) == 2
+
+
+def test_the_report_draws_each_rows_test_confusion_summed_from_its_runs_tags(built, monkeypatch, tmp_path):
+    drawn = {}
+
+    def confusion_png(cm, classes, path, title):
+        drawn[path.name] = (cm, classes, title)
+        return path
+    monkeypatch.setattr(report, "confusion_png", confusion_png)
+    monkeypatch.setattr(report, "read_histories", lambda c, finished: pd.DataFrame())
+    monkeypatch.setattr(report, "plot_forest", lambda *a, **k: tmp_path / "f.png")
+    monkeypatch.setattr(report, "plot_delta", lambda *a, **k: tmp_path / "d.png")
+    plots = report.write_plots(None, built, tmp_path / "r.md")
+    n_runs = {"baseline-resnet18-5ep": 5, "cw-specaug-30ep": 5, "cw-specaug-ls-30ep": 5, "focal-specaug-30ep": 4,
+              "cw-specaug-aggressive-30ep": 5, "smallcnn-25ep": 1}
+    assert set(drawn) == {f"r-confusion-{row}.png" for row in n_runs}  # none for a row without a finished run
+    for row, n in n_runs.items():
+        cm, classes, title = drawn[f"r-confusion-{row}.png"]
+        assert cm == (n * np.array(CONFUSION)).tolist() and classes == class_names("sentiment")
+        assert title.splitlines()[0] == row and title.endswith(f"sum of {n} runs")
+    best = "cw-specaug-30ep"  # the highest mean test macro-F1
+    assert "(best mean test_f1_macro)" in drawn[f"r-confusion-{best}.png"][2]
+    assert plots[f"test confusion matrix of `{best}` (best mean)"] == f"r-confusion-{best}.png"
 
 
 def test_rope_sets_the_equivalence_band_of_the_decisions(suite, tracking_uri, capsys):

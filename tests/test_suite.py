@@ -1,6 +1,7 @@
 """Suites: validated files, a dry-run plan, resume, failure isolation, kill -9 and shared workers."""
 from __future__ import annotations
 
+import ast
 import os
 import signal
 import subprocess
@@ -139,6 +140,35 @@ def test_resume_skips_finished_cells_and_a_changed_row_reruns_alone(tmp_path, sy
         assert parent.data.tags["harness.kind"] == "row" and parent.data.tags["harness.row"] == r.data.tags["harness.row"]
         assert parent.data.tags["harness.config_hash"] == r.data.tags["harness.config_hash"]
         assert parent.data.metrics["n_seeds"] == 2
+
+
+def test_a_cell_logs_its_test_confusion_as_numbers_and_draws_no_figure(tmp_path, synth_root, tracking_uri,
+                                                                        experiment):
+    path = write_suite(tmp_path / "numbers.yaml", synth_root, rows={"plain": {}}, seeds=(0,))
+    assert run_suite(load_suite(path), data_root=str(synth_root), tracking_uri=tracking_uri, experiment=experiment,
+                     out_dir=str(tmp_path / "art"), progress=False).done == 1
+    (run,) = cells(tracking_uri, experiment)
+    # the report draws the confusion per row from the tag; the names others script against stay
+    assert {a.path for a in tracking.client(tracking_uri).list_artifacts(run.info.run_id)} == {
+        "best_model.pt", training.PREDICTIONS}
+    confusion = ast.literal_eval(run.data.tags["harness.test_confusion"])
+    assert sum(map(sum, confusion)) == run.data.metrics["n_test_clips"]
+    assert not list((tmp_path / "art").rglob("*.png"))
+
+
+def test_a_suites_corpus_scans_do_not_grow_with_its_cells(tmp_path, synth_root, tracking_uri, monkeypatch):
+    scans = []
+    real = training.scan_data
+    monkeypatch.setattr(training, "scan_data", lambda *a, **k: scans.append(1) or real(*a, **k))
+    counts = []
+    for seeds in ((0,), (0, 1, 2)):  # two seeds: two splits of one scan, one set of features
+        scans.clear()
+        path = write_suite(tmp_path / f"scan{len(seeds)}.yaml", synth_root, rows={"plain": {}}, seeds=seeds)
+        assert run_suite(load_suite(path), data_root=str(synth_root), tracking_uri=tracking_uri,
+                         experiment=f"scans-{len(seeds)}", out_dir=str(tmp_path / "art"), progress=False,
+                         storage=f"sqlite:///{tmp_path / f'q{len(seeds)}.db'}").done == len(seeds)
+        counts.append(len(scans))
+    assert counts[0] == counts[1]
 
 
 def test_a_failing_cell_is_isolated_and_reported(tmp_path, synth_root, tracking_uri, experiment, monkeypatch, capsys):

@@ -124,16 +124,23 @@ def write_plots(c, rep: SuiteReport, out: Path) -> dict[str, str]:
                                  f"{rep.experiment}: validation macro-F1 per epoch "
                                  f"(mean over runs, band = min–max)")
         plots["validation macro-F1 per epoch"] = curves.name
+    # One test confusion per row, summed over its runs' tags: a cell logs the numbers, never the figure.
     best = best_row(rep.table, rep.metric)
-    cells = rep.sel.finished[rep.sel.finished["row"] == best]
-    cm = summed_confusion(cells) if best else None
-    if cm is not None:
-        classes = row_classes(rep.sel.finished, best)
-        if len(classes) == cm.shape[0]:
-            # short lines: the figure is sized for the class count, not the title
-            png = confusion_png(cm.tolist(), classes, Path(f"{stem}-confusion.png"),
-                                f"{best}\n(best mean {rep.metric})\ntest confusion, sum of {len(cells)} runs")
-            plots[f"test confusion matrix of `{best}`"] = png.name
+    names: set[str] = set()
+    for row in rep.table.index:
+        cells = rep.sel.finished[rep.sel.finished["row"] == row]
+        cm = summed_confusion(cells)
+        classes = row_classes(rep.sel.finished, row) if cm is not None else ()
+        if cm is None or len(classes) != cm.shape[0]:
+            continue
+        name = f"{stem.name}-confusion-{_slug(row)}"
+        name = name if name not in names else f"{name}-{len(names) + 1}"  # two rows with one slug
+        names.add(name)
+        mark = [f"(best mean {rep.metric})"] if row == best else []
+        # short lines: the figure is sized for the class count, not the title
+        png = confusion_png(cm.tolist(), classes, stem.parent / f"{name}.png",
+                            "\n".join([row, *mark, f"test confusion, sum of {len(cells)} runs"]))
+        plots[f"test confusion matrix of `{row}`{' (best mean)' if row == best else ''}"] = png.name
     return plots
 
 

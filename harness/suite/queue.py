@@ -90,16 +90,24 @@ def open_queue(storage_url: str, experiment: str):
                                load_if_exists=True)
 
 
-def _cell_of(trial) -> str | None:
-    return trial.system_attrs.get("fixed_params", {}).get("cell")
+def trials_in(queue, states: Iterable[Any]) -> list[tuple[int, int, str | None]]:
+    """(trial id, number, cell) of the queue's trials in `states`, by number: one query on those
+    trials alone. Never `study.get_trials`: Optuna's cache reads every trial of the study first
+    (the finished ones too), so each worker's first claim grew with the store."""
+    trials, _, _, sys_attrs = _tables()
+    engine = getattr(queue._storage, "_backend", queue._storage).engine
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(trials.c.trial_id, trials.c.number, sys_attrs.c.value_json).outerjoin(
+            sys_attrs, sa.and_(sys_attrs.c.trial_id == trials.c.trial_id, sys_attrs.c.key == "fixed_params")).where(
+            trials.c.study_id == queue._study_id, trials.c.state.in_(list(states))).order_by(trials.c.number)).all()
+    return [(tid, number, json.loads(v).get("cell") if v else None) for tid, number, v in rows]
 
 
 def enqueue(queue, cells: Iterable[Cell]) -> int:
     """Put cells in the queue unless one is already waiting or running."""
     from optuna.trial import TrialState
 
-    live = {_cell_of(t) for t in retrying(lambda: queue.get_trials(
-        deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING)))}
+    live = {cell for _, _, cell in retrying(lambda: trials_in(queue, (TrialState.WAITING, TrialState.RUNNING)))}
     n = 0
     for cell in cells:
         if cell.key not in live:
@@ -221,12 +229,11 @@ def claim(queue, keys: set[str]) -> Claim | None:
     """Take one WAITING cell of ours; None when none can be taken now."""
     from optuna.trial import TrialState
 
-    for t in retrying(lambda: queue.get_trials(deepcopy=False, states=(TrialState.WAITING,))):
-        cell = _cell_of(t)
+    for trial_id, number, cell in retrying(lambda: trials_in(queue, (TrialState.WAITING,))):
         if cell in keys:
-            token = retrying(lambda: _try_claim(queue, t._trial_id, cell))
+            token = retrying(lambda: _try_claim(queue, trial_id, cell))
             if token:
-                return Claim(queue, t._trial_id, t.number, cell, token)
+                return Claim(queue, trial_id, number, cell, token)
     return None
 
 
@@ -294,17 +301,26 @@ class Claim:
 
     def finish(self, state_name: str) -> None:
         """COMPLETE or FAIL the trial if it is still ours (a lost claim leaves it to its owner)."""
+        from optuna.storages._rdb.models import TrialValueModel
         from optuna.trial import TrialState
 
+        trials, values = _tables()[0], TrialValueModel.__table__
+
         def done() -> None:
+            # Checked and written in one locked transaction: one commit, and no moment between them in
+            # which the trial could change hands (what Optuna's set_trial_state_values writes, by hand).
             with _locked(self.queue, self._trial_id) as conn:
                 attrs = _attrs(conn, self._trial_id)
                 if self.lost.is_set() or _state(conn, self._trial_id) != TrialState.RUNNING or \
                         attrs.get("owner") != self.token:
                     return
-            self.queue._storage.set_trial_state_values(
-                self._trial_id, state=getattr(TrialState, state_name),
-                values=[0.0] if state_name == "COMPLETE" else None)
+                conn.execute(sa.update(trials).where(trials.c.trial_id == self._trial_id).values(
+                    state=getattr(TrialState, state_name),
+                    datetime_complete=datetime.now(timezone.utc).replace(tzinfo=None)))
+                if state_name == "COMPLETE":
+                    value, kind = TrialValueModel.value_to_stored_repr(0.0)
+                    conn.execute(sa.insert(values).values(trial_id=self._trial_id, objective=0, value=value,
+                                                          value_type=kind))
         try:
             retrying(done)
         except Exception:

@@ -46,13 +46,13 @@ from harness.suite.planning import (
 from harness.suite.queue import (
     LostClaim,
     Reaper,
-    _cell_of,
     claim,
     default_storage,
     enqueue,
     finish,
     open_queue,
     retrying,
+    trials_in,
 )
 
 # --- running ---------------------------------------------------------------------
@@ -273,9 +273,8 @@ def work(plan: Plan, report, threads: int | None, stop=lambda: False, gpu: str |
         trial = claim(queue, keys)
         if trial is None:
             reap(queue)  # a dead worker's cell goes back to the queue (see harness.suite.queue)
-            live = [t for t in retrying(lambda: queue.get_trials(deepcopy=False, states=(TrialState.WAITING,
-                                                                                         TrialState.RUNNING)))
-                    if _cell_of(t) in keys]
+            live = [cell for _, _, cell in retrying(lambda: trials_in(queue, (TrialState.WAITING, TrialState.RUNNING)))
+                    if cell in keys]
             if not live:
                 return
             time.sleep(0.2)  # another worker's last cell: poll briskly so the suite ends when it does
@@ -291,7 +290,7 @@ def run_cell(plan: Plan, cell: Cell, trial, queue, c, exp_id: str, report, data_
              worker_tags: dict[str, str] | None = None) -> str:
     from optuna.trial import TrialState
 
-    from harness.train.run import PREPARE_FIELDS, prepare, run
+    from harness.train.run import FEATURE_FIELDS, PREPARE_FIELDS, prepare, run
 
     label = cell.label
     # This cell's runs, by its tags (one small query, not a read of the whole experiment).
@@ -302,8 +301,8 @@ def run_cell(plan: Plan, cell: Cell, trial, queue, c, exp_id: str, report, data_
         report("skipped", f"{label} (already finished)")
         return "COMPLETE"
     # Someone else (a duplicate enqueue) is running it under a lower trial number? Let them.
-    for t in retrying(lambda: queue.get_trials(deepcopy=False, states=(TrialState.RUNNING,))):
-        if _cell_of(t) == cell.key and t.number < trial.number:
+    for _, number, key in retrying(lambda: trials_in(queue, (TrialState.RUNNING,))):
+        if key == cell.key and number < trial.number:
             report("skipped", f"{label} (claimed by another worker)")
             return "COMPLETE"
     # A RUNNING run of this cell now can only be left by a dead worker: the queue hands a cell to one live worker.
@@ -313,13 +312,15 @@ def run_cell(plan: Plan, cell: Cell, trial, queue, c, exp_id: str, report, data_
             c.set_terminated(r.info.run_id, status="KILLED")
     row = plan.suite.row(cell.row)
     cfg = cell_config(row, cell, plan.data_root)
-    fkey = tuple(getattr(cfg, f) for f in PREPARE_FIELDS)
     fold = "" if cell.fold is None else f"fold{cell.fold}"
     t0 = time.time()
     try:
-        data = data_cache.get(fkey) or prepare(cfg)
-        data_cache.clear()
-        data_cache[fkey] = data
+        # The worker's previous cell: the same data as is, or its corpus scan and features with a new split.
+        prev_cfg, data = data_cache.get("last", (None, None))
+        if prev_cfg is None or any(getattr(cfg, f) != getattr(prev_cfg, f) for f in PREPARE_FIELDS):
+            same = prev_cfg is not None and all(getattr(cfg, f) == getattr(prev_cfg, f) for f in FEATURE_FIELDS)
+            data = prepare(cfg, reuse=data if same else None)
+        data_cache["last"] = (cfg, data)
         res = run(cfg, experiment=plan.experiment, tracking_uri=plan.tracking_uri,
                   out_dir=Path(plan.out_dir) / plan.experiment / cell.row / f"seed{cell.seed}" / fold,
                   run_name=f"{cell.row}/seed{cell.seed}" + (f"/{fold}" if fold else ""),
@@ -328,7 +329,8 @@ def run_cell(plan: Plan, cell: Cell, trial, queue, c, exp_id: str, report, data_
                               "harness.profile": plan.suite.profile, "harness.queue_trial": str(trial.number),
                               "harness.worker": f"{platform.node()}:{os.getpid()}",
                               **(worker_tags or {}), **plan.extra_row_tags},
-                  on_epoch=trial.check, before_finish=trial.commit)  # a cell lost meanwhile is no FINISHED run
+                  on_epoch=trial.check, before_finish=trial.commit,  # a cell lost meanwhile is no FINISHED run
+                  confusion_figure=False)  # the report draws it per row, from the tag
     except LostClaim as e:  # its run is KILLED and tagged harness.duplicate; the cell's owner finishes it
         report("skipped", f"{label} (duplicate, not counted: {e})")
         return "LOST"
