@@ -22,7 +22,7 @@ from harness import stats
 from harness.cli import main
 from harness.report import render as report
 from harness.report import runs, table
-from harness.train.data import class_names
+from harness.corpora.base import SENTIMENTS
 
 CONFUSION = [[5, 1, 0], [1, 4, 1], [0, 2, 6]]
 
@@ -515,7 +515,7 @@ def test_the_report_draws_each_rows_test_confusion_summed_from_its_runs_tags(bui
     assert set(drawn) == {f"r-confusion-{row}.png" for row in n_runs}  # none for a row without a finished run
     for row, n in n_runs.items():
         cm, classes, title = drawn[f"r-confusion-{row}.png"]
-        assert cm == (n * np.array(CONFUSION)).tolist() and classes == class_names("sentiment")
+        assert cm == (n * np.array(CONFUSION)).tolist() and classes == SENTIMENTS
         assert title.splitlines()[0] == row and title.endswith(f"sum of {n} runs")
     best = "cw-specaug-30ep"  # the highest mean test macro-F1
     assert "(best mean test_f1_macro)" in drawn[f"r-confusion-{best}.png"][2]
