@@ -58,24 +58,24 @@ def tiny(synth_root):
     return make
 
 
+def _real_folder(var: str, what: str) -> Path:
+    """The folder an environment variable names, or a skip that says how to provide it."""
+    root = os.environ.get(var)
+    if not root:
+        pytest.skip(f"real {what} not available: set {var} to its folder")
+    if not Path(root).is_dir():
+        pytest.skip(f"{var}={root} is not a folder")
+    return Path(root)
+
+
 @pytest.fixture(scope="session")
 def ravdess_root() -> Path:
-    root = os.environ.get("RAVDESS_ROOT")
-    if not root:
-        pytest.skip("real RAVDESS clips not available: set RAVDESS_ROOT to a folder of Actor_XX/ WAVs")
-    if not Path(root).is_dir():
-        pytest.skip(f"RAVDESS_ROOT={root} is not a folder")
-    return Path(root)
+    return _real_folder("RAVDESS_ROOT", "RAVDESS clips (Actor_XX/ WAVs)")
 
 
 @pytest.fixture(scope="session")
 def turev_root() -> Path:
-    root = os.environ.get("TUREV_ROOT")
-    if not root:
-        pytest.skip("real TurEV-DB clips not available: set TUREV_ROOT to a folder of Angry/ Calm/ Happy/ Sad/ WAVs")
-    if not Path(root).is_dir():
-        pytest.skip(f"TUREV_ROOT={root} is not a folder")
-    return Path(root)
+    return _real_folder("TUREV_ROOT", "TurEV-DB clips (Angry/ Calm/ Happy/ Sad/ WAVs)")
 
 
 @pytest.fixture
