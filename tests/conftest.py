@@ -92,7 +92,10 @@ class Services:
         self.env: dict[str, str] = {}
 
     def sh(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-        env = {**os.environ, "HARNESS_SERVICES_DIR": str(self.dir), "PYTHON": sys.executable}
+        # No MLflow job runner (its huey consumers: GenAI jobs, which nothing here uses), as `make ui`: each
+        # server start (twice in the restart test) spawns and imports mlflow in a dozen processes otherwise.
+        env = {**os.environ, "HARNESS_SERVICES_DIR": str(self.dir), "PYTHON": sys.executable,
+               "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_SERVER_JOB_ENABLE_PERIODIC_TASKS": "false"}
         p = subprocess.run(["bash", str(SERVICES_SH), *args], env=env, capture_output=True, text=True, timeout=timeout)
         if (self.dir / "services.env").exists():
             for line in (self.dir / "services.env").read_text().splitlines():

@@ -11,20 +11,33 @@ import pytest
 from harness.cli import main
 
 
-def run_cli(*argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness", *argv], capture_output=True, text=True, timeout=120)
+def run_cli(*argv: str) -> tuple[int, str]:
+    """`harness ...` in a process of its own (what a user runs): exit status and stderr."""
+    p = subprocess.run([sys.executable, "-m", "harness", *argv], capture_output=True, text=True, timeout=120)
+    return p.returncode, p.stderr
 
 
-def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
-    assert proc.returncode == 2, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert "Traceback" not in proc.stderr
+def run_main(capsys, *argv: str) -> tuple[int, str]:
+    """The same through `harness.cli.main` in this process (a process start costs seconds of imports)."""
+    capsys.readouterr()
+    try:
+        rc = main(list(argv))
+    except SystemExit as e:  # argparse's own errors
+        rc = e.code
+    return rc, capsys.readouterr().err
+
+
+def assert_one_line_error(result: tuple[int, str], *needles: str) -> None:
+    rc, stderr = result
+    assert rc == 2, stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
     for n in needles:
         assert n in lines[0], lines[0]
 
 
-@pytest.mark.parametrize("argv, needles", [
+BAD_FLAGS = [
     (["--train_ratio", "0.9", "--val_ratio", "0.1"], ["--val_ratio", "< 1"]),
     (["--lr", "-1"], ["--lr", "> 0"]),
     (["--epochs", "0"], ["--epochs"]),
@@ -34,14 +47,22 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> N
     (["--hop_length", "2048"], ["--hop_length", "n_fft"]),
     (["--model", "vgg"], ["--model", "invalid choice"]),
     (["--lr", "abc"], ["--lr"]),
-])
-def test_bad_flags_exit_2_with_one_line(argv, needles):
+]
+
+
+@pytest.mark.parametrize("argv, needles", BAD_FLAGS)
+def test_bad_flags_exit_2_with_one_line(argv, needles, capsys):
+    assert_one_line_error(run_main(capsys, "train", *argv), *needles)
+
+
+@pytest.mark.parametrize("argv, needles", [BAD_FLAGS[0], BAD_FLAGS[7]])  # a RunConfig check, an argparse one
+def test_the_command_itself_exits_2_with_one_line_and_no_traceback(argv, needles):
     assert_one_line_error(run_cli("train", *argv), *needles)
 
 
-def test_missing_data_root_is_named(tmp_path):
+def test_missing_data_root_is_named(tmp_path, capsys):
     missing = tmp_path / "nope"
-    assert_one_line_error(run_cli("train", "--data_root", str(missing)), str(missing), "does not exist")
+    assert_one_line_error(run_main(capsys, "train", "--data_root", str(missing)), str(missing), "does not exist")
 
 
 def test_bad_corpora_are_named_before_any_run(tmp_path, capsys, tracking_uri, experiment):
@@ -88,8 +109,8 @@ def test_a_split_without_actors_is_refused(synth_root, tmp_path, capsys):
 
 
 def test_synth_writes_a_ravdess_layout(tmp_path):
-    proc = run_cli("synth", str(tmp_path / "c"), "--actors", "2", "--seed", "3")
-    assert proc.returncode == 0, proc.stderr
+    rc, stderr = run_cli("synth", str(tmp_path / "c"), "--actors", "2", "--seed", "3")
+    assert rc == 0, stderr
     files = sorted(p.relative_to(tmp_path / "c").as_posix() for p in (tmp_path / "c").rglob("*.wav"))
     assert len(files) == 120
     assert files[0] == "Actor_01/03-01-01-01-01-01-01.wav" and files[-1] == "Actor_02/03-01-08-02-02-02-02.wav"
