@@ -13,7 +13,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ from harness import tracking
 from harness.config import RunConfig
 from harness.errors import NonFiniteLossError
 from harness.figures import confusion_png
+from harness.train import frontends, heads
 from harness.train.data import Corpus, Split, class_names, make_split, scan_corpus
 from harness.train.features import SpecAugment, compute_features, mixup
 from harness.train.losses import balanced_sampler, build_loss
@@ -31,7 +32,7 @@ from harness.train.models import build_model, layout_name, memory_format
 DEFAULT_EXPERIMENT = "harness"
 # The RunConfig fields `prepare` reads: runs that agree on them can share one `Prepared`.
 PREPARE_FIELDS = ("data_root", "mode", "split", "train_ratio", "val_ratio", "cv_folds", "fold", "seed", "sr", "n_mels",
-                  "n_fft", "hop_length")
+                  "n_fft", "hop_length", "features", "layer", "encoder_checkpoint")
 PREDICTIONS = "test_predictions.csv"  # every run's test predictions, one line per clip
 EVAL_BATCH = 128
 
@@ -70,12 +71,13 @@ def scan_data(cfg: RunConfig, cache_dir: Path | None = None) -> Corpus:
 @dataclass
 class Prepared:
     corpus: Corpus
-    features: torch.Tensor  # (n, 1, n_mels, frames), unnormalised dB
+    features: Any  # log-mel (n, 1, n_mels, frames) in dB; functionals (n, dim); or an encoder's FrameStore
     labels: torch.Tensor
     split: Split
     classes: tuple[str, ...]
     data_root: Path
     synthetic: bool
+    frontend_tags: dict = field(default_factory=dict)  # front-end, weights' hash, layers (empty for log-mel)
 
 
 def prepare(cfg: RunConfig, cache_dir: Path | None = None, progress: bool = False) -> Prepared:
@@ -83,13 +85,21 @@ def prepare(cfg: RunConfig, cache_dir: Path | None = None, progress: bool = Fals
     cache_dir = default_cache_dir() if cache_dir is None else cache_dir
     from harness.train.synth import is_synthetic
 
+    frontends.check_weights(cfg)  # an encoder without weights: one line before any work
     corpus = scan_data(cfg, cache_dir)
     root = corpus.root
     synthetic = cfg.data_root is None or is_synthetic(root)  # a `harness synth` folder, wherever it lies
     split = make_split(corpus, cfg.split, cfg.train_ratio, cfg.val_ratio, cfg.seed, cfg.mode, cfg.cv_folds, cfg.fold)
-    feats = compute_features(corpus, cfg.sr, cfg.n_mels, cfg.n_fft, cfg.hop_length, cache_dir, progress)
+    tags: dict = {}
+    if cfg.features == "logmel":
+        feats = compute_features(corpus, cfg.sr, cfg.n_mels, cfg.n_fft, cfg.hop_length, cache_dir, progress)
+    else:  # --- front-ends (issue 24): functionals or encoder frames, from their cache ---
+        feats, tags = frontends.features(cfg, corpus, cache_dir, resolve_device(cfg.device), progress)
+        if isinstance(feats, np.ndarray):
+            feats = torch.from_numpy(feats)
     return Prepared(corpus=corpus, features=feats, labels=torch.from_numpy(corpus.labels(cfg.mode)),
-                    split=split, classes=class_names(cfg.mode), data_root=root, synthetic=synthetic)
+                    split=split, classes=class_names(cfg.mode), data_root=root, synthetic=synthetic,
+                    frontend_tags=tags)
 
 
 def seed_everything(seed: int) -> None:
@@ -114,7 +124,7 @@ class FitResult:
     model: torch.nn.Module
     best_epoch: int
     best_val_f1: float
-    norm: tuple[float, float]
+    norm: Any  # (mean, std): floats for log-mel, per-feature tensors for functionals, None for frames
     history: list[dict] = field(default_factory=list)
     checkpoint: Path | None = None
 
@@ -133,19 +143,21 @@ def fit(cfg: RunConfig, data: Prepared, out_dir: Path | None = None,
     y_np = data.labels.numpy()
 
     # Standardise with training statistics only (stored in the checkpoint).
-    train_feats = data.features[tr]  # one copy of the training slice, not three
-    mean, std = float(train_feats.mean()), float(train_feats.std()) + 1e-6
-    x_train = ((train_feats - mean) / std).to(device)
+    norm = heads.input_norm(data.features, tr)
+    x_train = heads.model_inputs(data.features, tr, norm, device)
     y_train = data.labels[tr].to(device)
-    x_val = ((data.features[va] - mean) / std).to(device)
+    x_val = heads.model_inputs(data.features, va, norm, device)
     y_val = data.labels[va].to(device)
 
     fmt = memory_format(cfg.model, device.type)  # measured per model and device (harness.train.models)
-    model = build_model(cfg.model, n_classes, cfg.dropout, cfg.use_bn).to(device).to(memory_format=fmt)
+    shape = heads.head_shape(data.features) if cfg.features != "logmel" else None
+    model = _model(cfg, n_classes, shape).to(device).to(memory_format=fmt)
     criterion, _ = build_loss(cfg, y_np[tr], n_classes)
     criterion = criterion.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    specaug = SpecAugment(cfg.specaug_freq, cfg.specaug_time).to(device) if cfg.use_specaug else None
+    specaug = None
+    if cfg.use_specaug:  # on encoder frames: time and channel masks (heads.FrameMasks)
+        specaug = (heads.FrameMasks if shape else SpecAugment)(cfg.specaug_freq, cfg.specaug_time).to(device)
     sampler = balanced_sampler(y_np[tr], gen) if cfg.balanced_sampler else None
     amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
@@ -194,8 +206,9 @@ def fit(cfg: RunConfig, data: Prepared, out_dir: Path | None = None,
         out_dir.mkdir(parents=True, exist_ok=True)
         ckpt = out_dir / "best_model.pt"
         torch.save({"state_dict": best_state, "config": cfg.to_dict(), "classes": list(data.classes),
-                    "norm": [mean, std], "best_epoch": best_epoch, "val_f1_macro": best_f1}, ckpt)
-    return FitResult(model=model, best_epoch=best_epoch, best_val_f1=best_f1, norm=(mean, std),
+                    "norm": None if norm is None else list(norm), "head_shape": shape,
+                    "best_epoch": best_epoch, "val_f1_macro": best_f1}, ckpt)
+    return FitResult(model=model, best_epoch=best_epoch, best_val_f1=best_f1, norm=norm,
                      history=history, checkpoint=ckpt)
 
 
@@ -226,14 +239,20 @@ def load_checkpoint(path: Path, device: str = "cpu") -> tuple[torch.nn.Module, d
     """Rebuild the selected model from `best_model.pt` (safe: weights_only=True)."""
     ckpt = torch.load(path, map_location=device, weights_only=True)
     cfg = RunConfig.from_dict(ckpt["config"])
-    model = build_model(cfg.model, len(ckpt["classes"]), cfg.dropout, cfg.use_bn)
+    model = _model(cfg, len(ckpt["classes"]), ckpt.get("head_shape"))
     model.load_state_dict(ckpt["state_dict"])
     return model.eval(), ckpt
 
 
-def score_test(model: torch.nn.Module, data: Prepared, norm: tuple[float, float], device: torch.device) -> dict:
+def _model(cfg: RunConfig, n_classes: int, head_shape: dict | None) -> torch.nn.Module:
+    if cfg.features != "logmel":
+        return heads.build_head(cfg.model, n_classes, cfg.dropout, head_shape)
+    return build_model(cfg.model, n_classes, cfg.dropout, cfg.use_bn)
+
+
+def score_test(model: torch.nn.Module, data: Prepared, norm, device: torch.device) -> dict:
     te = data.split.test
-    x = ((data.features[te] - norm[0]) / norm[1]).to(device)
+    x = heads.model_inputs(data.features, te, norm, device)
     return evaluate(model, x, data.labels[te].to(device), len(data.classes))
 
 
@@ -271,6 +290,7 @@ def run(cfg: RunConfig, experiment: str = DEFAULT_EXPERIMENT, tracking_uri: str 
            if device.type == "cuda" else {}),
         # CPU kernels reduce in a thread-count-dependent order: same seed, same numbers only at the same count.
         "harness.torch_threads": str(torch.get_num_threads()),
+        **data.frontend_tags,
         **(extra_tags or {}),
     }
     t0, cpu0 = time.time(), time.process_time()
@@ -302,6 +322,9 @@ def run(cfg: RunConfig, experiment: str = DEFAULT_EXPERIMENT, tracking_uri: str 
         # CPU-seconds of this process (all its threads): with wall_time_s, how much of the machine the run got.
         final["cpu_time_s"] = time.process_time() - cpu0
         tracking.log_metrics(c, run_id, final)
+        weights = getattr(result.model, "layer_weights", lambda: None)()
+        if weights is not None:  # the learned mix of the encoder's layers (SUPERB), layer 1 first
+            tracking.set_tags(c, run_id, {"harness.layer_weights": " ".join(f"{w:.3f}" for w in weights.tolist())})
         c.log_artifact(run_id, str(result.checkpoint))
         if before_finish is not None:
             before_finish()
