@@ -244,8 +244,13 @@ class RunConfig:
         """Every field, as MLflow params (strings; None as empty)."""
         return {k: ("" if v is None else str(v)) for k, v in self.to_dict().items()}
 
+    # Fields added after suites had run, hashed only when set: a config from before keeps its hash,
+    # so its finished cells still count as done.
+    HASHED_WHEN_SET = ("features", "layer")
+
     def hashed_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.to_dict().items() if k not in self.UNHASHED}
+        return {k: v for k, v in self.to_dict().items() if k not in self.UNHASHED
+                and not (k in self.HASHED_WHEN_SET and v == _default(k))}
 
     @property
     def config_hash(self) -> str:

@@ -141,6 +141,12 @@ def test_the_front_end_settings_are_in_the_config_hash_but_the_checkpoint_path_i
     assert base.config_hash == base.replace(encoder_checkpoint="/elsewhere/w.pt").config_hash
 
 
+def test_a_log_mel_config_hashes_as_before_front_ends_so_finished_cells_still_count():
+    hashed = RunConfig(model="resnet18", epochs=5).hashed_dict()
+    assert not {"features", "layer", "encoder_checkpoint"} & set(hashed)
+    assert RunConfig(model="resnet18", epochs=5, class_weight_loss=True).config_hash == "6d3c6737e3d5024a"  # at 25ab850
+
+
 def test_statistics_pooling_ignores_padding():
     torch.manual_seed(0)
     head = heads.Head("mlp", 3, dim=4, n_layers=2)
@@ -162,3 +168,28 @@ def test_frame_masks_zero_one_time_span_inside_the_clip_and_one_channel_span():
         zero_channels = (out[j] == 0).all(0).all(0)
         assert int(zero_channels.sum()) <= 3 or bool(zero_frames.all())
     assert (out == 0).any() and torch.equal(x, torch.ones_like(x))  # masks a copy
+
+
+def test_float16_storage_does_not_move_a_trained_heads_test_predictions(head_cfg, checkpoints):
+    from harness.train.frontends import read_audio
+
+    cfg = head_cfg(epochs=3)
+    data = training.prepare(cfg)
+    fit = training.fit(cfg, data)
+    test = data.split.test
+    stored = training.predict(fit.model, heads.model_inputs(data.features, test, fit.norm, torch.device("cpu")))
+    model, _ = ssl.load_encoder("wavlm_base", checkpoints["wavlm_base"])
+    frames = []
+    with torch.inference_mode():
+        for i in test:
+            samples, _ = read_audio(data.corpus.clips[i].path)  # the synthetic corpus is at 16 kHz already
+            hidden, _ = model.extract_features(torch.from_numpy(samples)[None])
+            frames.append(torch.stack([h[0] for h in hidden], 1))
+    t = max(len(f) for f in frames)
+    x = torch.stack([torch.nn.functional.pad(f, (0, 0, 0, 0, 0, t - len(f))) for f in frames])
+    lengths = torch.tensor([len(f) for f in frames])
+    x = (x - fit.norm[0]) / fit.norm[1]
+    x[torch.arange(t)[None] >= lengths[:, None]] = 0.0
+    full = training.predict(fit.model, heads.Frames(x, lengths))
+    assert torch.equal(full.argmax(1), stored.argmax(1))
+    assert torch.allclose(torch.softmax(full, 1), torch.softmax(stored, 1), atol=1e-2)

@@ -140,14 +140,8 @@ def input_norm(features, tr: np.ndarray):
     """Standardisation from the training split: a scalar for log-mel (as ever), per feature for
     functionals, per layer and dimension over the training clips' frames for an encoder."""
     if not isinstance(features, torch.Tensor):
-        total = sq = 0.0
-        n = 0
-        for i in tr:  # one pass, a clip at a time: never the whole split in memory
-            x = features.clip(int(i)).astype(np.float64)
-            total, sq, n = total + x.sum(0), sq + (x * x).sum(0), n + len(x)
-        mean = total / n
-        std = np.sqrt(np.maximum(sq / n - mean * mean, 0.0)) + 1e-6
-        return torch.from_numpy(mean.astype(np.float32)), torch.from_numpy(std.astype(np.float32))
+        mean, std = features.frame_stats(tr)
+        return torch.from_numpy(mean), torch.from_numpy(std)
     train = features[tr]
     if train.dim() == 2:
         return train.mean(0), train.std(0) + 1e-6

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
 
 from harness import tracking
 from harness.config import RunConfig
@@ -227,6 +227,8 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, n_classes
     out = {"f1_macro": float(f1_score(true, pred, labels=labels, average="macro", zero_division=0)),
            "pred": pred, "probs": torch.softmax(logits, 1).cpu().numpy(),
            "accuracy": float(accuracy_score(true, pred)),
+           # UA, speech emotion's "unweighted accuracy": the mean of the per-class recalls.
+           "unweighted_accuracy": float(recall_score(true, pred, labels=labels, average="macro", zero_division=0)),
            "f1_per_class": f1_score(true, pred, labels=labels, average=None, zero_division=0).tolist(),
            "confusion": confusion_matrix(true, pred, labels=labels).tolist()}
     if criterion is not None:
@@ -311,7 +313,8 @@ def run(cfg: RunConfig, experiment: str = DEFAULT_EXPERIMENT, tracking_uri: str 
                  "epochs_run": len(result.history), "wall_time_s": time.time() - t0}
         if score_on_test:
             test = score_test(result.model, data, result.norm, device)
-            final.update(test_f1_macro=test["f1_macro"], test_accuracy=test["accuracy"])
+            final.update(test_f1_macro=test["f1_macro"], test_accuracy=test["accuracy"],
+                         test_unweighted_accuracy=test["unweighted_accuracy"])
             final.update({f"test_f1_{name}": v for name, v in zip(data.classes, test["f1_per_class"])})
             png = confusion_png(test["confusion"], data.classes, out_dir / "confusion_matrix.png",
                                 f"test, {cfg.model}, seed {cfg.seed}: macro-F1 {test['f1_macro']:.3f}")

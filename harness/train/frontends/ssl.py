@@ -106,6 +106,16 @@ def tiny_checkpoint(name: str, path: Path, seed: int = 0) -> Path:
     return path
 
 
+@torch.inference_mode()
+def embed(model: torch.nn.Module, wave: torch.Tensor, layers: list[int], normalise: bool):
+    """One clip (samples,) at the encoder's rate -> float16 (frames, len(layers), dim) on the CPU."""
+    wave = wave[None]
+    if normalise:
+        wave = torch.nn.functional.layer_norm(wave, wave.shape)
+    hidden, _ = model.extract_features(wave, num_layers=layers[-1])
+    return torch.stack([hidden[i - 1][0] for i in layers], 1).to(torch.float16).cpu().numpy()
+
+
 def n_layers(model: torch.nn.Module) -> int:
     return len(model.encoder.transformer.layers)
 
@@ -137,9 +147,7 @@ def encoder_frames(corpus, name: str, checkpoint: str | None, layer: int | None,
     # A store of all layers serves any one layer: look for it first.
     for k in candidate_keys(corpus.fingerprint, name, digest, layer):
         found = store.open_frames(cache_dir, k, layer)
-        if found is not None and len(found) == len(corpus.clips):
-            if layer is not None and layer not in found.layers:
-                raise HarnessError(f"invalid --layer {layer}: {name} has transformer layers 1..{len(found.layers)}")
+        if found is not None and len(found) == len(corpus.clips):  # (a layer it lacks does not open)
             return found, {**tags, "harness.feature_key": k, "harness.encoder_layers": _layers_tag(found, layer)}
 
     model, normalise = load_encoder(name, path)
@@ -153,15 +161,10 @@ def encoder_frames(corpus, name: str, checkpoint: str | None, layer: int | None,
     bar = store.Progress(name, len(corpus.clips), progress)
 
     def clips():
-        with torch.inference_mode():
-            for clip in corpus.clips:
-                samples, sr = read_audio(clip.path)
-                wave = to_rate(samples, sr).to(device)[None]
-                if normalise:
-                    wave = torch.nn.functional.layer_norm(wave, wave.shape)
-                hidden, _ = model.extract_features(wave, num_layers=layers[-1])
-                yield torch.stack([hidden[i - 1][0] for i in layers], 1).to(torch.float16).cpu().numpy()
-                bar.step()
+        for clip in corpus.clips:
+            samples, sr = read_audio(clip.path)
+            yield embed(model, to_rate(samples, sr).to(device), layers, normalise)
+            bar.step()
 
     meta = {"frontend": name, "weights": str(path), "weights_sha256": digest, "layers": layers,
             "n_layers_total": total, "sr": rate,

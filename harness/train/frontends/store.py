@@ -126,7 +126,7 @@ class FrameStore:
 
     def __init__(self, directory: Path, layer: int | None = None):
         meta = json.loads((directory / "meta.json").read_text())
-        self.meta = meta
+        self.meta, self.directory = meta, directory
         self.offsets = np.load(directory / "offsets.npy")
         self.layers: list[int] = list(meta["layers"])
         self.dim = int(meta["dim"])
@@ -147,9 +147,35 @@ class FrameStore:
         x = self.frames[self.offsets[i]:self.offsets[i + 1]]
         return x[:, self.pick:self.pick + 1] if self.pick is not None else x
 
-    def lengths(self, idx: Iterable[int]) -> np.ndarray:
+    def frame_stats(self, idx: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and std per (layer, dim) over the frames of clips `idx`, in one pass a clip at a time;
+        remembered beside the store per set of clips, so the folds and seeds of a suite read each once."""
         idx = np.asarray(list(idx), dtype=np.int64)
-        return self.offsets[idx + 1] - self.offsets[idx]
+        memo = self.directory / f"stats-{hashlib.sha1(np.sort(idx).tobytes()).hexdigest()[:16]}.npz"
+        if memo.exists():
+            try:
+                with np.load(memo) as z:
+                    return self._picked(z["mean"]), self._picked(z["std"])
+            except (OSError, ValueError, KeyError):
+                pass  # a damaged entry is recomputed
+        total = np.zeros(self.frames.shape[1:])
+        sq = np.zeros(self.frames.shape[1:])
+        n = 0
+        for i in idx:
+            x = self.frames[self.offsets[i]:self.offsets[i + 1]].astype(np.float64)
+            total += x.sum(0)
+            sq += (x * x).sum(0)
+            n += len(x)
+        mean = total / n
+        std = np.sqrt(np.maximum(sq / n - mean * mean, 0.0)) + 1e-6
+        mean, std = mean.astype(np.float32), std.astype(np.float32)
+        tmp = memo.with_name(f"{memo.stem}.{os.getpid()}.tmp.npz")
+        np.savez(tmp, mean=mean, std=std)
+        os.replace(tmp, memo)
+        return self._picked(mean), self._picked(std)
+
+    def _picked(self, per_layer: np.ndarray) -> np.ndarray:
+        return per_layer if self.pick is None else per_layer[self.pick:self.pick + 1]
 
 
 def annotate(cache_dir: Path, key: str, extra: dict) -> None:
