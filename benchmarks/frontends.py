@@ -15,8 +15,9 @@
     eGeMAPS + mlp and SmallCNN (rows of experiments/frontends.yaml, profile cv): macro-F1 and UA
     (unweighted accuracy, the mean per-class recall), in reports made by `harness report`
     (reports/frontends.md, reports/frontends-ua.md with --write-reports).
-(e) with --frame-head N: seconds of a head cell on a base-size encoder's frames (all 12 layers
-    weighted, and one layer), N epochs, against (b)'s SmallCNN cell: informational.
+(e) with --frame-head N: seconds of a head cell on a base-size encoder's frames, N epochs: all 12
+    layers weighted and one layer (trained from each clip's moments), and the 12 layers with
+    SpecAugment (trained on the frames); against (b)'s SmallCNN cell: informational.
 
     RAVDESS_ROOT=/path/to/actors python benchmarks/frontends.py [--check] [--rounds 2] [--write-reports]
     python benchmarks/frontends.py --quick      # smoke run: (a) on 6 clips, (b) 1 round of 2 epochs, no (d)
@@ -197,10 +198,14 @@ def frame_head_cell(corpus, data_root: Path, cache_dir: Path, epochs: int, uri: 
     data.frontend_tags = {"harness.features": "random base-size frames (benchmark)"}
     lines = [f"(e) an mlp head with the layer sum on random base-size frames ({sum(frames)} frames of "
              f"{len(frames)} clips, {sum(frames) * 12 * 768 * 2 / 1e9:.2f} GB float16), {epochs} epochs:"]
-    for name, cfg in (("weighted layers", base.replace(features="wavlm_base")),
-                      ("one layer", base.replace(features="wavlm_base", layer=12))):
-        if cfg.layer is not None:
-            data.features = store.open_frames(cache_dir, key, cfg.layer)
+    t0 = time.perf_counter()
+    data.features.moments()  # once per store, like the extraction: each clip's moments over its frames
+    lines.append(f"    per-clip moments of the store, once: {time.perf_counter() - t0:.1f} s")
+    print(lines[-1], flush=True)
+    head = base.replace(features="wavlm_base")
+    for name, cfg in (("weighted layers", head), ("one layer", head.replace(layer=12)),
+                      ("weighted+specaug", head.replace(use_specaug=True))):  # SpecAugment reads the frames
+        data.features = store.open_frames(cache_dir, key, cfg.layer)
         t0 = time.perf_counter()
         res = training.run(cfg, experiment="bench-frontends-frames", tracking_uri=uri,
                            out_dir=Path(uri.removeprefix("sqlite:///")).parent / "art-frames", data=data)

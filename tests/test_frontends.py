@@ -193,3 +193,18 @@ def test_float16_storage_does_not_move_a_trained_heads_test_predictions(head_cfg
     full = training.predict(fit.model, heads.Frames(x, lengths))
     assert torch.equal(full.argmax(1), stored.argmax(1))
     assert torch.allclose(torch.softmax(full, 1), torch.softmax(stored, 1), atol=1e-2)
+
+
+def test_a_head_gives_the_same_logits_from_the_clips_moments_as_from_their_frames(head_cfg):
+    torch.manual_seed(0)
+    for layer in (None, 1):  # the learned sum of every layer, and one layer alone
+        data = training.prepare(head_cfg(layer=layer))
+        store, idx = data.features, data.split.test[:16]
+        head = heads.Head("mlp", 3, dim=store.dim, n_layers=store.n_layers)
+        if head.layer_logits is not None:
+            with torch.no_grad():
+                head.layer_logits.copy_(torch.randn(store.n_layers))  # weights far from uniform
+        norm = heads.input_norm(store, data.split.train)
+        frames = head(heads.model_inputs(store, idx, norm, torch.device("cpu"), frames=True)[:])
+        moments = head(heads.model_inputs(store, idx, norm, torch.device("cpu"))[:])
+        assert torch.allclose(frames, moments, atol=1e-4), (frames - moments).abs().max()

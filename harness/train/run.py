@@ -144,7 +144,7 @@ def fit(cfg: RunConfig, data: Prepared, out_dir: Path | None = None,
 
     # Standardise with training statistics only (stored in the checkpoint).
     norm = heads.input_norm(data.features, tr)
-    x_train = heads.model_inputs(data.features, tr, norm, device)
+    x_train = heads.model_inputs(data.features, tr, norm, device, frames=cfg.use_specaug or cfg.mixup_alpha > 0)
     y_train = data.labels[tr].to(device)
     x_val = heads.model_inputs(data.features, va, norm, device)
     y_val = data.labels[va].to(device)

@@ -58,7 +58,7 @@ def extraction_status(cfg: RunConfig, fingerprint: str, n_clips: int, cache_dir:
             rates.append(float(m["clips_per_second"]))
     if not rates:
         return f"{cfg.features}: {n_clips} clips to extract once, not timed on this machine yet " \
-               f"(figures per family: benchmarks/README.md, Front-ends)"
+               f"(figures per family: benchmarks/README.md, frontends.py)"
     rate = sum(rates) / len(rates)
     return f"{cfg.features}: {n_clips} clips to extract once, about {n_clips / rate / 60:.1f} min " \
            f"at the {rate:.1f} clips/s measured here"

@@ -174,6 +174,28 @@ class FrameStore:
         os.replace(tmp, memo)
         return self._picked(mean), self._picked(std)
 
+    def moments(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per clip, over its own frames: E[x_l] (clips, layers, dim) and E[x_l x_m] (clips, layers, layers,
+        dim), float32, memory-mapped; computed in one pass the first time and kept beside the store.
+        What statistics pooling of any weighted sum of the (standardised) layers needs, exactly."""
+        n, layers, dim = len(self), len(self.layers), self.dim
+        m1_path, m2_path = self.directory / "moments1.f32", self.directory / "moments2.f32"
+        if not (m1_path.exists() and m2_path.exists()):
+            tmp1, tmp2 = (p.with_name(f"{p.name}.{os.getpid()}.tmp") for p in (m1_path, m2_path))
+            with open(tmp1, "wb") as f1, open(tmp2, "wb") as f2:
+                for i in range(n):
+                    x = self.frames[self.offsets[i]:self.offsets[i + 1]].astype(np.float64)  # (t, l, d)
+                    f1.write(x.mean(0).astype(np.float32).tobytes())
+                    f2.write((np.einsum("tld,tmd->lmd", x, x) / len(x)).astype(np.float32).tobytes())
+            os.replace(tmp1, m1_path)
+            os.replace(tmp2, m2_path)
+        m1 = np.memmap(m1_path, dtype=np.float32, mode="r", shape=(n, layers, dim))
+        m2 = np.memmap(m2_path, dtype=np.float32, mode="r", shape=(n, layers, layers, dim))
+        if self.pick is not None:
+            k = self.pick
+            return m1[:, k:k + 1], m2[:, k:k + 1, k:k + 1]
+        return m1, m2
+
     def _picked(self, per_layer: np.ndarray) -> np.ndarray:
         return per_layer if self.pick is None else per_layer[self.pick:self.pick + 1]
 
