@@ -101,7 +101,7 @@ def test_no_weights_is_one_line_naming_the_encoder_where_it_looked_and_how_to_ge
     assert rc == 2
     assert err.count("\n") == 1 and "Traceback" not in err
     assert "wavlm_large" in err and str(tmp_path / "torch") in err and "--encoder_checkpoint" in err
-    assert not db.exists() and not (tmp_path / "torch" / "hub" / "checkpoints" / "wavlm_large.pth").exists()
+    assert not db.exists() and not (tmp_path / "torch").exists()  # nothing created
 
 
 def test_an_encoder_checkpoint_that_is_not_a_file_is_one_line(tiny):

@@ -59,6 +59,10 @@ def locate_weights(name: str, checkpoint: str | None) -> Path:
         return path
     url = weights_url(name)
     try:
+        import urllib.request
+
+        # Reachable first, so that an offline machine is told in seconds, with nothing created.
+        urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=15).close()
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.hub.download_url_to_file(url, str(path), progress=True)
     except Exception as e:  # no network, DNS, HTTP, disk: all mean the same to the user
