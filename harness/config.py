@@ -24,7 +24,16 @@ from typing import Any, Mapping
 from harness.errors import ConfigError
 
 MODES = ("sentiment", "emotion")
-MODELS = ("resnet18", "smallcnn")
+MODELS = ("resnet18", "smallcnn", "linear", "mlp")
+# --- front-ends (issue 24) ---
+# log-mel feeds the CNNs; every other front-end feeds a head (harness.train.heads).
+FEATURES = ("logmel", "egemaps", "compare", "wav2vec2_base", "wav2vec2_large", "hubert_base", "hubert_large",
+            "wavlm_base", "wavlm_base_plus", "wavlm_large")
+CNN_MODELS = ("resnet18", "smallcnn")
+HEAD_MODELS = ("linear", "mlp")
+FUNCTIONALS = ("egemaps", "compare")  # one vector per clip: no frames to mask, no layers
+# Settings of the log-mel front-end only: another front-end rejects a non-default value.
+LOGMEL_FIELDS = ("sr", "n_mels", "n_fft", "hop_length")
 SPLITS = ("actor", "random")
 PROTOCOLS = ("kfold", "emobox", "leave_one_speaker_out", "leave_one_session_out", "leave_one_corpus_out", "declared")
 EMOBOX_FOLDS = 6
@@ -66,8 +75,17 @@ class RunConfig:
     n_mels: int = _f(128, "mel bands")
     n_fft: int = _f(1024, "FFT size")
     hop_length: int = _f(512, "STFT hop in samples")
+    features: str = _f("logmel", "front-end: logmel (for the CNNs); egemaps / compare (openSMILE functionals); "
+                                 "a frozen self-supervised encoder (torchaudio's bundle of that name); all but "
+                                 "logmel train --model linear or mlp", FEATURES)
+    layer: int | None = _f(None, "with an encoder: train on its transformer layer N (1..L) only; omitted: a "
+                                 "learned weighted sum over all its layers (SUPERB)")
+    encoder_checkpoint: str | None = _f(None, "with an encoder: its weights from this file (torchaudio's .pth, or "
+                                              "a {'params', 'state_dict'} checkpoint) instead of torchaudio's "
+                                              "download cache under TORCH_HOME")
     # --- model ------------------------------------------------------------
-    model: str = _f("smallcnn", "classifier: torchvision resnet18 (1 input channel) or SmallCNN", MODELS)
+    model: str = _f("smallcnn", "classifier: resnet18 (1 input channel) or SmallCNN on log-mel; linear or mlp "
+                                "(statistics pooling over frames, 256 hidden, dropout) on another front-end", MODELS)
     dropout: float = _f(0.0, "dropout before the classifier (SmallCNN only; 0 = off)")
     use_bn: bool = _f(False, "BatchNorm after each conv of SmallCNN (resnet18 always has BN)")
     # --- loss and sampling --------------------------------------------------
@@ -93,14 +111,15 @@ class RunConfig:
     # seed, so that the seeds of one configuration share a hash (MLflow can group
     # by it; a suite cell is identified by (row, seed, hash)).
     # The fold is left out for the same reason: one repeat's folds share the row's hash.
-    UNHASHED = ("data_root", "device", "seed", "fold")
+    # The encoder checkpoint's path likewise: its weights are identified by their hash (tag harness.encoder_sha256).
+    UNHASHED = ("data_root", "device", "seed", "fold", "encoder_checkpoint")
     # Fields added after stores were written: hashed only where they differ from their default, so a
     # finished cell keeps its hash (and is not trained again) across the upgrade.
-    HASHED_UNLESS_DEFAULT = ("corpus", "labels", "label_map", "protocol", "test_corpus")
+    HASHED_UNLESS_DEFAULT = ("corpus", "labels", "label_map", "protocol", "test_corpus", "features", "layer")
 
     def __post_init__(self) -> None:
         self._check_types()
-        for name in ("mode", "model", "split", "device", "protocol"):
+        for name in ("mode", "model", "split", "device", "protocol", "features"):
             choices = _meta(name)["choices"]
             if getattr(self, name) not in choices:
                 raise ConfigError(name, f"expected one of {', '.join(choices)}, got {getattr(self, name)!r}")
@@ -131,12 +150,46 @@ class RunConfig:
         for name in ("specaug_freq", "specaug_time"):
             if getattr(self, name) < 0:
                 raise ConfigError(name, f"must be >= 0, got {getattr(self, name)}")
-        if self.specaug_freq > self.n_mels:
+        if self.specaug_freq > self.n_mels and self.features == "logmel":
             raise ConfigError("specaug_freq", f"must be <= n_mels ({self.n_mels}), got {self.specaug_freq}")
         if self.seed < 0:
             raise ConfigError("seed", f"must be >= 0, got {self.seed}")
         self._check_corpus()
         self._check_cv()
+        self._check_frontend()
+
+    def _check_frontend(self) -> None:
+        """Each switch that cannot apply to the chosen front-end or head is an error naming it."""
+        f = self.features
+        if f == "logmel":
+            if self.model not in CNN_MODELS:
+                raise ConfigError("model", f"{self.model} is a head for another front-end (--features egemaps, "
+                                           f"wavlm_base, ...); on logmel use {' or '.join(CNN_MODELS)}")
+            for name in ("layer", "encoder_checkpoint"):
+                if getattr(self, name) is not None:
+                    raise ConfigError(name, "only means something with a self-supervised encoder (--features "
+                                            "wav2vec2_base, wavlm_base, ...), not with --features logmel")
+            return
+        if self.model not in HEAD_MODELS:
+            raise ConfigError("model", f"{self.model} trains on log-mel; with --features {f} use "
+                                       f"{' or '.join(HEAD_MODELS)}")
+        for name in LOGMEL_FIELDS:
+            if getattr(self, name) != _default(name):
+                raise ConfigError(name, f"is a log-mel setting; --features {f} has its own (leave it at "
+                                        f"{_default(name)}), got {getattr(self, name)}")
+        if self.use_bn:
+            raise ConfigError("use_bn", f"BatchNorm belongs to SmallCNN's convolutions; the {self.model} head on "
+                                        f"--features {f} has none")
+        if f in FUNCTIONALS:
+            if self.use_specaug:
+                raise ConfigError("use_specaug", f"--features {f} is one vector of functionals per clip: no "
+                                                 f"frames or channels over time to mask")
+            for name in ("layer", "encoder_checkpoint"):
+                if getattr(self, name) is not None:
+                    raise ConfigError(name, f"only means something with a self-supervised encoder, not with "
+                                            f"--features {f}")
+        elif self.layer is not None and self.layer < 1:
+            raise ConfigError("layer", f"expected a transformer layer 1..L of {f}, got {self.layer}")
 
     def _check_corpus(self) -> None:
         from harness.corpora import NAMES
@@ -226,7 +279,10 @@ class RunConfig:
             if f.name in ("data_root", "test_corpus"):
                 ok = v is None or isinstance(v, str)
                 expected = "a path"
-            elif f.name == "fold":
+            elif f.name == "encoder_checkpoint":
+                ok = v is None or isinstance(v, str)
+                expected = "a path"
+            elif f.name in ("fold", "layer"):
                 ok = v is None or (isinstance(v, int) and not isinstance(v, bool))
                 expected = "an integer"
             elif t == "bool":

@@ -115,10 +115,15 @@ def search_runs(c, exp_id: str, filter_string: str) -> list:
 
 
 def print_plan(suite: Suite, rows: Sequence[RowSpec], seeds: Sequence[int], cells: Sequence[Cell],
-               done: dict, data_root: str | None, experiment: str, budget: int | None = None) -> None:
+               done: dict, data_root: str | None, experiment: str, budget: int | None = None,
+               extraction: Sequence[str] = ()) -> None:
     print(f"suite {suite.name!r} from {suite.path}, profile {suite.profile!r} -> experiment {experiment!r}; "
           f"data: {data_root or 'synthetic corpus'}; seeds {list(seeds)}")
-    print(f"{'row':<28} {'model':<9} {'epochs':>6} {'design':>7}  {'done':>4}  {'to run':>6}  seeds to run")
+    # A head is named with its front-end ("mlp@wavlm_base"); the column widens for it.
+    models = {r.name: r.config.model if r.config.features == "logmel" else f"{r.config.model}@{r.config.features}"
+              for r in rows}
+    w = max([9, *map(len, models.values())])
+    print(f"{'row':<28} {'model':<{w}} {'epochs':>6} {'design':>7}  {'done':>4}  {'to run':>6}  seeds to run")
     total_epochs = 0
     n_pending = 0
     for r in rows:
@@ -128,11 +133,13 @@ def print_plan(suite: Suite, rows: Sequence[RowSpec], seeds: Sequence[int], cell
         n_pending += len(todo)
         design = f"cv{r.config.cv_folds}" if r.config.cv_folds else "split"
         seeds_todo = sorted({cell.seed for cell in todo})
-        print(f"{r.name:<28} {r.config.model:<9} {r.config.epochs:>6} {design:>7}  {len(mine) - len(todo):>4}  "
+        print(f"{r.name:<28} {models[r.name]:<{w}} {r.config.epochs:>6} {design:>7}  {len(mine) - len(todo):>4}  "
               f"{len(todo):>6}  {','.join(map(str, seeds_todo)) or '-'}")
     est = _estimate_seconds(done.values(), rows, cells, done)
     print(f"{len(cells)} cells: {len(cells) - n_pending} already done, {n_pending} to run "
           f"({total_epochs} training epochs){est}")
+    if extraction:  # paid once per corpus before the cells, not per cell
+        print("front-end extraction, once before the cells: " + "; ".join(extraction))
     if budget is not None:
         # Worst case: every round adds a repeat to the most expensive rows until the budget is spent.
         spent = sum(1 for key in done if key[0] in {r.name for r in rows})
@@ -151,7 +158,8 @@ def _estimate_seconds(runs: Iterable, rows: Sequence[RowSpec], cells: Sequence[C
     for r in runs:
         m = r.data.metrics
         if "wall_time_s" in m and m.get("epochs_run"):
-            per_epoch.setdefault(r.data.params.get("model", ""), []).append(m["wall_time_s"] / m["epochs_run"])
+            kind = (r.data.params.get("model", ""), r.data.params.get("features", "logmel"))  # a head's speed is its front-end's
+            per_epoch.setdefault(kind, []).append(m["wall_time_s"] / m["epochs_run"])
             if "cpu_time_s" in m:
                 wall, cpu = wall + m["wall_time_s"], cpu + m["cpu_time_s"]
     if not per_epoch:
@@ -159,7 +167,7 @@ def _estimate_seconds(runs: Iterable, rows: Sequence[RowSpec], cells: Sequence[C
     secs, unknown = 0.0, 0
     for r in rows:
         todo = sum(1 for cell in cells if cell.row == r.name and cell.ident not in done)
-        rates = per_epoch.get(r.config.model)
+        rates = per_epoch.get((r.config.model, r.config.features))
         if rates:
             secs += todo * r.config.epochs * sum(rates) / len(rates)
         else:

@@ -80,7 +80,8 @@ def run_suite(suite: Suite, seeds: Sequence[int] | None = None, rows: Sequence[s
               until_decided: bool = False, budget: int | None = None,
               out_dir: str = "artifacts", progress: bool = True) -> Summary:
     """Run every pending (row, seed[, fold]) cell; returns counts of done/skipped/failed."""
-    from harness.train.run import checked_config, prepare, scan_data
+    from harness.train.frontends import extraction_status
+    from harness.train.run import checked_config, default_cache_dir, prepare, scan_data
 
     seeds = tuple(seeds or suite.seeds)
     data_root = data_root if data_root is not None else suite.data_root
@@ -97,6 +98,7 @@ def run_suite(suite: Suite, seeds: Sequence[int] | None = None, rows: Sequence[s
     storage = storage or default_storage(uri)
     services.preflight(uri, storage)  # a server or database that is down: one line, exit 2, in seconds
 
+    frontend_rows = _frontend_rows(suite, selected)  # an encoder without weights: one line, before any work
     # Scanning the data first: a bad corpus, or a CV design it cannot hold, fails here, before any run exists.
     # Rows reading other data (labels, corpora) than the first are scanned once each.
     probes: dict[tuple, object] = {}
@@ -129,13 +131,18 @@ def run_suite(suite: Suite, seeds: Sequence[int] | None = None, rows: Sequence[s
 
     if dry_run:
         print_plan(suite, selected, seeds, all_cells, done, data_root, experiment,
-                   budget=budget if until_decided else None)
+                   budget=budget if until_decided else None,
+                   extraction=[extraction_status(r.config, fingerprint, len(probe.clips), default_cache_dir())
+                               for r in frontend_rows])
         return summary
 
     exp_id = tracking.get_or_create_experiment(c, experiment)
     parents = {r.name: row_parent(c, exp_id, suite, r, extra_row_tags or {}) for r in selected}
     queue = open_queue(storage, experiment)
-    prepare(cell_config(selected[0], all_cells[0], data_root))  # features cached once before workers start
+    # Features cached once before workers start: log-mel, and each front-end the rows use.
+    for r in [selected[0], *frontend_rows]:
+        # An extraction says how far it is (clips/s, time left) on a terminal or in a log alike.
+        prepare(cell_config(r, all_cells[0], data_root), progress=progress or r.config.features != "logmel")
     plan = Plan(suite=suite, experiment=experiment, tracking_uri=uri, storage=storage, data_root=data_root,
                 out_dir=out_dir, parents=parents, cells=tuple(pending), fingerprint=fingerprint,
                 extra_row_tags=dict(extra_row_tags or {}))
@@ -176,6 +183,24 @@ def run_suite(suite: Suite, seeds: Sequence[int] | None = None, rows: Sequence[s
     for line in summary.failures:
         print(f"  FAILED {line}")
     return summary
+
+
+def _frontend_rows(suite: Suite, rows) -> list:
+    """One row per distinct front-end other than log-mel (features, layer, weights), its weights checked."""
+    from harness.train.frontends import check_weights
+
+    out, seen = [], set()
+    for r in rows:
+        key = (r.config.features, r.config.layer, r.config.encoder_checkpoint)
+        if r.config.features == "logmel" or key in seen:
+            continue
+        seen.add(key)
+        try:
+            check_weights(r.config)
+        except HarnessError as e:
+            raise HarnessError(f"{suite.path}: row {r.name!r}: {e}") from None
+        out.append(r)
+    return out
 
 
 def drain(plan: Plan, workers: int, summary: Summary, progress: bool) -> None:

@@ -13,7 +13,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -24,6 +24,7 @@ from harness.config import RunConfig
 from harness.errors import NonFiniteLossError
 from harness.figures import confusion_png
 from harness.corpora.load import Corpus, load_corpus
+from harness.train import frontends, heads
 from harness.train.splits import Split, check_design, make_split, resolve_folds
 from harness.train.features import SpecAugment, compute_features, mixup
 from harness.train.losses import balanced_sampler, build_loss
@@ -32,9 +33,11 @@ from harness.train.models import build_model, layout_name, memory_format
 DEFAULT_EXPERIMENT = "harness"
 # The RunConfig fields `prepare` reads: runs that agree on them can share one `Prepared`.
 PREPARE_FIELDS = ("data_root", "corpus", "labels", "label_map", "protocol", "test_corpus", "mode", "split",
-                  "train_ratio", "val_ratio", "cv_folds", "fold", "seed", "sr", "n_mels", "n_fft", "hop_length")
+                  "train_ratio", "val_ratio", "cv_folds", "fold", "seed", "sr", "n_mels", "n_fft", "hop_length",
+                  "features", "layer", "encoder_checkpoint")
 # The fields the corpus scan and the features depend on: runs that agree on them differ only in their split.
-FEATURE_FIELDS = ("data_root", "corpus", "labels", "label_map", "sr", "n_mels", "n_fft", "hop_length")
+FEATURE_FIELDS = ("data_root", "corpus", "labels", "label_map", "sr", "n_mels", "n_fft", "hop_length", "features",
+                  "layer", "encoder_checkpoint")
 PREDICTIONS = "test_predictions.csv"  # every run's test predictions, one line per clip
 EVAL_BATCH = 128
 
@@ -88,13 +91,14 @@ def data_kind(corpus: Corpus) -> str:
 @dataclass
 class Prepared:
     corpus: Corpus
-    features: torch.Tensor  # (n, 1, n_mels, frames), unnormalised dB
+    features: Any  # log-mel (n, 1, n_mels, frames) in dB; functionals (n, dim); or an encoder's FrameStore
     labels: torch.Tensor
     split: Split
     classes: tuple[str, ...]
     data_root: Path
     synthetic: bool
     kind: str = ""  # tag `harness.data`: synthetic, or the corpora's names
+    frontend_tags: dict = field(default_factory=dict)  # front-end, weights' hash, layers (empty for log-mel)
 
 
 def prepare(cfg: RunConfig, cache_dir: Path | None = None, progress: bool = False,
@@ -103,15 +107,22 @@ def prepare(cfg: RunConfig, cache_dir: Path | None = None, progress: bool = Fals
     Prepared that agrees with `cfg` on FEATURE_FIELDS (a suite worker's previous cell): its corpus scan
     and features are taken as they are and only the split is made anew (the scan alone cost a cell 0.05 s)."""
     cache_dir = default_cache_dir() if cache_dir is None else cache_dir
+    frontends.check_weights(cfg)  # an encoder without weights: one line before any work
     corpus = reuse.corpus if reuse else scan_data(cfg, cache_dir)
     cfg = checked_config(cfg, corpus)  # a protocol's fold count from the data, wherever prepare is called from
     split = make_split(corpus, cfg)
-    feats = reuse.features if reuse else compute_features(corpus, cfg.sr, cfg.n_mels, cfg.n_fft, cfg.hop_length,
-                                                          cache_dir, progress)
+    if reuse:
+        feats, tags = reuse.features, reuse.frontend_tags
+    elif cfg.features == "logmel":
+        feats, tags = compute_features(corpus, cfg.sr, cfg.n_mels, cfg.n_fft, cfg.hop_length, cache_dir, progress), {}
+    else:  # --- front-ends (issue 24): functionals or encoder frames, from their cache ---
+        feats, tags = frontends.features(cfg, corpus, cache_dir, resolve_device(cfg.device), progress)
+        if isinstance(feats, np.ndarray):
+            feats = torch.from_numpy(feats)
     kind = reuse.kind if reuse else data_kind(corpus)
     return Prepared(corpus=corpus, features=feats, labels=torch.from_numpy(corpus.labels(cfg.mode)),
                     split=split, classes=corpus.class_names(cfg.mode), data_root=corpus.root,
-                    synthetic=kind == "synthetic", kind=kind)
+                    synthetic=kind == "synthetic", kind=kind, frontend_tags=tags)
 
 
 def seed_everything(seed: int) -> None:
@@ -136,7 +147,7 @@ class FitResult:
     model: torch.nn.Module
     best_epoch: int
     best_val_f1: float
-    norm: tuple[float, float]
+    norm: Any  # (mean, std): floats for log-mel, per-feature tensors for functionals, None for frames
     history: list[dict] = field(default_factory=list)
     checkpoint: Path | None = None
 
@@ -155,19 +166,21 @@ def fit(cfg: RunConfig, data: Prepared, out_dir: Path | None = None,
     y_np = data.labels.numpy()
 
     # Standardise with training statistics only (stored in the checkpoint).
-    train_feats = data.features[tr]  # one copy of the training slice, not three
-    mean, std = float(train_feats.mean()), float(train_feats.std()) + 1e-6
-    x_train = ((train_feats - mean) / std).to(device)
+    norm = heads.input_norm(data.features, tr)
+    x_train = heads.model_inputs(data.features, tr, norm, device, frames=cfg.use_specaug or cfg.mixup_alpha > 0)
     y_train = data.labels[tr].to(device)
-    x_val = ((data.features[va] - mean) / std).to(device)
+    x_val = heads.model_inputs(data.features, va, norm, device)
     y_val = data.labels[va].to(device)
 
     fmt = memory_format(cfg.model, device.type)  # measured per model and device (harness.train.models)
-    model = build_model(cfg.model, n_classes, cfg.dropout, cfg.use_bn).to(device).to(memory_format=fmt)
+    shape = heads.head_shape(data.features) if cfg.features != "logmel" else None
+    model = _model(cfg, n_classes, shape).to(device).to(memory_format=fmt)
     criterion, _ = build_loss(cfg, y_np[tr], n_classes)
     criterion = criterion.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    specaug = SpecAugment(cfg.specaug_freq, cfg.specaug_time).to(device) if cfg.use_specaug else None
+    specaug = None
+    if cfg.use_specaug:  # on encoder frames: time and channel masks (heads.FrameMasks)
+        specaug = (heads.FrameMasks if shape else SpecAugment)(cfg.specaug_freq, cfg.specaug_time).to(device)
     sampler = balanced_sampler(y_np[tr], gen) if cfg.balanced_sampler else None
     amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
@@ -216,8 +229,9 @@ def fit(cfg: RunConfig, data: Prepared, out_dir: Path | None = None,
         out_dir.mkdir(parents=True, exist_ok=True)
         ckpt = out_dir / "best_model.pt"
         torch.save({"state_dict": best_state, "config": cfg.to_dict(), "classes": list(data.classes),
-                    "norm": [mean, std], "best_epoch": best_epoch, "val_f1_macro": best_f1}, ckpt)
-    return FitResult(model=model, best_epoch=best_epoch, best_val_f1=best_f1, norm=(mean, std),
+                    "norm": None if norm is None else list(norm), "head_shape": shape,
+                    "best_epoch": best_epoch, "val_f1_macro": best_f1}, ckpt)
+    return FitResult(model=model, best_epoch=best_epoch, best_val_f1=best_f1, norm=norm,
                      history=history, checkpoint=ckpt)
 
 
@@ -248,14 +262,20 @@ def load_checkpoint(path: Path, device: str = "cpu") -> tuple[torch.nn.Module, d
     """Rebuild the selected model from `best_model.pt` (safe: weights_only=True)."""
     ckpt = torch.load(path, map_location=device, weights_only=True)
     cfg = RunConfig.from_dict(ckpt["config"])
-    model = build_model(cfg.model, len(ckpt["classes"]), cfg.dropout, cfg.use_bn)
+    model = _model(cfg, len(ckpt["classes"]), ckpt.get("head_shape"))
     model.load_state_dict(ckpt["state_dict"])
     return model.eval(), ckpt
 
 
-def score_test(model: torch.nn.Module, data: Prepared, norm: tuple[float, float], device: torch.device) -> dict:
+def _model(cfg: RunConfig, n_classes: int, head_shape: dict | None) -> torch.nn.Module:
+    if cfg.features != "logmel":
+        return heads.build_head(cfg.model, n_classes, cfg.dropout, head_shape)
+    return build_model(cfg.model, n_classes, cfg.dropout, cfg.use_bn)
+
+
+def score_test(model: torch.nn.Module, data: Prepared, norm, device: torch.device) -> dict:
     te = data.split.test
-    x = ((data.features[te] - norm[0]) / norm[1]).to(device)
+    x = heads.model_inputs(data.features, te, norm, device)
     return evaluate(model, x, data.labels[te].to(device), len(data.classes))
 
 
@@ -299,6 +319,7 @@ def run(cfg: RunConfig, experiment: str = DEFAULT_EXPERIMENT, tracking_uri: str 
            if device.type == "cuda" else {}),
         # CPU kernels reduce in a thread-count-dependent order: same seed, same numbers only at the same count.
         "harness.torch_threads": str(torch.get_num_threads()),
+        **data.frontend_tags,
         **(extra_tags or {}),
     }
     t0, cpu0 = time.time(), time.process_time()
@@ -332,6 +353,9 @@ def run(cfg: RunConfig, experiment: str = DEFAULT_EXPERIMENT, tracking_uri: str 
         final["cpu_time_s"] = time.process_time() - cpu0
         tracking.log_metrics(c, run_id, final, tags={"harness.test_confusion": str(test["confusion"])}
                              if score_on_test else None)
+        weights = getattr(result.model, "layer_weights", lambda: None)()
+        if weights is not None:  # the learned mix of the encoder's layers (SUPERB), layer 1 first
+            tracking.set_tags(c, run_id, {"harness.layer_weights": " ".join(f"{w:.3f}" for w in weights.tolist())})
         c.log_artifact(run_id, str(result.checkpoint))
         if before_finish is not None:
             before_finish()

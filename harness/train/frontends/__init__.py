@@ -1,0 +1,64 @@
+"""Front-ends other than log-mel: openSMILE functionals and frozen self-supervised encoders,
+extracted once per corpus into a content-keyed cache (`store`), trained on by a head
+(`harness.train.heads`). `features(cfg, corpus, ...)` is the one entry point `prepare` calls."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.config import FUNCTIONALS, RunConfig
+from harness.corpora.base import read_audio  # noqa: F401  (the one place the front-ends read audio from)
+
+
+def check_weights(cfg: RunConfig) -> None:
+    """Before any work: an encoder without weights is one line saying where it looked and how to get them."""
+    if cfg.features != "logmel" and cfg.features not in FUNCTIONALS:
+        from harness.train.frontends import ssl
+
+        ssl.locate_weights(cfg.features, cfg.encoder_checkpoint)
+
+
+def features(cfg: RunConfig, corpus, cache_dir: Path, device, progress: bool = False):
+    """(features, tags): a float32 (n_clips, dim) array of functionals, or a `store.FrameStore` of encoder
+    frames; the tags record the front-end, its weights' hash and its layers."""
+    if cfg.features in FUNCTIONALS:
+        from harness.train.frontends.functionals import functionals
+
+        return functionals(corpus, cfg.features, cache_dir, progress)
+    from harness.train.frontends.ssl import encoder_frames
+
+    return encoder_frames(corpus, cfg.features, cfg.encoder_checkpoint, cfg.layer, cache_dir, device, progress)
+
+
+def extraction_status(cfg: RunConfig, fingerprint: str, n_clips: int, cache_dir: Path) -> str:
+    """One line for `--dry-run`: this front-end cached for this corpus, or what extracting it will cost
+    at the rate last measured on this machine (any corpus)."""
+    import json
+
+    from harness.train.frontends import store
+
+    if cfg.features in FUNCTIONALS:
+        from harness.train.frontends.functionals import cache_key
+
+        keys = [cache_key(fingerprint, cfg.features)]
+    else:
+        from harness.train.frontends import ssl
+
+        digest = store.sha256_file(ssl.locate_weights(cfg.features, cfg.encoder_checkpoint), cache_dir)
+        keys = ssl.candidate_keys(fingerprint, cfg.features, digest, cfg.layer)
+    base = store.root(cache_dir)
+    if any((base / f"{k}.npy").exists() or (base / k / "meta.json").exists() for k in keys):
+        return f"{cfg.features}: cached for this corpus (key {keys[0]}), nothing to extract"
+    rates = []
+    for meta in list(base.glob("*.json")) + list(base.glob("*/meta.json")):
+        try:
+            m = json.loads(meta.read_text())
+        except (OSError, ValueError):
+            continue
+        if m.get("frontend") == cfg.features and m.get("clips_per_second"):
+            rates.append(float(m["clips_per_second"]))
+    if not rates:
+        return f"{cfg.features}: {n_clips} clips to extract once, not timed on this machine yet " \
+               f"(figures per family: benchmarks/README.md, frontends.py)"
+    rate = sum(rates) / len(rates)
+    return f"{cfg.features}: {n_clips} clips to extract once, about {n_clips / rate / 60:.1f} min " \
+           f"at the {rate:.1f} clips/s measured here"
