@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/soak.py [--check] [--quick] [--backend sqlite|postgres|both]
                                         [--cells 40] [--kills 10] [--workers N] [--seed 0] [--time-limit S]
 
-A suite of `--cells` cells (4 rows x cells/4 seeds; SmallCNN, 32 mels, 1-2 epochs, the synthetic corpus)
+A suite of `--cells` cells (4 rows x cells/4 seeds; SmallCNN, 32 mels, 3-4 epochs, the synthetic corpus)
 run by separate `python -m harness suite run` processes (one worker each, one torch thread), into a
 temporary folder (feature cache, stores, artifacts; deleted at the end):
 
@@ -48,8 +48,8 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from pipeline import load_average, machine_lines  # noqa: E402
 from scaleout import sh_services  # noqa: E402
 
-ROWS = [("plain", {}), ("weighted", {"class_weight_loss": True}), ("smoothing", {"label_smoothing": 0.1, "epochs": 2}),
-        ("specaug", {"use_specaug": True, "specaug_freq": 4, "specaug_time": 8, "epochs": 2})]
+ROWS = [("plain", {}), ("weighted", {"class_weight_loss": True}), ("smoothing", {"label_smoothing": 0.1, "epochs": 4}),
+        ("specaug", {"use_specaug": True, "specaug_freq": 4, "specaug_time": 8, "epochs": 4})]
 FAULT_ENV = {"HARNESS_HEARTBEAT_S": "1", "HARNESS_GRACE_S": "3", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
@@ -189,7 +189,9 @@ def suite_file(tmp: Path, n_cells: int) -> Path:
     path = tmp / "soak.yaml"
     path.write_text(yaml.safe_dump({
         "name": "soak", "seeds": seeds,
-        "base": {"model": "smallcnn", "n_mels": 32, "epochs": 1, "batch_size": 64, "train_ratio": 0.6, "val_ratio": 0.2},
+        # 3-4 epochs: a cell must last long enough to be killed mid-cell (a cell costs well under a second
+        # outside training since issue 26, and at 1-2 epochs a quiet CI machine finished before a kill landed).
+        "base": {"model": "smallcnn", "n_mels": 32, "epochs": 3, "batch_size": 64, "train_ratio": 0.6, "val_ratio": 0.2},
         "rows": [{"name": n, "config": cfg} for n, cfg in ROWS]}, sort_keys=False))
     return path
 
