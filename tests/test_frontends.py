@@ -170,7 +170,7 @@ def test_frame_masks_zero_one_time_span_inside_the_clip_and_one_channel_span():
 
 
 def test_float16_storage_does_not_move_a_trained_heads_test_predictions(head_cfg, checkpoints):
-    from harness.train.frontends import read_audio
+    from harness.corpora.base import read_audio
 
     cfg = head_cfg(epochs=3)
     data = training.prepare(cfg)

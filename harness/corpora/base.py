@@ -102,10 +102,15 @@ def wav_files(root: Path) -> list[Path]:
                   and not p.name.startswith("."))
 
 
-def check_label(label: str, where: str) -> str:
-    if label not in EMOTIONS:
-        raise DataError(f"{where}: unknown label {label!r}: expected one of {', '.join(EMOTIONS)}")
-    return label
+def first_wavs(root: Path, n: int = 20) -> list[Path]:
+    """Up to n .wav files under root, in the file system's order: enough for an adapter to recognise its
+    layout without listing a large corpus."""
+    out = []
+    for p in root.rglob("*.wav"):
+        out.append(p)
+        if len(out) >= n:
+            break
+    return out
 
 
 def read_audio(path: Path) -> tuple[np.ndarray, int]:

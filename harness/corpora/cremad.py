@@ -10,7 +10,7 @@ import csv
 import re
 from pathlib import Path
 
-from harness.corpora.base import Adapter, Entry, SynthClip, wav_files
+from harness.corpora.base import Adapter, Entry, SynthClip, first_wavs, wav_files
 from harness.errors import DataError
 
 CODES = {"ANG": "angry", "DIS": "disgust", "FEA": "fearful", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
@@ -43,16 +43,7 @@ def list_entries(root: Path) -> list[Entry]:
 
 
 def looks_like(root: Path) -> bool:
-    return any(_NAME.match(p.name) for p in _first_wavs(root))
-
-
-def _first_wavs(root: Path, n: int = 20) -> list[Path]:
-    out = []
-    for p in root.rglob("*.wav"):
-        out.append(p)
-        if len(out) >= n:
-            break
-    return out
+    return any(_NAME.match(p.name) for p in first_wavs(root))
 
 
 _SENTENCES = (("IEO", "TIE"), ("DFA", "ITS"))  # by repetition, then statement: one name per take

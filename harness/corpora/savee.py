@@ -9,8 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from harness.corpora.base import Adapter, Entry, SynthClip, wav_files
-from harness.corpora.cremad import _first_wavs
+from harness.corpora.base import Adapter, Entry, SynthClip, first_wavs, wav_files
 from harness.errors import DataError
 
 CODES = {"sa": "sad", "su": "surprised", "a": "angry", "d": "disgust", "f": "fearful", "h": "happy", "n": "neutral"}
@@ -38,7 +37,7 @@ def list_entries(root: Path) -> list[Entry]:
 
 
 def looks_like(root: Path) -> bool:
-    return any(_FLAT.match(p.name) or (_NESTED.match(p.name) and p.parent.name in SPEAKERS) for p in _first_wavs(root))
+    return any(_FLAT.match(p.name) or (_NESTED.match(p.name) and p.parent.name in SPEAKERS) for p in first_wavs(root))
 
 
 def synth_path(c: SynthClip) -> str | None:

@@ -8,8 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from harness.corpora.base import Adapter, Entry, SynthClip, wav_files
-from harness.corpora.cremad import _first_wavs
+from harness.corpora.base import Adapter, Entry, SynthClip, first_wavs, wav_files
 from harness.errors import DataError
 
 CODES = {"angry": "angry", "disgust": "disgust", "fear": "fearful", "happy": "happy", "neutral": "neutral",
@@ -32,7 +31,7 @@ def list_entries(root: Path) -> list[Entry]:
 
 
 def looks_like(root: Path) -> bool:
-    return any(_NAME.match(p.name) for p in _first_wavs(root))
+    return any(_NAME.match(p.name) for p in first_wavs(root))
 
 
 _WORDS = ("back", "bar", "base", "bath", "bean", "beg", "bite", "boat")

@@ -321,7 +321,7 @@ def register(sub) -> None:
               ("--storage", dict(default=None, help=f"Optuna storage, a SQLAlchemy URL (default: {DEFAULT_STORAGE})")),
               ("--tracking_uri", dict(default=None, help="MLflow URI (default: $MLFLOW_TRACKING_URI, "
                                                          "else sqlite:///mlflow.db)")),
-              ("--data_root", dict(default=None, help="RAVDESS root (default: the synthetic corpus)"))]
+              ("--data_root", dict(default=None, help="the corpus folder(s), ',' between several (default: the synthetic corpus)"))]
 
     r = ss.add_parser("run", help="add trials to a study (created on first use, resumed by name)")
     c = ss.add_parser("confirm", help="train the best trial's config over seeds as the suite row study-best")

@@ -82,7 +82,7 @@ def check_design(corpus: Corpus, cfg) -> None:
                             f"{cfg.val_ratio}: a fold of {largest} test speaker(s) and {n_val} validation speaker(s) "
                             f"leave none to train on")
     elif cfg.split == "actor" and not cfg.test_corpus:
-        _speaker_split(corpus, cfg.train_ratio, cfg.val_ratio, cfg.seed)
+        _speaker_counts(len(corpus.speakers), cfg.train_ratio, cfg.val_ratio)
 
 
 def protocol_folds(corpus: Corpus, protocol: str, k: int, seed: int) -> tuple[tuple[str, ...], ...]:
@@ -179,15 +179,20 @@ def _fold_split(corpus: Corpus, folds, fold: int, val_ratio: float, seed: int, k
     return by_speakers(corpus, train, val, tuple(test))
 
 
-def _speaker_split(corpus: Corpus, train_ratio: float, val_ratio: float, seed: int) -> Split:
-    speakers = corpus.speakers
-    n = len(speakers)
+def _speaker_counts(n: int, train_ratio: float, val_ratio: float) -> tuple[int, int]:
+    """(validation, test) speakers of a speaker-disjoint split of n; DataError where no speaker would train."""
     n_val = max(1, round(n * val_ratio))
     n_test = max(1, round(n * (1.0 - train_ratio - val_ratio)))
     if n - n_val - n_test < 1:
         raise DataError(
             f"a speaker-disjoint split of {n} speaker(s) with train_ratio={train_ratio}, val_ratio={val_ratio} "
             f"leaves a set without speakers (needs >= 3 speakers: one each for train, val and test)")
+    return n_val, n_test
+
+
+def _speaker_split(corpus: Corpus, train_ratio: float, val_ratio: float, seed: int) -> Split:
+    speakers = corpus.speakers
+    n_val, n_test = _speaker_counts(len(speakers), train_ratio, val_ratio)
     order = [str(s) for s in np.random.default_rng(seed).permutation(speakers)]
     return by_speakers(corpus, tuple(sorted(order[n_val + n_test:])), tuple(sorted(order[:n_val])),
                        tuple(sorted(order[n_val:n_val + n_test])))

@@ -1,10 +1,11 @@
-"""Synthetic speech corpus in the exact RAVDESS layout.
+"""Synthetic speech corpus, written in any corpus adapter's layout (RAVDESS's by default).
 
 Why this exists: a fresh machine has no real audio, yet the demo and the fast
 tests must run end to end (loader, resampling, features, actor-disjoint
-splits, training, reports).  This module writes a small corpus that *looks*
-like RAVDESS on disk (``Actor_XX/03-01-EE-II-SS-RR-AA.wav``, 16-bit mono WAV,
-~3.5 s clips with leading/trailing silence) and whose labels are learnable but
+splits, training, reports).  This module writes a small corpus of 16-bit mono
+WAVs (~3.5 s clips with leading/trailing silence, RAVDESS's plan of 60 clips an
+actor) named as a corpus adapter's `synth_path` says (``harness.corpora``: the
+file names and folders are the adapter's alone), whose labels are learnable but
 not trivially so.  Numbers obtained on it say nothing about real speech
 emotion recognition: it is a stand-in, NOT a substitute for RAVDESS results.
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.config import FUNCTIONALS, RunConfig
-from harness.corpora.base import read_audio  # noqa: F401  (the one place the front-ends read audio from)
 
 
 def check_weights(cfg: RunConfig) -> None:

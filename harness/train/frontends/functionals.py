@@ -32,7 +32,7 @@ def functionals(corpus, name: str, cache_dir: Path | None, progress: bool = Fals
     """Float32 (n_clips, dim) in corpus order, and what to record about it."""
     import opensmile
 
-    from harness.train.frontends import read_audio
+    from harness.corpora.base import read_audio
 
     p = params(name)
     key = cache_key(corpus.fingerprint, name)

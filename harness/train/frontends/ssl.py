@@ -138,7 +138,7 @@ def candidate_keys(fingerprint: str, name: str, digest: str, layer: int | None) 
 def encoder_frames(corpus, name: str, checkpoint: str | None, layer: int | None, cache_dir: Path,
                    device: torch.device, progress: bool = False) -> tuple[store.FrameStore, dict]:
     """Every clip's frames of `name` (all layers, or `layer` alone), extracted once into the cache."""
-    from harness.train.frontends import read_audio
+    from harness.corpora.base import read_audio
 
     path = locate_weights(name, checkpoint)
     digest = store.sha256_file(path, cache_dir)
