@@ -79,6 +79,11 @@ class Pseudo:
     speakers: tuple  # the S speakers, in the table's order
     repeats: tuple  # the R repeats
 
+    @property
+    def corpora(self) -> tuple:
+        """Each speaker's corpus ('corpus:id' names; one corpus where the names have no prefix)."""
+        return tuple(str(s).split(":", 1)[0] if ":" in str(s) else "" for s in self.speakers)
+
 
 def pseudo_values(clips: pd.DataFrame, classes: Sequence[str], reference: pd.DataFrame | None = None) -> Pseudo:
     """`clips`: one line per scored clip, columns repeat, fold, speaker, clip, true, pred (every repeat
@@ -168,6 +173,14 @@ def components(p: Pseudo, test_train_ratio: float = 0.0) -> Components:
     `test_train_ratio` (n_test / n_train of one fold; 0 leaves the training population out)."""
     u, fold = p.u, p.fold
     S, R = u.shape
+    corpora = np.array(p.corpora)
+    strata = np.unique(corpora)
+    if len(strata) > 1:
+        # Speakers nested in corpora: a pooled comparison's population is new speakers of the same corpora,
+        # so the corpora's own means (per repeat) are not speaker variance (a stratified sample).
+        u = u.copy()
+        for c in strata:
+            u[corpora == c] -= u[corpora == c].mean(axis=0)
     ss_w = df_w = ss_b = df_b = 0.0
     cell_sq, n0_num = 0.0, 0.0
     for j in range(R):
@@ -194,7 +207,8 @@ def components(p: Pseudo, test_train_ratio: float = 0.0) -> Components:
     else:
         speaker, residual, separable = ms_w, 0.0, False
     return Components(speaker=speaker, model=model, residual=residual, n_speakers=S, n_repeats=R,
-                      cell_sq=cell_sq, separable=separable, test_train_ratio=float(test_train_ratio), df_speaker=float(S - 1), df_model=float(max(df_b, 1)),
+                      cell_sq=cell_sq, separable=separable, test_train_ratio=float(test_train_ratio),
+                      df_speaker=float(S - len(strata)), df_model=float(max(df_b, 1)),
                       df_residual=float(max(df_w - (S - 1), 1)))
 
 

@@ -2,6 +2,7 @@
 constructed data whose variance components are known."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -56,6 +57,21 @@ def test_the_training_population_charges_the_fold_models_to_the_floor():
     assert corrected.parts()[1] == pytest.approx(plain.parts()[1])  # the training noise is the same
     assert corrected.var(repeats=math.inf) == pytest.approx(corrected.parts()[0])  # a floor repeats cannot lower
     assert speakers.interval(p, 0.375).se > speakers.interval(p, 0.0).se
+
+
+def test_speakers_nested_in_corpora_do_not_count_the_corpora_as_speaker_variance():
+    # A pooled comparison over two corpora: its population is new speakers of the same corpora, so the
+    # corpora's own means are not speaker spread (a stratified sample).
+    rng = np.random.default_rng(4)
+    p = table(rng, 0.02, 0.01, 0.05, repeats=2)
+    shifted = p.u + np.where(np.arange(S) < S // 2, 0.1, -0.1)[:, None]  # the corpora differ by 0.2 in Δ
+    one = speakers.Pseudo(theta=shifted.mean(axis=0), u=shifted, fold=p.fold, speakers=p.speakers, repeats=p.repeats)
+    two = dataclasses.replace(one, speakers=tuple(f"{'a' if i < S // 2 else 'b'}:{i}" for i in range(S)))
+    assert two.corpora[0] == "a" and set(two.corpora) == {"a", "b"}
+    assert speakers.components(one).speaker > 0.005  # as one corpus: the 0.2 gap looks like speakers
+    nested = speakers.components(two)
+    assert nested.speaker == pytest.approx(speakers.components(p).speaker, abs=0.002)
+    assert nested.df_speaker == S - 2
 
 
 def test_one_repeat_cannot_tell_speakers_from_the_residual():

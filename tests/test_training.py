@@ -160,3 +160,17 @@ def test_a_nan_loss_fails_the_run_and_keeps_what_was_logged(tiny, monkeypatch, t
     assert run.info.status == "FAILED"
     assert "NonFiniteLossError" in run.data.tags["harness.failure_reason"]
     assert [m.step for m in c.get_metric_history(run.info.run_id, "val_f1_macro")] == [1]
+
+
+def test_each_fold_of_a_repeat_trains_from_its_own_seed_on_the_repeats_split():
+    # Folds that shared the repeat's seed started from the same weights, which tied their errors together.
+    cfg = RunConfig(cv_folds=4, seed=3)
+    seeds = [training.train_seed(cfg.replace(fold=k)) for k in range(4)]
+    assert len(set(seeds)) == 4 and cfg.seed not in seeds
+    assert seeds == [training.train_seed(cfg.replace(fold=k)) for k in range(4)]  # deterministic
+    assert training.train_seed(cfg.replace(seed=4, fold=0)) != seeds[0]
+    assert training.train_seed(RunConfig(seed=3)) == 3  # one split: the seed itself
+    torch.manual_seed(seeds[0])
+    w0 = torch.nn.Linear(4, 2).weight
+    torch.manual_seed(seeds[1])
+    assert not torch.equal(w0, torch.nn.Linear(4, 2).weight)

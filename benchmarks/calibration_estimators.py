@@ -1,0 +1,196 @@
+"""The figures of benchmarks/calibration.py from the predictions it saved: what each estimator states per
+population and contrast, and how that compares with the truth over populations. No training here.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from precision import Band
+
+RATIO_BAND = (0.85, 1.15)  # std(Δ̂) / RMS(SE) of the default estimator
+COVERAGE_BAND = (0.93, 0.97)  # of its stated 95% interval
+FALSE_CALLS_MAX = 0.05
+BOOTSTRAP_RESAMPLES = 9999
+DEFAULT = "speaker"  # the estimator --check holds to the goals (the report's default for CV suites)
+
+
+@dataclass(frozen=True)
+class Population:
+    setting: str
+    rep: int
+    source: str  # the folder it was loaded from
+    preds: pd.DataFrame  # row, repeat, fold, speaker, corpus, clip, true, pred
+    folds: pd.DataFrame  # row, repeat, fold, f1, ratio
+    classes: tuple[str, ...]
+
+    @property
+    def rows(self) -> list[str]:
+        return sorted(set(self.folds["row"]) - {"plain"})
+
+
+def load_populations(dirs: list[Path]) -> list[Population]:
+    pops = []
+    for d in dirs:
+        for f in sorted(Path(d).glob("*-predictions.csv.gz")):
+            setting, rep = f.name.split("-")[:2]
+            folds = pd.read_csv(Path(d) / f"{setting}-{rep}-folds.csv")
+            preds = pd.read_csv(f, dtype={"clip": str, "true": str, "pred": str, "speaker": str, "corpus": str})
+            pops.append(Population(setting, int(rep), str(d), preds, folds,
+                                   tuple(str(folds["classes"].iloc[0]).split(","))))
+    return pops
+
+
+# --- estimators: (Δ̂, SE, df) of one contrast in one population ----------------------------------
+
+def _fold_deltas(pop: Population, row: str) -> tuple[np.ndarray, float]:
+    f = pop.folds.pivot_table(index=["repeat", "fold"], columns="row", values="f1")
+    ratio = float(pop.folds["ratio"].mean())
+    return (f[row] - f["plain"]).to_numpy(), ratio
+
+
+def est_corrected(pop: Population, row: str) -> tuple[float, float, float]:
+    from harness.stats import corrected_var
+
+    d, ratio = _fold_deltas(pop, row)
+    return float(d.mean()), math.sqrt(corrected_var(d, ratio)), len(d) - 1.0
+
+
+def est_plain(pop: Population, row: str) -> tuple[float, float, float]:
+    d, _ = _fold_deltas(pop, row)
+    return float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d))), len(d) - 1.0
+
+
+def _pseudo(pop: Population, row: str):
+    from harness import speakers
+
+    p = pop.preds
+    return speakers.pseudo_values(p[p["row"] == row], pop.classes, reference=p[p["row"] == "plain"])
+
+
+def est_speaker(pop: Population, row: str) -> tuple[float, float, float]:
+    from harness import speakers
+
+    pv = _pseudo(pop, row)
+    comps = speakers.components(pv, float(pop.folds["ratio"].mean()))
+    return float(pv.theta.mean()), math.sqrt(comps.var()), comps.df()
+
+
+def est_speaker_tested(pop: Population, row: str) -> tuple[float, float, float]:
+    """The speaker method without the training-population term: the speakers as tested, the fold models
+    and the residual only."""
+    from harness import speakers
+
+    pv = _pseudo(pop, row)
+    comps = speakers.components(pv, 0.0)
+    return float(pv.theta.mean()), math.sqrt(comps.var()), comps.df()
+
+
+ESTIMATORS = {"speaker": est_speaker, "speaker_tested": est_speaker_tested, "corrected": est_corrected,
+              "plain": est_plain}
+
+
+# --- statistics over populations ------------------------------------------------------------------
+
+def wilson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    from scipy import stats
+
+    z = float(stats.norm.ppf(0.5 + level / 2))
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def decision(delta: float, se: float, df: float) -> str:
+    """The report's call: better / worse / equivalent (ROPE ±0.01) at P >= 0.95, else undecided."""
+    from harness.report.verdict import _probs
+    from harness.stats import DECISION_PROB, ROPE, decide
+
+    if not se > 0:
+        return "undecided"
+    return decide(*_probs(delta, se * se, df, ROPE, True), DECISION_PROB)
+
+
+@dataclass(frozen=True)
+class Figures:
+    n: int
+    mean: float
+    std: float
+    rms_se: float
+    ratio: float
+    ratio_ci: tuple[float, float]
+    covered: int
+    false_calls: int  # better or worse on a null contrast; worse on a positive one
+    decided: int  # better / worse / equivalent
+
+    @property
+    def coverage(self) -> float:
+        return self.covered / self.n
+
+
+def figures(stated: list[tuple[float, float, float]], null: bool, seed: int = 0) -> Figures:
+    """`stated`: (Δ̂, SE, df) per population of one contrast; `null`: its true Δ is 0."""
+    from scipy import stats
+
+    est, se, df = (np.array(x, float) for x in zip(*stated))
+    m = len(est)
+    truth = np.zeros(m) if null else (est.sum() - est) / (m - 1)  # leave-one-out: never judged against itself
+    half = stats.t.ppf(0.975, df) * se
+    covered = int(np.sum(np.abs(est - truth) <= half))
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, m, size=(BOOTSTRAP_RESAMPLES, m))
+    with np.errstate(invalid="ignore", divide="ignore"):  # a contrast with no spread at all: nan, shown as such
+        boot = est[idx].std(axis=1, ddof=1) / np.sqrt((se[idx] ** 2).mean(axis=1))
+        ratio = est.std(ddof=1) / math.sqrt(float((se ** 2).mean()))
+    calls = [decision(*s) for s in stated]
+    wrong = {"better", "worse"} if null else {"worse"}
+    return Figures(n=m, mean=float(est.mean()), std=float(est.std(ddof=1)), rms_se=float(math.sqrt((se ** 2).mean())),
+                   ratio=float(ratio),
+                   ratio_ci=(float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))),
+                   covered=covered, false_calls=sum(c in wrong for c in calls),
+                   decided=sum(c != "undecided" for c in calls))
+
+
+def stated_all(pops: list[Population]) -> dict:
+    """{(setting, contrast, estimator): [(Δ̂, SE, df) per population]}"""
+    out: dict = {}
+    for pop in pops:
+        for row in pop.rows:
+            for name, fn in ESTIMATORS.items():
+                out.setdefault((pop.setting, row, name), []).append(fn(pop, row))
+    return out
+
+
+def report(pops: list[Population], settings: list[str]) -> tuple[list[Band], list[str]]:
+    stated = stated_all(pops)
+    checks, notes = [], []
+    print(f"\n{'setting':<11} {'contrast':<8} {'estimator':<10} {'n':>4} {'mean Δ̂':>8} {'std Δ̂':>7} {'RMS SE':>7} "
+          f"{'std/SE':>6} {'95% (bootstrap)':>16} {'coverage':>8} {'95% (Wilson)':>14} {'false':>6} {'decided':>7}")
+    for setting in settings:
+        pooled: dict = {}
+        for (s, row, name), values in sorted(stated.items()):
+            if s != setting or len(values) < 3:
+                continue
+            f = figures(values, null=row == "aa")
+            lo, hi = wilson(f.covered, f.n)
+            print(f"{s:<11} {row:<8} {name:<10} {f.n:>4} {f.mean:>+8.4f} {f.std:>7.4f} {f.rms_se:>7.4f} {f.ratio:>6.3f} "
+                  f" [{f.ratio_ci[0]:.3f}, {f.ratio_ci[1]:.3f}] {f.coverage:>8.3f}  [{lo:.3f}, {hi:.3f}] "
+                  f"{f.false_calls / f.n:>6.1%} {f.decided / f.n:>7.1%}")
+            pooled.setdefault(name, []).append(f)
+        for name, fs in pooled.items():
+            n, cov = sum(f.n for f in fs), sum(f.covered for f in fs)
+            ratio = math.sqrt(np.mean([(f.std / f.rms_se) ** 2 if f.rms_se > 0 else math.nan for f in fs]))
+            false = sum(f.false_calls for f in fs)
+            lo, hi = wilson(cov, n)
+            notes.append(f"{setting} {name}: coverage {cov}/{n} = {cov / n:.3f} (Wilson [{lo:.3f}, {hi:.3f}]), "
+                         f"std/SE (RMS over contrasts) {ratio:.3f}, false calls {false}/{n}")
+            if name == DEFAULT:
+                checks += [Band(f"{setting} {name}: coverage (all contrasts)", cov / n, *COVERAGE_BAND),
+                           Band(f"{setting} {name}: std(Δ̂)/RMS(SE) (RMS over contrasts)", ratio, *RATIO_BAND),
+                           Band(f"{setting} {name}: false better/worse calls", false / n, 0.0, FALSE_CALLS_MAX)]
+    return checks, notes
