@@ -90,8 +90,41 @@ def est_speaker_tested(pop: Population, row: str) -> tuple[float, float, float]:
     return float(pv.theta.mean()), math.sqrt(comps.var()), comps.df()
 
 
-ESTIMATORS = {"speaker": est_speaker, "speaker_tested": est_speaker_tested, "corrected": est_corrected,
-              "plain": est_plain}
+def _pooled(pop: Population, row: str, ratio: float) -> tuple[float, float, float]:
+    """The fold models' component pooled over the population's contrasts (the suite's rows against one
+    baseline), each weighted by its df: a property of the training recipe more than of the row."""
+    import dataclasses
+
+    from harness import speakers
+
+    comps = {r: speakers.components(_pseudo(pop, r), ratio) for r in pop.rows}
+    df = sum(c.df_model for c in comps.values())
+    model = sum(c.model * c.df_model for c in comps.values()) / df
+    c = dataclasses.replace(comps[row], model=model, df_model=df)
+    return float(_pseudo(pop, row).theta.mean()), math.sqrt(c.var()), c.df()
+
+
+def est_speaker_pooled(pop: Population, row: str) -> tuple[float, float, float]:
+    return _pooled(pop, row, float(pop.folds["ratio"].mean()))
+
+
+def est_speaker_tested_pooled(pop: Population, row: str) -> tuple[float, float, float]:
+    return _pooled(pop, row, 0.0)
+
+
+def est_speaker_tested_mindf(pop: Population, row: str) -> tuple[float, float, float]:
+    """speaker_tested with the conservative df: the fewest of the components it adds (Welch's min(n1-1, n2-1))."""
+    from harness import speakers
+
+    pv = _pseudo(pop, row)
+    c = speakers.components(pv, 0.0)
+    dfs = [d for v, d in ((c.speaker, c.df_speaker), (c.model, c.df_model), (c.residual, c.df_residual)) if v > 0]
+    return float(pv.theta.mean()), math.sqrt(c.var()), float(min(dfs)) if dfs else c.df()
+
+
+ESTIMATORS = {"speaker": est_speaker, "speaker_tested": est_speaker_tested, "speaker_pooled": est_speaker_pooled,
+              "speaker_tested_mindf": est_speaker_tested_mindf,
+              "speaker_tested_pooled": est_speaker_tested_pooled, "corrected": est_corrected, "plain": est_plain}
 
 
 # --- statistics over populations ------------------------------------------------------------------

@@ -10,7 +10,10 @@ and the estimate is its mean over the R repeats. Its variance has three sources:
 - **speakers** (σ²_s): which speakers were recorded. Crossed with the repeats (every repeat scores
   the same speakers), so it does not shrink with more repeats: the floor is σ²_s / S.
 - **fold models** (σ²_m): a model is shared by the speakers of its fold cell (repeat × fold);
-  initialisation, batch order and the epoch chosen on validation move all of them together.
+  initialisation, batch order and the epoch chosen on validation move all of them together. Each fold
+  trains from its own seed (`harness.train.run.train_seed`): folds that shared the repeat's seed
+  shared their initial weights, a repeat-level variance this model does not have (measured 2-7x the
+  fold models' share on synthetic populations before the change).
 - **residual** (σ²_e): a speaker's result in one repeat beyond the two above (speaker × model).
 - **the training population**: every fold model of a corpus is trained on that corpus's speakers, so
   which speakers were recorded also moves Δ through the models, for every repeat alike. One corpus
@@ -25,6 +28,10 @@ speakers (benchmarks/calibration.py measured its SE about 1.6x too small on synt
 with it the SE is about right on average on populations it was not designed on (std/SE 0.80 over 72),
 but its 95% interval covered 66 of 72: with 2 x 4 fold models σ²_m rests on 6 degrees of freedom, and
 where its estimate comes out near 0 the SE shrinks while Satterthwaite's df grows.
+
+Speakers of several corpora (a pooled comparison) are nested in their corpora: the population is new
+speakers of the same corpora, so the pseudo-values are centred on their corpus's mean per repeat before
+the speakers' spread is taken (a stratified sample; S − C degrees of freedom).
 
 The statistic is not a mean over clips, so each speaker's share of it is its jackknife pseudo-value
 within its repeat, u = S·θ − (S − 1)·θ(−speaker) (Quenouille–Tukey; the leave-one-speaker-out

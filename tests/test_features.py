@@ -81,7 +81,7 @@ def test_mixup_is_a_convex_combination():
     assert torch.allclose(xm, lam * x + (1 - lam) * x[perm])
 
 
-@pytest.mark.parametrize("rate", [8000, 16000, 44100, 48000, 44056])
+@pytest.mark.parametrize("rate", [8000, 16000, 44100, 48000, 22000])  # 22000: 440-sample blocks, an odd reach
 def test_a_clip_cut_before_resampling_has_the_features_of_one_resampled_whole_then_cut(rate):
     import torchaudio
 
