@@ -127,3 +127,11 @@ def test_train_runs_end_to_end_from_the_command_line(synth_root, tmp_path, track
     c = tracking.client(tracking_uri)
     (run,) = c.search_runs([c.get_experiment_by_name(experiment).experiment_id])
     assert run.info.status == "FINISHED" and run.data.params["class_weight_loss"] == "True"
+
+
+def test_a_bad_train_flag_is_answered_before_torch_mlflow_or_optuna_load():
+    code = ("import sys; from harness.cli import main; rc = main(['train', '--cv_folds', '1']); "
+            "print(rc, sorted(m for m in ('torch', 'mlflow', 'optuna') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.split(None, 1) == ["2", "[]\n"], proc.stdout + proc.stderr
+    assert "invalid --cv_folds" in proc.stderr
