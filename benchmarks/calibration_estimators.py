@@ -72,7 +72,8 @@ def _pseudo(pop: Population, row: str):
     return speakers.pseudo_values(p[p["row"] == row], pop.classes, reference=p[p["row"] == "plain"])
 
 
-def est_speaker(pop: Population, row: str) -> tuple[float, float, float]:
+def est_speaker_nb(pop: Population, row: str) -> tuple[float, float, float]:
+    """The speaker method with the training-population term σ²_m · n_test/n_train (Nadeau & Bengio's ρ)."""
     from harness import speakers
 
     pv = _pseudo(pop, row)
@@ -80,9 +81,9 @@ def est_speaker(pop: Population, row: str) -> tuple[float, float, float]:
     return float(pv.theta.mean()), math.sqrt(comps.var()), comps.df()
 
 
-def est_speaker_tested(pop: Population, row: str) -> tuple[float, float, float]:
-    """The speaker method without the training-population term: the speakers as tested, the fold models
-    and the residual only."""
+def est_speaker(pop: Population, row: str) -> tuple[float, float, float]:
+    """`--ci speaker`, as the report computes it (harness.report.table.compare): the speakers as tested,
+    the fold models and the residual; no training-population term."""
     from harness import speakers
 
     pv = _pseudo(pop, row)
@@ -105,15 +106,11 @@ def _pooled(pop: Population, row: str, ratio: float) -> tuple[float, float, floa
 
 
 def est_speaker_pooled(pop: Population, row: str) -> tuple[float, float, float]:
-    return _pooled(pop, row, float(pop.folds["ratio"].mean()))
-
-
-def est_speaker_tested_pooled(pop: Population, row: str) -> tuple[float, float, float]:
     return _pooled(pop, row, 0.0)
 
 
-def est_speaker_tested_mindf(pop: Population, row: str) -> tuple[float, float, float]:
-    """speaker_tested with the conservative df: the fewest of the components it adds (Welch's min(n1-1, n2-1))."""
+def est_speaker_mindf(pop: Population, row: str) -> tuple[float, float, float]:
+    """speaker with the conservative df: the fewest of the components it adds (Welch's min(n1-1, n2-1))."""
     from harness import speakers
 
     pv = _pseudo(pop, row)
@@ -122,9 +119,10 @@ def est_speaker_tested_mindf(pop: Population, row: str) -> tuple[float, float, f
     return float(pv.theta.mean()), math.sqrt(c.var()), float(min(dfs)) if dfs else c.df()
 
 
-ESTIMATORS = {"speaker": est_speaker, "speaker_tested": est_speaker_tested, "speaker_pooled": est_speaker_pooled,
-              "speaker_tested_mindf": est_speaker_tested_mindf,
-              "speaker_tested_pooled": est_speaker_tested_pooled, "corrected": est_corrected, "plain": est_plain}
+# speaker: the report's `--ci speaker`; speaker_nb: as shipped before 2026-12-02 (with the training-population
+# term); speaker_pooled and speaker_mindf: variants tried on the design runs, not adopted.
+ESTIMATORS = {"speaker": est_speaker, "speaker_nb": est_speaker_nb, "speaker_pooled": est_speaker_pooled,
+              "speaker_mindf": est_speaker_mindf, "corrected": est_corrected, "plain": est_plain}
 
 
 # --- statistics over populations ------------------------------------------------------------------
