@@ -87,7 +87,7 @@ def est_speaker(pop: Population, row: str) -> tuple[float, float, float]:
     from harness import speakers
 
     pv = _pseudo(pop, row)
-    comps = speakers.components(pv, 0.0)
+    comps = speakers.components(pv)
     return float(pv.theta.mean()), math.sqrt(comps.var()), comps.df()
 
 
@@ -98,11 +98,12 @@ def _pooled(pop: Population, row: str, ratio: float) -> tuple[float, float, floa
 
     from harness import speakers
 
-    comps = {r: speakers.components(_pseudo(pop, r), ratio) for r in pop.rows}
+    pvs = {r: _pseudo(pop, r) for r in pop.rows}
+    comps = {r: speakers.components(pv, ratio) for r, pv in pvs.items()}
     df = sum(c.df_model for c in comps.values())
     model = sum(c.model * c.df_model for c in comps.values()) / df
     c = dataclasses.replace(comps[row], model=model, df_model=df)
-    return float(_pseudo(pop, row).theta.mean()), math.sqrt(c.var()), c.df()
+    return float(pvs[row].theta.mean()), math.sqrt(c.var()), c.df()
 
 
 def est_speaker_pooled(pop: Population, row: str) -> tuple[float, float, float]:

@@ -12,8 +12,8 @@ and the estimate is its mean over the R repeats. Its variance has three sources:
 - **fold models** (σ²_m): a model is shared by the speakers of its fold cell (repeat × fold);
   initialisation, batch order and the epoch chosen on validation move all of them together. Each fold
   trains from its own seed (`harness.train.run.train_seed`): folds that shared the repeat's seed
-  shared their initial weights, a repeat-level variance this model does not have (measured 2-7x, in 5 of 6 contrasts, the
-  fold models' share on synthetic populations before the change).
+  shared their initial weights, a repeat-level variance this model does not have (measured before
+  the change: 2-7x what the fold models predict, in 5 of 6 contrasts on synthetic populations).
 - **residual** (σ²_e): a speaker's result in one repeat beyond the two above (speaker × model).
 - **the training population**: every fold model of a corpus is trained on that corpus's speakers, so
   which speakers were recorded could also move Δ through the models, for every repeat alike. One
@@ -28,7 +28,7 @@ The first term is the floor (more repeats cannot lower it; more speakers can), t
 noise. Calibration (benchmarks/calibration.py, 2 × K-fold CV, new synthetic speaker populations never
 seen while this was designed, 2026-12-02; an A/A null and a true effect per population): with a seed
 per fold, std(Δ̂)/RMS(SE) was 0.99 with 24 speakers and 3 classes (coverage of the 95% interval
-77/80), 0.86 with 10 speakers and 7 classes (138/140) and 0.96 with two corpora pooled (53/60); with
+77/80), 0.87 with 10 speakers and 7 classes (138/140) and 0.96 with two corpora pooled (53/60); with
 the Nadeau–Bengio training-population term it was 0.52-0.53 (about twice too wide). The fold models'
 variance is almost all initialisation and batch order, which overlapping training sets do not share.
 Before the per-fold seeds the method was right on average only because that term made up for the
@@ -93,7 +93,9 @@ class Pseudo:
     @property
     def corpora(self) -> tuple:
         """Each speaker's corpus ('corpus:id' names; one corpus where the names have no prefix)."""
-        return tuple(str(s).split(":", 1)[0] if ":" in str(s) else "" for s in self.speakers)
+        from harness.corpora.base import corpus_of
+
+        return tuple(corpus_of(s) for s in self.speakers)
 
 
 def pseudo_values(clips: pd.DataFrame, classes: Sequence[str], reference: pd.DataFrame | None = None) -> Pseudo:

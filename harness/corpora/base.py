@@ -96,6 +96,12 @@ class Adapter:
     synth_finish: Callable[[Path, list[tuple[str, SynthClip]]], Path] | None = None
 
 
+def corpus_of(speaker: object) -> str:
+    """The corpus of a namespaced speaker ('cremad:1001' -> 'cremad'); '' for a name without one."""
+    name = str(speaker)
+    return name.split(":", 1)[0] if ":" in name else ""
+
+
 def wav_files(root: Path) -> list[Path]:
     """Every .wav under root (any case), sorted; hidden temp files skipped."""
     return sorted(p for p in root.rglob("*") if p.suffix.lower() == ".wav" and p.is_file()

@@ -77,13 +77,14 @@ CI_NAMES = {
                      "residual (shrink with repeats), estimated by ANOVA on each speaker's jackknife pseudo-value "
                      "per repeat; Student t with Satterthwaite's df (`harness.speakers`). Measured on new synthetic "
                      "speaker populations (`benchmarks/calibration.py`, 2 × K-fold): its SE about matched the spread of Δ̂ "
-                     "(std/SE 0.86-0.99 in three settings) but its 95% interval covered 88-99% by setting, so it is "
+                     "(std/SE 0.87-0.99 in three settings) but its 95% interval covered 88-99% by setting, so it is "
                      "not yet the default",
     "corrected": "corrected resampled t (Nadeau & Bengio 2003; Bouckaert & Frank 2004): the variance of the mean "
                  "is s² · (1/J + n_test/n_train), because resamples that share most of their training data are "
                  "correlated and a plain t interval over them is too narrow, more so the more resamples are added. "
                  "Measured on new synthetic speaker populations (`benchmarks/calibration.py`, 2 × K-fold speaker CV): "
-                 "safe but about twice as wide as the truth needs (std(Δ̂)/SE 0.47-0.50)",
+                 "safe but about twice as wide as the truth needs (std(Δ̂)/SE 0.47-0.50; designs of one split per seed were "
+                 "not measured)",
     "t": "plain Student t over resamples, as if they were independent (too narrow when training sets overlap; "
          "`--ci corrected` is the default)",
     "bootstrap": "bootstrap BCa over resamples, as if they were independent (percentile where BCa is degenerate)",

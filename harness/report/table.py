@@ -78,9 +78,9 @@ def speaker_ready(sel: Selection, clips: pd.DataFrame | None, metric: str) -> bo
 
 # Whether the speaker method is the default for CV suites: only once benchmarks/calibration.py shows it
 # calibrated for new speakers on populations it was not designed on, by the rule written down before the
-# run. The fresh test of 2026-12-02 (seeds 70000.., 80000..; 180 populations): std/SE 0.99 (24 speakers),
-# 0.86 (10), 0.96 (two corpora), but coverage 77/80, 138/140 (too wide) and 53/60 (too narrow): not in
-# [0.93, 0.97] everywhere. The corrected t (std/SE 0.43-0.53: about twice too wide, but safe) stays.
+# run. The fresh test of 2026-12-02 (seeds 70000.., 80000..; 140 usable populations): std/SE 0.99 (24
+# speakers), 0.87 (10), 0.96 (two corpora), but coverage 77/80, 138/140 (too wide) and 53/60 (too narrow):
+# not in [0.93, 0.97] everywhere. The corrected t (std/SE 0.47-0.50: about twice too wide, but safe) stays.
 SPEAKER_IS_DEFAULT = False
 
 

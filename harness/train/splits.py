@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.corpora import ADAPTERS
+from harness.corpora.base import corpus_of
 from harness.corpora.load import Corpus
 from harness.errors import DataError
 
@@ -155,8 +156,8 @@ def cv_folds(speakers, k: int, seed: int, gender: dict[str, str] | None = None) 
     rng = np.random.default_rng([seed, k])
     speakers = sorted(speakers)
     order: list[str] = []
-    for name in dict.fromkeys(s.split(":", 1)[0] for s in speakers):
-        mine = [s for s in speakers if s.split(":", 1)[0] == name]
+    for name in dict.fromkeys(corpus_of(s) for s in speakers):
+        mine = [s for s in speakers if corpus_of(s) == name]
         for g in ("m", "f", ""):
             stratum = [s for s in mine if gender.get(s, "") == g]
             if stratum:
