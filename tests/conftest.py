@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -24,6 +25,13 @@ def _session_sandbox(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("HARNESS_CACHE", str(work / ".cache"))
     mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # Under `pytest -n N` the workers divide the cores: one torch thread each, and so for the processes
+        # a test starts (N workers of 2 threads on 2 cores spend their time waiting on each other).
+        import torch
+
+        torch.set_num_threads(1)
+        mp.setenv("OMP_NUM_THREADS", "1")
     mp.chdir(work)
     yield work
     mp.undo()
@@ -76,6 +84,23 @@ def ravdess_root() -> Path:
 @pytest.fixture(scope="session")
 def turev_root() -> Path:
     return _real_folder("TUREV_ROOT", "TurEV-DB clips (Angry/ Calm/ Happy/ Sad/ WAVs)")
+
+
+class Chromium(NamedTuple):
+    exe: str
+    args: list[str]
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Chromium:
+    """The Chromium binary for the UI tests, or their skip: session-scoped, so it is checked before the
+    suite or study a UI test would look at is trained (pytest sets up wider scopes first)."""
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+    for p in (os.environ.get("CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser"):
+        if p and Path(p).exists():
+            return Chromium(p, args)
+    pytest.skip("no Chromium at /usr/bin/chromium (apt-get install -y chromium; .ci/run does)")
 
 
 @pytest.fixture

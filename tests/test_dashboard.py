@@ -25,8 +25,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 STUDY = {"name": "dashboard-focal-lr",
          "description": "a tiny focal loss + lr search for the dashboard test",
@@ -35,13 +33,6 @@ STUDY = {"name": "dashboard-focal-lr",
          "params": {"focal_gamma": {"type": "float", "low": 0.0, "high": 5.0},
                     "lr": {"type": "float", "low": 1.0e-4, "high": 1.0e-2, "log": True}},
          "sampler": {"name": "tpe", "seed": 0}, "pruner": "none", "budget": {"n_trials": 3}}
-
-
-def chromium_path() -> str | None:  # as in test_scaleout.py
-    for p in (os.environ.get("CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser"):
-        if p and Path(p).exists():
-            return p
-    return None
 
 
 def dashboard_exe() -> str | None:
@@ -110,10 +101,7 @@ def dashboard(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_harness_study_shows_in_optuna_dashboard_in_headless_chromium(study_storage, dashboard, tmp_path):
-    exe = chromium_path()
-    if exe is None:
-        pytest.skip("no Chromium at /usr/bin/chromium (apt-get install -y chromium; .ci/run does)")
+def test_a_harness_study_shows_in_optuna_dashboard_in_headless_chromium(chromium, study_storage, dashboard, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api", reason="Python playwright not installed")
     if dashboard_exe() is None:
         pytest.skip("optuna-dashboard is not installed (pip install -r requirements.txt)")
@@ -123,9 +111,9 @@ def test_a_harness_study_shows_in_optuna_dashboard_in_headless_chromium(study_st
 
     with sync_api.sync_playwright() as pw:
         try:
-            browser = pw.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS, headless=True)
+            browser = pw.chromium.launch(executable_path=chromium.exe, args=chromium.args, headless=True)
         except Exception as e:  # no display libraries, a sandbox refusal, ...
-            pytest.skip(f"Chromium at {exe} cannot be launched here: {' '.join(str(e).split())[:300]}")
+            pytest.skip(f"Chromium at {chromium.exe} cannot be launched here: {' '.join(str(e).split())[:300]}")
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             # The study list (the page `make dashboard` opens on): a React app, so wait for the name.

@@ -109,7 +109,7 @@ def test_the_slurm_script_names_a_missing_store_in_one_line(tmp_path):
 def test_the_slurm_array_task_runs_one_worker_per_gpu_against_the_shared_stores(tmp_path, synth_root):
     """The job script's own command, run here as SLURM would run one array task with 2 GPUs."""
     uri, storage = f"sqlite:///{tmp_path / 'mlflow.db'}", f"sqlite:///{tmp_path / 'optuna.db'}"
-    path = suite_file(tmp_path / "slurm.yaml")
+    path = suite_file(tmp_path / "slurm.yaml", seeds=(0, 1))  # a cell for each of the task's 2 workers
     env = sbatch_env(tmp_path, MLFLOW_TRACKING_URI=uri, HARNESS_STORAGE=storage, HARNESS_DATA_ROOT=str(synth_root),
                      SLURM_ARRAY_JOB_ID="42", SLURM_ARRAY_TASK_ID="3", SLURM_JOB_ID="45", SLURM_SUBMIT_DIR=str(REPO),
                      CUDA_VISIBLE_DEVICES="0,1")  # no real GPU here: torch sees none and the workers use the CPU
@@ -118,8 +118,6 @@ def test_the_slurm_array_task_runs_one_worker_per_gpu_against_the_shared_stores(
     assert p.returncode == 0, p.stdout + p.stderr
     assert "task 42_3" in p.stdout and "2 worker(s)" in p.stdout
     runs = cell_runs(uri, "slurm")
-    assert sorted(int(r.data.tags["harness.seed"]) for r in runs if r.info.status == "FINISHED") == [0, 1, 2, 3]
+    assert sorted(int(r.data.tags["harness.seed"]) for r in runs if r.info.status == "FINISHED") == [0, 1]
     assert (tmp_path / "harness-42_3").is_dir()  # checkpoints in the task's own scratch folder
-    again = subprocess.run(["bash", str(SBATCH), str(path)], env=env, capture_output=True, text=True, cwd=tmp_path,
-                           timeout=400)  # a second task (or a requeued one) finds nothing left to do
-    assert again.returncode == 0 and "4 already done, 0 to run" in again.stdout
+    # A second (or requeued) task finding nothing left to do is tests/test_slurm.py's resubmission, under SLURM.

@@ -25,6 +25,8 @@ from harness import tracking
 from harness.suite.planning import search_runs
 
 REPO = Path(__file__).resolve().parent.parent
+# Under pytest-xdist (--dist loadgroup) these run in one worker: one PostgreSQL + MLflow server per session.
+pytestmark = pytest.mark.xdist_group("services")
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -322,17 +324,6 @@ def test_services_status_names_the_urls_and_keeps_the_password_private(services)
 
 # --- the MLflow UI in a real browser -----------------------------------------------------------------
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def chromium_path() -> str | None:
-    for p in (os.environ.get("CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser"):
-        if p and Path(p).exists():
-            return p
-    return None
-
-
 @pytest.fixture(scope="module")
 def ui_suite(services, synth_root, tmp_path_factory):
     """A finished 2-row x 3-seed suite on the services (4 epochs: enough to leave one-class guessing)."""
@@ -353,10 +344,7 @@ def ui_suite(services, synth_root, tmp_path_factory):
 # Δ [CI], decision, what Δ's CI rules out) above the runs, and the row runs with their seeds nested under them.
 
 @pytest.mark.slow
-def test_the_suite_shows_in_the_mlflow_ui_in_headless_chromium(services, ui_suite, tmp_path):
-    exe = chromium_path()
-    if exe is None:
-        pytest.skip("no Chromium at /usr/bin/chromium (apt-get install -y chromium; .ci/run does)")
+def test_the_suite_shows_in_the_mlflow_ui_in_headless_chromium(chromium, services, ui_suite, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api", reason="Python playwright not installed")
     c = tracking.client(services.tracking_uri)
     exp = c.get_experiment_by_name(ui_suite)
@@ -367,9 +355,9 @@ def test_the_suite_shows_in_the_mlflow_ui_in_headless_chromium(services, ui_suit
     assert decision in ("better", "worse", "equivalent", "undecided")
     with sync_api.sync_playwright() as pw:
         try:
-            browser = pw.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS, headless=True)
+            browser = pw.chromium.launch(executable_path=chromium.exe, args=chromium.args, headless=True)
         except Exception as e:  # no display libraries, a sandbox refusal, ...
-            pytest.skip(f"Chromium at {exe} cannot be launched here: {' '.join(str(e).split())[:300]}")
+            pytest.skip(f"Chromium at {chromium.exe} cannot be launched here: {' '.join(str(e).split())[:300]}")
         try:
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
             # MLflow 3 opens its assistant panel on a first visit: keep it closed, the runs table gets the width.

@@ -28,6 +28,8 @@ import pytest
 from test_scaleout import cell_runs, finished, wait_for, write_suite
 
 REPO = Path(__file__).resolve().parent.parent
+# Under pytest-xdist (--dist loadgroup) these run in one worker: one PostgreSQL + MLflow server per session.
+pytestmark = pytest.mark.xdist_group("services")
 SBATCH = REPO / "scripts" / "slurm_suite.sbatch"
 NODE = "harness-node"
 TOOLS = ("munged", "munge", "unmunge", "slurmctld", "slurmd", "sbatch", "scancel", "squeue", "scontrol", "sinfo")

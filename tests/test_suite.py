@@ -244,8 +244,9 @@ def test_kill_9_mid_suite_then_rerun_finishes_every_cell_exactly_once(tmp_path, 
 
 @pytest.mark.slow
 def test_workers_share_one_sqlite_store_without_losing_or_duplicating_cells(tmp_path, synth_root):
+    # 4 cells for 3 workers: every worker contends for the queue and the store, and one finds the last cell taken.
     path = write_suite(tmp_path / "shared.yaml", synth_root, seeds=(0, 1),
-                       rows={"a": {}, "b": {"class_weight_loss": True}, "c": {"label_smoothing": 0.1}})
+                       rows={"a": {}, "b": {"class_weight_loss": True}})
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     # Two `suite run` processes (as on two machines), one of them with 2 worker processes.
     argv1, env = cli("suite", "run", str(path), "--data_root", str(synth_root), "--tracking_uri", uri,
@@ -258,8 +259,8 @@ def test_workers_share_one_sqlite_store_without_losing_or_duplicating_cells(tmp_
     assert [p.returncode for p in procs] == [0, 0], outs
     assert "database is locked" not in "".join(outs)
     runs = cells(uri, "shared")
-    assert finished(runs) == [(row, s) for row in "abc" for s in (0, 1)]
-    assert len(runs) == 6  # nothing ran twice
+    assert finished(runs) == [(row, s) for row in "ab" for s in (0, 1)]
+    assert len(runs) == 4  # nothing ran twice
 
 
 @pytest.mark.slow
