@@ -83,7 +83,7 @@ CI_NAMES = {
                  "is s² · (1/J + n_test/n_train), because resamples that share most of their training data are "
                  "correlated and a plain t interval over them is too narrow, more so the more resamples are added. "
                  "Measured on new synthetic speaker populations (`benchmarks/calibration.py`, 2 × K-fold speaker CV): "
-                 "safe but about twice as wide as the truth needs (std(Δ̂)/SE 0.47-0.50; designs of one split per seed were "
+                 "safe but about twice as wide as the truth needs (std(Δ̂)/SE 0.47-0.58; designs of one split per seed were "
                  "not measured)",
     "t": "plain Student t over resamples, as if they were independent (too narrow when training sets overlap; "
          "`--ci corrected` is the default)",
