@@ -20,6 +20,11 @@ Settings (`--setting`, one or several):
   two_corpus  a RAVDESS-layout corpus of 12 actors and an EmoDB-layout corpus of 10 speakers (their
               own corpus seeds), pooled, 3 sentiment classes, 4-fold dealt balanced by corpus: speakers
               nested in corpora; every row class-weighted (`Setting.recipe`).
+  cross_corpus  trained on a RAVDESS-layout corpus of 12 actors, the same one in every population (its
+              corpus seed fixed), tested on every clip of a new EmoDB-layout corpus of 10 speakers
+              (`--test_corpus emodb`), 3 sentiment classes, class-weighted; 4 repeats of one model each.
+              The population is new speakers of the test corpus, scored by models of the training corpus
+              as recorded: the report's crossed speaker × repeat design.
 
 Each estimator (`ESTIMATORS` in calibration_estimators.py: speaker, the report's `--ci speaker`; speaker_nb,
 the same with the Nadeau–Bengio training-population term, as shipped before; corrected, the report's default;
@@ -69,8 +74,13 @@ class Setting:
     layouts: tuple[str, ...]
     actors: tuple[int, ...]
     mode: str
-    k: int
+    k: int  # folds of speaker CV; 0: cross-corpus (train on the first corpus, test on every clip of the last)
     recipe: tuple = ()  # the rows' shared config beyond the cheap defaults: (field, value) pairs
+    repeats: int = REPEATS
+
+    @property
+    def cross(self) -> bool:
+        return self.k == 0
 
 
 SETTINGS = {
@@ -79,6 +89,10 @@ SETTINGS = {
     # Pooled, 5 of EmoDB's 7 emotions are negative: without class weights every model of 2 epochs predicted
     # "negative" for every clip (a first run, corpus seeds 72000-72039: all Δ exactly 0, nothing to calibrate).
     "two_corpus": Setting(("ravdess", "emodb"), (12, 10), "sentiment", 4, (("class_weight_loss", True),)),
+    # Cross-corpus: one training corpus for every population (its corpus seed fixed: the models are trained on
+    # the corpus as recorded), a new test corpus per population; one model per repeat, so 4 repeats.
+    "cross_corpus": Setting(("ravdess", "emodb"), (12, 10), "sentiment", 0,
+                            (("class_weight_loss", True), ("test_corpus", "emodb")), repeats=4),
 }
 ROWS = {"plain": {}, "aa": {}, "cw": {"class_weight_loss": True}, "ep3": {"epochs": 3}}
 DEFAULTS = {"replications": 36, "epochs": 2}
@@ -99,13 +113,20 @@ def _init_worker(args: dict) -> None:
 
 def run_replication(task: tuple[str, int]) -> tuple[str, int, float]:
     """A new speaker population in `setting`, every row's CV design on it; its predictions saved."""
+    try:
+        return _replication(task)
+    except Exception as e:  # an exception the pool cannot unpickle (ConfigError's signature) would hang it
+        raise RuntimeError(f"{task}: {type(e).__name__}: {e}") from None
+
+
+def _replication(task: tuple[str, int]) -> tuple[str, int, float]:
     import os
 
     import pandas as pd
 
     from harness.config import RunConfig
     from harness.train.run import fit, prepare, resolve_device, score_test
-    from harness.train.synth import generate_corpus
+    from harness.train.synth import generate_corpus, is_complete
 
     name, rep = task
     a, s = _ARGS, SETTINGS[name]
@@ -114,17 +135,24 @@ def run_replication(task: tuple[str, int]) -> tuple[str, int, float]:
     os.environ["HARNESS_CACHE"] = str(tmp / "cache")  # read at each prepare(): this population's features alone
     roots = []
     for i, (layout, n) in enumerate(zip(s.layouts, s.actors)):
-        # corpus seeds: one per (setting, replication, corpus), never shared with another population
+        # corpus seeds: one per (setting, replication, corpus), never shared with another population; a
+        # cross-corpus setting's training corpus is the same in every population (written once per worker)
+        if s.cross and i == 0:
+            fixed = corpus_seed(a["seed"], name, 0, 0)
+            shared = Path(a["tmp"]) / f"{name}-train-corpus-{os.getpid()}"
+            roots.append(str(shared if is_complete(shared, n, fixed, 16000) else
+                             generate_corpus(shared, n_actors=n, seed=fixed, layout=layout)))
+            continue
         roots.append(str(generate_corpus(tmp / f"corpus-{i}", n_actors=n, seed=corpus_seed(a["seed"], name, rep, i),
                                          layout=layout)))
     base = RunConfig(data_root=",".join(roots), mode=s.mode, model="smallcnn", n_mels=32, n_fft=2048,
-                     hop_length=1024, epochs=a["epochs"], batch_size=32, lr=0.002, device="cpu", cv_folds=s.k,
-                     **dict(s.recipe))
+                     hop_length=1024, epochs=a["epochs"], batch_size=32, lr=0.002, device="cpu",
+                     cv_folds=s.k, **dict(s.recipe))
     device = resolve_device("cpu")
     lines, folds = [], []
-    for r in range(REPEATS):
+    for r in range(s.repeats):
         seed = 1000 * rep + r  # the repeat's seed: fold assignment, initialisation, batch order
-        for f in range(s.k):
+        for f in (range(s.k) if s.k else [None]):
             cfg = base.replace(seed=seed, fold=f)
             data = prepare(cfg)
             test = [data.corpus.clips[i] for i in data.split.test]
@@ -136,6 +164,7 @@ def run_replication(task: tuple[str, int]) -> tuple[str, int, float]:
                     over["seed"] = seed + AA_SEED
                 res = fit(cfg.replace(**over), data, device=device)
                 out = score_test(res.model, data, res.norm, device)
+                f = f or 0  # cross-corpus: the repeat's one model
                 folds.append({"row": row, "repeat": r, "fold": f, "f1": out["f1_macro"],
                               "ratio": len(data.split.test) / len(data.split.train)})
                 lines.append(pd.DataFrame({"row": row, "repeat": r, "fold": f,
@@ -198,10 +227,12 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
         save = args.save or tmp / "predictions"
         save.mkdir(parents=True, exist_ok=True)
         dirs = [save]
-        n_runs = sum(args.replications * REPEATS * SETTINGS[s].k * len(args.row_names) for s in args.settings)
+        n_runs = sum(args.replications * SETTINGS[s].repeats * max(SETTINGS[s].k, 1) * len(args.row_names)
+                     for s in args.settings)
         print(f"design  : {args.replications} speaker populations per setting ({', '.join(args.settings)}); corpus "
               f"seeds from {args.seed}; rows {', '.join(args.row_names)} (SmallCNN, 32 mels x 33 frames, batch 32, "
-              f"lr 0.002, {args.epochs} epoch(s)); {REPEATS} repeats of K-fold speaker CV; {n_runs} training runs")
+              f"lr 0.002, {args.epochs} epoch(s)); {REPEATS} repeats of K-fold speaker CV (cross-corpus: "
+              f"{SETTINGS['cross_corpus'].repeats} repeats of one model); {n_runs} training runs")
         print(f"workers : {args.workers} process(es) x 1 torch thread; predictions in {save}\n", flush=True)
         shared = {"tmp": str(tmp), "epochs": args.epochs, "seed": args.seed, "save": str(save), "rows": args.row_names}
         tasks = [(s, r) for r in range(args.replications) for s in args.settings]

@@ -37,6 +37,12 @@ populations, df on the mean squares as below): coverage 0.900 (24 speakers), 0.9
 corpora), std/SE 1.07, 1.00, 1.18; the A/A null is covered, the real effect is not (std/SE 1.12-1.24):
 a real effect's dependence on the training speakers is the term still missing (docs/statistics.md).
 
+A cross-corpus row (`--test_corpus`: each seed trains one model on the other corpora and scores every
+speaker of the test corpus) has one fold cell per repeat: the model is the repeat, crossed with the test
+corpus's speakers, and the components come from the two-way table without replication (`_crossed`):
+Var = σ²_s/S + σ²_m/R + σ²_e/(SR), the population being new speakers of the test corpus, scored by models
+of the training corpora as recorded. With one repeat σ²_m cannot be measured and no interval is stated.
+
 Speakers of several corpora (a pooled comparison) are nested in their corpora: the population is new
 speakers of the same corpora, so the pseudo-values are centred on their corpus's mean per repeat before
 the speakers' spread is taken (a stratified sample; S − C degrees of freedom).
@@ -231,6 +237,8 @@ def components(p: Pseudo, test_train_ratio: float = 0.0) -> Components:
     ms_b = ss_b / df_b if df_b > 0 else 0.0
     n0 = n0_num / df_b if df_b > 0 else 1.0
     df_v = S - len(strata)
+    if df_b == 0:
+        return _crossed(p, u, cell_sq, df_v, test_train_ratio)
     if R >= 2:
         # The speakers' means over repeats, their spread within corpora (S − C df: each corpus's mean is
         # taken out above), and the share of repeats in which two speakers share a fold cell.
@@ -249,15 +257,47 @@ def components(p: Pseudo, test_train_ratio: float = 0.0) -> Components:
     return _solve(ms, base)
 
 
+def _crossed(p: Pseudo, u: np.ndarray, cell_sq: float, df_v: int, test_train_ratio: float) -> Components:
+    """One model per repeat (a cross-corpus row: each seed trains one model on the other corpora and scores
+    every speaker of the test corpus): speakers crossed with repeats, no replication (Searle, Casella &
+    McCulloch 1992, §4.6). The speakers' means (v: E = σ²_s + σ²_e/R), the speaker × repeat interaction
+    (E = σ²_e) and the repeats' means, the models (E = S·σ²_m + σ²_e), with Var = σ²_s/S + σ²_m/R + σ²_e/(SR).
+    With one repeat the models' variance cannot be measured: the variance is NaN, not a floor."""
+    S, R = u.shape
+    if R < 2:
+        nan = math.nan
+        ms = MeanSquares(values=(nan, nan, nan), dfs=(0.0, 0.0, 0.0), n0=float(S), c_bar=1.0, crossed=True)
+        return Components(speaker=nan, model=nan, residual=nan, n_speakers=S, n_repeats=R, cell_sq=cell_sq,
+                          separable=False, test_train_ratio=float(test_train_ratio), df_speaker=float(df_v),
+                          df_model=0.0, df_residual=0.0, mean_squares=ms)
+    means = u.mean(axis=1)
+    v = float(((means - means.mean()) ** 2).sum() / df_v) if df_v > 0 else 0.0
+    # The repeats' means from the uncentred table: centring on each corpus's mean per repeat (several test
+    # corpora) would take the models' effect out with it.
+    theta = p.u.mean(axis=0)
+    ms_r = float(S * ((theta - theta.mean()) ** 2).sum() / (R - 1))
+    inter = u - means[:, None] - u.mean(axis=0)[None, :] + u.mean()
+    df_e = float(df_v * (R - 1))
+    ms_e = float((inter ** 2).sum() / df_e) if df_e > 0 else 0.0
+    ms = MeanSquares(values=(v, ms_e, ms_r), dfs=(float(df_v), df_e, float(R - 1)), n0=float(S), c_bar=1.0,
+                     crossed=True)
+    base = Components(speaker=0.0, model=0.0, residual=0.0, n_speakers=S, n_repeats=R, cell_sq=cell_sq,
+                      separable=True, test_train_ratio=float(test_train_ratio), df_speaker=float(df_v),
+                      df_model=float(R - 1), df_residual=max(df_e, 1.0), mean_squares=ms)
+    return _solve(ms, base)
+
+
 @dataclass(frozen=True)
 class MeanSquares:
     """The three mean squares of the speaker × repeat table and their df: the speakers' means over repeats
     (v; E = σ²_s + (σ²_e + (1 − c̄)σ²_m)/R), within fold cells (E = σ²_s + σ²_e) and between fold cells
-    (E = n₀σ²_m + σ²_s + σ²_e)."""
-    values: tuple[float, float, float]  # v, MS_within, MS_between
+    (E = n₀σ²_m + σ²_s + σ²_e). Crossed (one model per repeat, `_crossed`): v, the speaker × repeat
+    interaction (E = σ²_e) and between repeats (E = S·σ²_m + σ²_e)."""
+    values: tuple[float, float, float]  # v, MS_within (crossed: MS_interaction), MS_between (crossed: MS_repeats)
     dfs: tuple[float, float, float]
     n0: float
     c_bar: float
+    crossed: bool = False
 
     def replaced(self, i: int, value: float) -> "MeanSquares":
         values = list(self.values)
@@ -270,6 +310,12 @@ def _solve(ms: MeanSquares, design: Components) -> Components:
     v, ms_w, ms_b = ms.values
     R = design.n_repeats
     model = max(0.0, (ms_b - ms_w) / ms.n0)
+    if ms.crossed:
+        # σ²_e from the interaction; a negative σ²_s is 0 with σ²_e from the speakers' means (R·v = σ²_e),
+        # as in the nested design: the stated variance stays what the mean squares give.
+        speaker = v - ms_w / R
+        speaker, residual = (speaker, ms_w) if speaker >= 0 else (0.0, R * v)
+        return dataclasses.replace(design, speaker=speaker, model=model, residual=residual, mean_squares=ms)
     if R >= 2:
         speaker = (R * v - ms_w - (1 - ms.c_bar) * model) / (R - 1)
         if speaker >= 0:

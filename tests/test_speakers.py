@@ -168,6 +168,13 @@ def test_an_effect_seeds_can_still_decide_says_how_many_more_repeats():
     assert more.decision == "worse"  # and so it does
 
 
+def test_with_no_speaker_variance_measured_more_repeats_are_what_would_decide_it():
+    # σ²_s estimated at 0: the floor is 0, and unlimited repeats shrink the whole variance away
+    a = answer(evidence(0.09, 0.0, 0.06))
+    assert a.decision == "undecided" and a.floor_decides and "more seeds cannot decide this" not in a.sentence()
+    assert "more repeat" in a.sentence()
+
+
 def test_a_decided_row_states_what_it_rules_out_and_the_designs_resolution():
     a = answer(evidence(0.08, 0.01, 0.01))
     assert a.decision == "better" and a.p_better >= 0.95
@@ -206,3 +213,37 @@ def test_the_stated_df_is_the_spread_of_the_stated_variance_and_the_interval_cov
     assert np.median(df) == pytest.approx(spread_df, rel=0.35)
     assert 0.93 <= covered.mean() <= 0.98
     assert est.std() / math.sqrt(var.mean()) == pytest.approx(1, abs=0.1)
+
+
+def crossed_table(rng, n_speakers, repeats, sd_speaker, sd_model, sd_resid):
+    """A cross-corpus design: each repeat is one model scoring every test speaker (one fold cell per repeat)."""
+    a = rng.normal(0, sd_speaker, n_speakers)
+    u = 0.02 + a[:, None] + rng.normal(0, sd_model, repeats)[None, :] + rng.normal(0, sd_resid, (n_speakers, repeats))
+    return speakers.Pseudo(theta=u.mean(axis=0), u=u, fold=np.zeros((n_speakers, repeats), int),
+                           speakers=tuple(range(n_speakers)), repeats=tuple(range(repeats)))
+
+
+@pytest.mark.parametrize("sds", [(0.04, 0.02, 0.06), (0.0, 0.03, 0.05), (0.05, 0.0, 0.05)],
+                         ids=["all three", "no speaker part", "no model part"])
+def test_a_cross_corpus_row_counts_its_models_as_the_repeats_and_covers_new_test_speakers(sds):
+    # One model per repeat: the between-cell mean square of the CV design does not exist, and a method that
+    # read σ²_m from it would state the models' variance as 0. The repeats' spread is where it shows.
+    rng = np.random.default_rng(11)
+    n_speakers, repeats = 10, 4
+    draws = [crossed_table(rng, n_speakers, repeats, *sds) for _ in range(2000)]
+    ivs = [speakers.interval(p) for p in draws]
+    comps = [iv.comps for iv in ivs]
+    got, want = np.mean([(c.speaker, c.model, c.residual) for c in comps], axis=0), np.square(sds)
+    assert got == pytest.approx(want, abs=0.25 * want.max())
+    truth = sds[0] ** 2 / n_speakers + sds[1] ** 2 / repeats + sds[2] ** 2 / (n_speakers * repeats)
+    assert np.var([p.theta.mean() for p in draws]) == pytest.approx(truth, rel=0.12)
+    assert np.mean([iv.se ** 2 for iv in ivs]) == pytest.approx(truth, rel=0.15)
+    covered = np.mean([iv.low <= 0.02 <= iv.high for iv in ivs])
+    assert 0.93 <= covered <= 0.98
+
+
+def test_a_cross_corpus_row_with_one_repeat_states_no_interval():
+    p = crossed_table(np.random.default_rng(3), 10, 1, 0.04, 0.02, 0.06)
+    iv = speakers.interval(p)
+    assert math.isnan(iv.se) and math.isnan(iv.low) and math.isnan(iv.high)
+    assert math.isnan(speakers.components(p).parts()[1])  # the models' part is unknown, not 0

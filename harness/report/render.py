@@ -30,6 +30,7 @@ from harness.report.runs import (
     available_metrics,
     column,
     find_experiment,
+    has_repeats,
     read_clips,
     read_histories,
     read_pooled,
@@ -93,12 +94,13 @@ def suite_report(c, exp, metric: str = DEFAULT_METRIC, baseline: str | None = No
         baseline = default_baseline(names)
     elif baseline not in names:
         raise HarnessError(f"unknown --baseline {baseline!r}; rows: {', '.join(names)}")
-    clips = read_clips(c, sel.finished) if len(sel.finished) and sel.finished["fold"].notna().any() else None
+    clips = read_clips(c, sel.finished) if has_repeats(sel.finished) else None
     if ci is None:
         ci = default_ci(sel, clips, metric)
     elif ci == speakers.METHOD and not speaker_ready(sel, clips, metric):
-        raise HarnessError(f"--ci speaker needs a cross-validated suite (every row with runs has a complete repeat "
-                           f"whose folds logged {PREDICTIONS}) and --metric {SPEAKER_METRIC}; "
+        raise HarnessError(f"--ci speaker needs a cross-validated or cross-corpus suite (every row with runs has "
+                           f"a complete repeat whose runs logged {PREDICTIONS}; a cross-corpus row two seeds) and "
+                           f"--metric {SPEAKER_METRIC}; "
                            f"experiment {exp.name!r} is not one: use --ci corrected")
     return SuiteReport(experiment=exp.name, metric=metric, ci=ci, baseline=baseline, sel=sel,
                        table=build_table(sel, metric, baseline, ci, rope, threshold, clips),

@@ -209,10 +209,26 @@ def seed_values(finished: pd.DataFrame, row: str, metric: str) -> pd.Series:
 _PREDICTIONS: dict[str, pd.DataFrame] = {}  # run id -> its test predictions: a finished run never changes
 
 
+CROSS_CORPUS_SPLIT = "cross-corpus"  # how `harness.split` of a --test_corpus cell begins (train.run)
+
+
+def cross_corpus(cells: pd.DataFrame) -> pd.Series:
+    """Which cells were trained on other corpora and scored on every clip of one test corpus."""
+    if "split" not in cells:
+        return pd.Series(False, index=cells.index)
+    return cells["split"].fillna("").astype(str).str.startswith(CROSS_CORPUS_SPLIT) & cells["fold"].isna()
+
+
+def has_repeats(cells: pd.DataFrame) -> bool:
+    """Whether any cell belongs to a repeat whose pooled predictions `read_clips` reads (CV or cross-corpus)."""
+    return bool(len(cells)) and bool((cells["fold"].notna() | cross_corpus(cells)).any())
+
+
 def read_clips(c, finished: pd.DataFrame) -> pd.DataFrame:
     """The per-clip test predictions of every complete cross-validation repeat (a row's seed whose every fold
-    finished: every clip scored once), from the folds' `test_predictions.csv` artifacts. Columns row, repeat
-    (the seed), fold, speaker (the actor), clip, true, pred. Each run's file is downloaded once per process."""
+    finished: every clip scored once) and of every cross-corpus cell (fold 0: one model per seed scores the whole
+    test corpus), from the runs' `test_predictions.csv` artifacts. Columns row, repeat (the seed), fold, speaker
+    (the actor), clip, true, pred. Each run's file is downloaded once per process."""
     import os
     import tempfile
 
@@ -222,10 +238,12 @@ def read_clips(c, finished: pd.DataFrame) -> pd.DataFrame:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per file is noise here
     columns = ["row", "repeat", "fold", "speaker", "clip", "true", "pred"]
     out = []
-    cv = finished[finished["fold"].notna()]
+    # A cross-corpus cell is a complete repeat on its own: one model scores every clip of the test corpus.
+    cross = cross_corpus(finished)
+    cv = finished[finished["fold"].notna() | cross].assign(fold=finished["fold"].where(~cross, 0))
     with tempfile.TemporaryDirectory(prefix="harness-report-") as tmp:
         for (row, seed), group in cv.groupby(["row", "seed"]):
-            if len(group) < int(group["cv_folds"].max()):
+            if len(group) < max(int(group["cv_folds"].max()), 1):
                 continue  # a repeat with folds missing scores only part of the corpus
             try:
                 for r in group["run_id"]:

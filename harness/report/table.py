@@ -14,7 +14,7 @@ import pandas as pd
 
 from harness import speakers
 from harness.report.markdown import fmt_ci, fmt_delta, fmt_p
-from harness.report.runs import Selection, mean_metric, row_classes, seed_values, unresolved_failures
+from harness.report.runs import Selection, cross_corpus, mean_metric, row_classes, seed_values, unresolved_failures
 from harness.report.verdict import Answer, Evidence, answer
 from harness.stats import (
     DECISION_PROB,
@@ -68,12 +68,24 @@ SPEAKER_METRIC = "test_f1_macro"  # the speaker method recomputes it from the po
 
 def speaker_ready(sel: Selection, clips: pd.DataFrame | None, metric: str) -> bool:
     """Can the speaker method serve this suite? Every row with runs is cross-validated with at least one
-    complete repeat in `clips`, and the metric is one the predictions give back."""
+    complete repeat in `clips`, or every row is cross-corpus (one test corpus) with at least two (one model
+    per repeat: the models' variance needs two), and the metric is one the predictions give back."""
     if metric != SPEAKER_METRIC or clips is None or clips.empty:
         return False
     ran = set(sel.finished["row"])
     cv = set(sel.finished.loc[sel.finished["fold"].notna(), "row"])
-    return bool(ran) and ran == cv and ran <= set(clips["row"])
+    if bool(ran) and ran == cv:
+        return ran <= set(clips["row"])
+    cross = sel.finished[cross_corpus(sel.finished)]
+    if not ran or set(cross["row"]) != ran or cross["split"].nunique() != 1:
+        return False
+    repeats = clips.groupby("row")["repeat"].nunique()
+    return all(repeats.get(r, 0) >= 2 for r in ran)
+
+
+def is_cross_corpus(sel: Selection) -> bool:
+    """Every finished cell of the suite is cross-corpus (trained on other corpora, scored on a test corpus)."""
+    return bool(len(sel.finished)) and bool(cross_corpus(sel.finished).all())
 
 
 # Whether the speaker method is the default for CV suites: only once benchmarks/calibration.py shows it
@@ -84,12 +96,16 @@ def speaker_ready(sel: Selection, clips: pd.DataFrame | None, metric: str) -> bo
 # setting (std/SE 1.12-1.24) while the A/A null is not: Δ of a real effect depends on the training
 # speakers, a term no longer charged. The corrected t (std/SE 0.47-0.58: about twice too wide, but safe) stays.
 SPEAKER_IS_DEFAULT = False
+# The same for cross-corpus suites (the test corpus's speakers crossed with one model per seed), by its own
+# registered rule (benchmarks/registered/2026-12-02-cross-corpus.md) on the cross_corpus setting.
+CROSS_CORPUS_SPEAKER_IS_DEFAULT = False
 
 
 def default_ci(sel: Selection, clips: pd.DataFrame | None, metric: str) -> str:
     """The report's default interval: the corrected resampled t (the speaker method where it is the
-    calibrated default and the suite is cross-validated)."""
-    return speakers.METHOD if SPEAKER_IS_DEFAULT and speaker_ready(sel, clips, metric) else "corrected"
+    calibrated default for the suite's design, cross-validated or cross-corpus)."""
+    calibrated = CROSS_CORPUS_SPEAKER_IS_DEFAULT if is_cross_corpus(sel) else SPEAKER_IS_DEFAULT
+    return speakers.METHOD if calibrated and speaker_ready(sel, clips, metric) else "corrected"
 
 
 def default_baseline(row_names: Sequence[str]) -> str:
@@ -126,6 +142,15 @@ def _row_clips(clips: pd.DataFrame | None, row: str) -> pd.DataFrame:
     return clips[clips["row"] == row] if clips is not None and len(clips) else pd.DataFrame()
 
 
+def _repeats_needed(clips: pd.DataFrame) -> int:
+    """Repeats the speaker method needs: 2 where each repeat is one model (cross-corpus: the models' variance
+    is the repeats' spread), 1 under cross-validation (the folds' models differ within a repeat)."""
+    return 2 if len(clips) and clips.groupby("repeat")["fold"].nunique().max() == 1 else 1
+
+
+ONE_MODEL_REASON = "1 seed of one model each: the models' variance needs 2 seeds"
+
+
 @dataclass(frozen=True)
 class Comparison:
     paired: Paired
@@ -144,13 +169,14 @@ def compare(sel: Selection, row: str, reference: str, metric: str, ci: str, rope
     v, base = seed_values(sel.finished, row, metric), seed_values(sel.finished, reference, metric)
     mine, ref = _row_clips(clips, row), _row_clips(clips, reference)
     shared = set(mine["repeat"]) & set(ref["repeat"]) if len(mine) and len(ref) else set()
-    if ci == speakers.METHOD and len(shared) >= 1 and len(sel.finished):
+    if ci == speakers.METHOD and len(shared) >= _repeats_needed(mine) and len(sel.finished):
         pv = speakers.pseudo_values(mine[mine["repeat"].isin(shared)], _classes(sel, row),
                                     reference=ref[ref["repeat"].isin(shared)])
         comps = speakers.components(pv)  # the training population is not charged: speakers.py says why
         floor, train = comps.parts()
+        crossed = comps.mean_squares.crossed
         ev = Evidence(delta=float(pv.theta.mean()), floor_var=floor, train_var=train, repeats=len(shared),
-                      df=comps.df(), floor_what="speakers",
+                      df=comps.df(), floor_what="the test corpus's speakers" if crossed else "speakers",
                       n_speakers=comps.n_speakers)
         a = answer(ev, rope, threshold, better)
         se = math.sqrt(ev.var)
@@ -237,7 +263,8 @@ def build_table(sel: Selection, metric: str, baseline: str, ci: str = "corrected
         if ci == speakers.METHOD and len(mine) and n:
             iv = speakers.interval(speakers.pseudo_values(mine, _classes(sel, row.row)), bounds=bounds)
             line.update(mean=iv.estimate, ci_low=iv.low, ci_high=iv.high, ci_method=speakers.METHOD,
-                        std=v.std(ddof=1) if n >= 2 else math.nan, reason="")
+                        std=v.std(ddof=1) if n >= 2 else math.nan,
+                        reason="" if math.isfinite(iv.se) else ONE_MODEL_REASON)
         elif n >= 2:
             low, high, method = mean_ci(v.to_numpy(), "corrected" if ci == speakers.METHOD else ci,
                                         test_train_ratio=ratio, bounds=bounds)

@@ -153,7 +153,9 @@ def answer(ev: Evidence, rope: float = ROPE, threshold: float = DECISION_PROB, h
     else:
         min_rope = abs(ev.delta)
     extra = None
-    floor_decides = decision != "undecided" or _decides(ev.delta, ev.floor_var, 1e6, rope, threshold)
+    # A floor of 0 (no speaker variance measured): unlimited repeats shrink the variance to 0, which decides.
+    floor_decides = (decision != "undecided" or not ev.floor_var > 0
+                     or _decides(ev.delta, ev.floor_var, 1e6, rope, threshold))
     if decision == "undecided" and floor_decides:
         extra = next((k for k in range(1, MAX_EXTRA_REPEATS + 1)
                       if _decides(ev.delta, ev.se_at(ev.repeats + k) ** 2, df, rope, threshold)), None)

@@ -31,7 +31,7 @@ import pandas as pd
 
 from harness import tracking
 from harness.errors import HarnessError
-from harness.report.runs import read_clips, read_suite, select_cells
+from harness.report.runs import has_repeats, read_clips, read_suite, select_cells
 from harness.report.table import build_table, default_ci
 from harness.report.verdict import Answer, answer
 from harness.stats import DECISION_PROB, ROPE, decide
@@ -69,7 +69,7 @@ def standing(c, exp_id: str, rows: Sequence[RowSpec], baseline: str, fingerprint
     decisions[baseline] = "baseline"
     answers: dict[str, Answer] = {}
     if len(fin):
-        clips = read_clips(c, fin) if fin["fold"].notna().any() else None
+        clips = read_clips(c, fin) if has_repeats(fin) else None
         table = build_table(sel, "test_f1_macro", baseline, default_ci(sel, clips, "test_f1_macro"), rope,
                             DECISION_PROB, clips)
         for row, t in table.iterrows():
