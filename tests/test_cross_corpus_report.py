@@ -111,3 +111,19 @@ def test_asking_for_the_speaker_method_with_one_seed_is_one_line_exit_2(cross, t
     assert code == 2 and len(err) == 1 and "cross-corpus row two seeds" in err[0]
     # the default report reads the same runs
     assert report.suite_report(cross.c, runs.find_experiment(cross.c, cross.name)).ci == "corrected"
+
+
+def test_a_cross_corpus_suite_is_reported_on_its_test_speakers_by_default(tracking_uri, tmp_path):
+    s = CrossCorpusSuite(tracking_uri, "cross-corpus-default")
+    rng = np.random.default_rng(9)
+    s.row("baseline", 0)
+    s.row("better", 1)
+    for seed in range(3):
+        s.cross_cell("baseline", seed, 0.55 + 0.01 * rng.standard_normal(), rng, tmp_path)
+        s.cross_cell("better", seed, 0.75 + 0.01 * rng.standard_normal(), rng, tmp_path)
+    out = tmp_path / "cross.md"
+    assert main(["report", "--experiment", s.name, "--tracking_uri", tracking_uri, "--out", str(out)]) == 0
+    md = out.read_text()
+    assert table.CROSS_CORPUS_SPEAKER_IS_DEFAULT  # by benchmarks/registered/2026-12-02-cross-corpus.md's rule
+    assert "- intervals: on the test corpus's speakers (`--ci speaker`, cross-corpus)" in md
+    assert "variance: the test corpus's speakers" in md
