@@ -23,8 +23,9 @@ demo: setup
 	@echo "Report: reports/demo.md"
 	@echo "Browse the runs:  $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db   (then open http://127.0.0.1:5000)"
 
+# Two workers, one torch thread each; the PostgreSQL / SLURM tests stay in one (their xdist_group).
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadgroup
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
