@@ -86,10 +86,9 @@ METHOD_NAME = "speaker × repeat variance components of the pooled test predicti
 def macro_f1(confusion: np.ndarray) -> float:
     """Macro-F1 of a confusion matrix (rows true, columns predicted); a class with no true and no
     predicted clip scores 0, as sklearn's f1_score(average="macro", zero_division=0) over the labels."""
-    tp = np.diag(confusion).astype(float)
-    denom = confusion.sum(axis=0) + confusion.sum(axis=1)  # 2tp + fp + fn
-    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
-    return float(f1.mean())
+    from harness.metrics import f1_per_class
+
+    return float(f1_per_class(confusion).mean())
 
 
 def _confusions(true: np.ndarray, pred: np.ndarray, group: np.ndarray, n_groups: int, n_classes: int) -> np.ndarray:

@@ -17,7 +17,6 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from sklearn.metrics import confusion_matrix, f1_score
 
 from harness import metrics, tracking
 from harness.config import RunConfig
@@ -263,10 +262,10 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, n_classes
     true = y.cpu().numpy()
     labels = list(range(n_classes))
     got = metrics.scores(true.tolist(), pred.tolist())  # macro averages over the classes that occur
+    m = metrics.confusion(true.tolist(), pred.tolist(), labels)
     out = {"f1_macro": got["f1_macro"], "pred": pred, "probs": torch.softmax(logits, 1).cpu().numpy(),
            "accuracy": got["wa"], "ua": got["ua"],
-           "f1_per_class": f1_score(true, pred, labels=labels, average=None, zero_division=0).tolist(),
-           "confusion": confusion_matrix(true, pred, labels=labels).tolist()}
+           "f1_per_class": metrics.f1_per_class(m).tolist(), "confusion": m.tolist()}
     if criterion is not None:
         with torch.no_grad():
             out["loss"] = float(criterion(logits, y))
