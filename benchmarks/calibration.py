@@ -154,6 +154,7 @@ def _replication(task: tuple[str, int]) -> tuple[str, int, float]:
         seed = 1000 * rep + r  # the repeat's seed: fold assignment, initialisation, batch order
         for f in (range(s.k) if s.k else [None]):
             cfg = base.replace(seed=seed, fold=f)
+            f = f or 0  # cross-corpus: the repeat's one model, fold 0 in the saved tables
             data = prepare(cfg)
             test = [data.corpus.clips[i] for i in data.split.test]
             for row in a["rows"]:
@@ -164,7 +165,6 @@ def _replication(task: tuple[str, int]) -> tuple[str, int, float]:
                     over["seed"] = seed + AA_SEED
                 res = fit(cfg.replace(**over), data, device=device)
                 out = score_test(res.model, data, res.norm, device)
-                f = f or 0  # cross-corpus: the repeat's one model
                 folds.append({"row": row, "repeat": r, "fold": f, "f1": out["f1_macro"],
                               "ratio": len(data.split.test) / len(data.split.train)})
                 lines.append(pd.DataFrame({"row": row, "repeat": r, "fold": f,
@@ -178,6 +178,11 @@ def _replication(task: tuple[str, int]) -> tuple[str, int, float]:
     pd.concat(lines, ignore_index=True).to_csv(save / f"{name}-{rep:03d}-predictions.csv.gz", index=False)
     pd.DataFrame(folds).assign(classes=classes).to_csv(save / f"{name}-{rep:03d}-folds.csv", index=False)
     return name, rep, time.perf_counter() - t0
+
+
+def _design(name: str) -> str:
+    s = SETTINGS[name]
+    return f"{name}: {s.repeats} repeats of " + ("one model" if s.cross else f"{s.k}-fold speaker CV")
 
 
 def corpus_seed(seed: int, setting: str, rep: int, i: int) -> int:
@@ -231,8 +236,8 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
                      for s in args.settings)
         print(f"design  : {args.replications} speaker populations per setting ({', '.join(args.settings)}); corpus "
               f"seeds from {args.seed}; rows {', '.join(args.row_names)} (SmallCNN, 32 mels x 33 frames, batch 32, "
-              f"lr 0.002, {args.epochs} epoch(s)); {REPEATS} repeats of K-fold speaker CV (cross-corpus: "
-              f"{SETTINGS['cross_corpus'].repeats} repeats of one model); {n_runs} training runs")
+              f"lr 0.002, {args.epochs} epoch(s)); "
+              f"{'; '.join(_design(n) for n in args.settings)}; {n_runs} training runs")
         print(f"workers : {args.workers} process(es) x 1 torch thread; predictions in {save}\n", flush=True)
         shared = {"tmp": str(tmp), "epochs": args.epochs, "seed": args.seed, "save": str(save), "rows": args.row_names}
         tasks = [(s, r) for r in range(args.replications) for s in args.settings]

@@ -37,14 +37,18 @@ def f1_per_class(m: np.ndarray) -> np.ndarray:
     return np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
 
 
+def scores_of(m: np.ndarray) -> dict[str, float]:
+    """{"f1_macro", "ua", "wa"} of a confusion matrix, macro averages over the classes that occur (F1: in the
+    truth or the predictions; UA: in the truth)."""
+    support, predicted = m.sum(axis=1), m.sum(axis=0)
+    occurs, seen = support > 0, (support + predicted) > 0
+    total = m.sum()
+    return {"f1_macro": float(f1_per_class(m)[seen].mean()) if seen.any() else 0.0,
+            "ua": float((np.diag(m)[occurs] / support[occurs]).mean()) if occurs.any() else 0.0,
+            "wa": float(np.trace(m) / total) if total else 0.0}
+
+
 def scores(true: Sequence, pred: Sequence) -> dict[str, float]:
     """{"f1_macro", "ua", "wa"} of one set of predictions (wa: accuracy)."""
     true, pred = list(true), list(pred)
-    seen = sorted(set(true) | set(pred), key=str)
-    m = confusion(true, pred, seen)
-    support = m.sum(axis=1)
-    occurs = support > 0  # the classes in the truth
-    recall = np.diag(m)[occurs] / support[occurs]
-    return {"f1_macro": float(f1_per_class(m).mean()) if seen else 0.0,
-            "ua": float(recall.mean()) if occurs.any() else 0.0,
-            "wa": float(np.trace(m) / len(true)) if true else 0.0}
+    return scores_of(confusion(true, pred, sorted(set(true) | set(pred), key=str)))

@@ -78,6 +78,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from harness.metrics import f1_per_class
+
 LEVEL = 0.95
 METHOD = "speaker"
 METHOD_NAME = "speaker × repeat variance components of the pooled test predictions"
@@ -86,8 +88,6 @@ METHOD_NAME = "speaker × repeat variance components of the pooled test predicti
 def macro_f1(confusion: np.ndarray) -> float:
     """Macro-F1 of a confusion matrix (rows true, columns predicted); a class with no true and no
     predicted clip scores 0, as sklearn's f1_score(average="macro", zero_division=0) over the labels."""
-    from harness.metrics import f1_per_class
-
     return float(f1_per_class(confusion).mean())
 
 
@@ -243,8 +243,7 @@ def components(p: Pseudo, test_train_ratio: float = 0.0) -> Components:
     if R >= 2:
         # The speakers' means over repeats, their spread within corpora (S − C df: each corpus's mean is
         # taken out above), and the share of repeats in which two speakers share a fold cell.
-        means = u.mean(axis=1)
-        v = float(((means - means.mean()) ** 2).sum() / df_v) if df_v > 0 else 0.0
+        v = _spread(u.mean(axis=1), df_v)
         same = (fold[:, None, :] == fold[None, :, :]).mean(axis=2)
         c_bar = float((same.sum() - S) / (S * (S - 1)))
     else:
@@ -258,6 +257,11 @@ def components(p: Pseudo, test_train_ratio: float = 0.0) -> Components:
     return _solve(ms, base)
 
 
+def _spread(x: np.ndarray, df: float) -> float:
+    """Σ(x − x̄)² / df (0 without df)."""
+    return float(((x - x.mean()) ** 2).sum() / df) if df > 0 else 0.0
+
+
 def _crossed(p: Pseudo, u: np.ndarray, cell_sq: float, df_v: int, test_train_ratio: float) -> Components:
     """One model per repeat (a cross-corpus row: each seed trains one model on the other corpora and scores
     every speaker of the test corpus): speakers crossed with repeats, no replication (Searle, Casella &
@@ -265,26 +269,23 @@ def _crossed(p: Pseudo, u: np.ndarray, cell_sq: float, df_v: int, test_train_rat
     (E = σ²_e) and the repeats' means, the models (E = S·σ²_m + σ²_e), with Var = σ²_s/S + σ²_m/R + σ²_e/(SR).
     With one repeat the models' variance cannot be measured: the variance is NaN, not a floor."""
     S, R = u.shape
+    df_e = float(df_v * (R - 1))
+    base = Components(speaker=0.0, model=0.0, residual=0.0, n_speakers=S, n_repeats=R, cell_sq=cell_sq,
+                      separable=R >= 2, test_train_ratio=float(test_train_ratio), df_speaker=float(df_v),
+                      df_model=float(R - 1), df_residual=max(df_e, 1.0), mean_squares=None)
     if R < 2:
         nan = math.nan
         ms = MeanSquares(values=(nan, nan, nan), dfs=(0.0, 0.0, 0.0), n0=float(S), c_bar=1.0, crossed=True)
-        return Components(speaker=nan, model=nan, residual=nan, n_speakers=S, n_repeats=R, cell_sq=cell_sq,
-                          separable=False, test_train_ratio=float(test_train_ratio), df_speaker=float(df_v),
-                          df_model=0.0, df_residual=0.0, mean_squares=ms)
+        return dataclasses.replace(base, speaker=nan, model=nan, residual=nan, mean_squares=ms)
     means = u.mean(axis=1)
-    v = float(((means - means.mean()) ** 2).sum() / df_v) if df_v > 0 else 0.0
+    v = _spread(means, df_v)
     # The repeats' means from the uncentred table: centring on each corpus's mean per repeat (several test
     # corpora) would take the models' effect out with it.
-    theta = p.u.mean(axis=0)
-    ms_r = float(S * ((theta - theta.mean()) ** 2).sum() / (R - 1))
+    ms_r = S * _spread(p.u.mean(axis=0), R - 1)
     inter = u - means[:, None] - u.mean(axis=0)[None, :] + u.mean()
-    df_e = float(df_v * (R - 1))
     ms_e = float((inter ** 2).sum() / df_e) if df_e > 0 else 0.0
     ms = MeanSquares(values=(v, ms_e, ms_r), dfs=(float(df_v), df_e, float(R - 1)), n0=float(S), c_bar=1.0,
                      crossed=True)
-    base = Components(speaker=0.0, model=0.0, residual=0.0, n_speakers=S, n_repeats=R, cell_sq=cell_sq,
-                      separable=True, test_train_ratio=float(test_train_ratio), df_speaker=float(df_v),
-                      df_model=float(R - 1), df_residual=max(df_e, 1.0), mean_squares=ms)
     return _solve(ms, base)
 
 

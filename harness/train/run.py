@@ -261,8 +261,8 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, n_classes
     pred = logits.argmax(1).cpu().numpy()
     true = y.cpu().numpy()
     labels = list(range(n_classes))
-    got = metrics.scores(true.tolist(), pred.tolist())  # macro averages over the classes that occur
     m = metrics.confusion(true.tolist(), pred.tolist(), labels)
+    got = metrics.scores_of(m)  # macro averages over the classes that occur
     out = {"f1_macro": got["f1_macro"], "pred": pred, "probs": torch.softmax(logits, 1).cpu().numpy(),
            "accuracy": got["wa"], "ua": got["ua"],
            "f1_per_class": metrics.f1_per_class(m).tolist(), "confusion": m.tolist()}
