@@ -32,11 +32,20 @@ default (3 x the first seeds' runs), and at least one full round (3 x rows); at 
 Defaults: N = 12, 8 epochs (90 training runs, 4.5 min on a quiet 2-core machine); --quick: N = 4,
 1 epoch, budget 15 (under a minute there).
 
+`--design cross_corpus` races the same rows on a cross-corpus suite (`test_corpus: emodb` in the
+base): each seed trains one model on the 8-actor synthetic RAVDESS-layout corpus (its actor split for
+validation) and scores every clip of a synthetic EmoDB-layout corpus of 10 new speakers (corpus seed
+1). There the report's default interval, and so racing's, is the speaker method (the test corpus's
+speakers crossed with one model per seed: `harness.speakers`, calibrated in benchmarks/calibration.py),
+whose floor is the test speakers' σ²_s/S; the rows' roles are what they are named for, their effects
+across corpora are what the long run measures (the notes above are the split design's).
+
 Real audio when RAVDESS_ROOT is set (the rows' effects were measured on the synthetic corpus),
-else the synthetic corpus. Everything (feature cache, MLflow and Optuna stores, checkpoints) lives
-in a temporary folder deleted at the end.
+else the synthetic corpus; the cross-corpus design is synthetic only. Everything (feature cache,
+MLflow and Optuna stores, checkpoints) lives in a temporary folder deleted at the end.
 
     python benchmarks/racing.py [--check] [--seeds N] [--budget B] [--epochs E] [--workers W] [--quick]
+                                [--design split|cross_corpus]
 
 Exit code 0 (a measurement), or with --check 1 when a goal is missed.
 """
@@ -92,11 +101,16 @@ SHORT = {"better": "B", "worse": "W", "equivalent": "E", "undecided": ".", "unde
 OPEN = ("undecided", "undecidable")  # racing left these rows without a decision (undecidable: given up as futile)
 
 
-def write_suite(path: Path, epochs: int) -> Path:
+DESIGNS = ("split", "cross_corpus")
+TEST_CORPUS = ("emodb", 10, 1)  # the cross-corpus design's test corpus: layout, speakers, corpus seed
+
+
+def write_suite(path: Path, epochs: int, design: str = "split") -> Path:
     import yaml
 
-    doc = {"name": "racing", "description": "benchmarks/racing.py: rows with known effects",
-           "seeds": [0, 1], "base": {**BASE, "epochs": epochs},
+    base = {**BASE, "epochs": epochs, **({"test_corpus": TEST_CORPUS[0]} if design == "cross_corpus" else {})}
+    doc = {"name": "racing", "description": f"benchmarks/racing.py: rows with known effects, {design} design",
+           "seeds": [0, 1], "base": base,
            "rows": [{"name": r.name, "config": r.config, "note": f"{r.role}; {r.measured}".strip("; ")}
                     for r in ROWS]}
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
@@ -133,15 +147,20 @@ class Filter(io.TextIOBase):
         sys.__stdout__.flush()
 
 
-def decisions_at(sel, n: int | None, threshold: float):
-    """build_table on the first n seeds of the selection (all when None); (table, row -> decision at threshold)."""
+def decisions_at(sel, n: int | None, threshold: float, clips=None):
+    """build_table on the first n seeds of the selection (all when None), with the report's default interval
+    for the design, as racing uses it (`clips`: the pooled test predictions the speaker method reads);
+    (table, row -> decision at threshold)."""
     from harness.report.runs import Selection
-    from harness.report.table import build_table
+    from harness.report.table import build_table, default_ci
     from harness.stats import ROPE, decide
 
     fin = sel.finished if n is None else sel.finished[sel.finished["seed"] < n]
-    table = build_table(Selection(rows=sel.rows, finished=fin, failed=sel.failed.iloc[0:0], notes=[]),
-                        "test_f1_macro", BASELINE, "corrected", ROPE)
+    if clips is not None and n is not None:
+        clips = clips[clips["repeat"] < n]
+    sub = Selection(rows=sel.rows, finished=fin, failed=sel.failed.iloc[0:0], notes=[])
+    table = build_table(sub, "test_f1_macro", BASELINE, default_ci(sub, clips, "test_f1_macro"), ROPE,
+                        clips=clips)
     out = {}
     for row, t in table.iterrows():
         if row != BASELINE:
@@ -158,20 +177,42 @@ def paired(sel, row: str) -> list[float]:
     return [float(v[k] - base[k]) for k in keys]
 
 
-def limit_probs(d: list[float], ratio: float, rope: float) -> tuple[float, float, float]:
-    """(P better, P equivalent, P worse) that `bayes_delta` tends to as the seeds grow, if the mean and std of
-    `d` stay what they are: the corrected variance s² (1/J + n_test/n_train) does not shrink below
-    s² n_test/n_train, and the Student posterior becomes normal."""
-    import numpy as np
+def limit_probs(ev, rope: float) -> tuple[float, float, float]:
+    """(P better, P equivalent, P worse) that the report's answer tends to as the seeds grow, if Δ and its
+    variance split (`verdict.Evidence`) stay the long run's: the variance falls to its floor, which more
+    seeds cannot lower (the corrected t: s² n_test/n_train; the speaker method: the test speakers'
+    σ²_s/S), and the Student posterior becomes normal."""
     from scipy import stats
 
-    m, sd = float(np.mean(d)), float(np.std(d, ddof=1))
-    scale = sd * math.sqrt(ratio)
+    m, scale = float(ev.delta), math.sqrt(max(float(ev.floor_var), 0.0))
     if scale == 0:
         return (float(m > rope), float(abs(m) <= rope), float(m < -rope))
     better = float(stats.norm.sf((rope - m) / scale))
     worse = float(stats.norm.cdf((-rope - m) / scale))
     return better, 1.0 - better - worse, worse
+
+
+def limits_floor(full, rows) -> str:
+    """The long run's floor (what more seeds cannot lower) per open row, in words."""
+    parts = []
+    for x in rows:
+        ev = full.loc[x, "answer"].ev
+        parts.append(f"{x}: SE -> {math.sqrt(max(ev.floor_var, 0.0)):.3f} ({ev.floor_what})")
+    return "; ".join(parts)
+
+
+def cross_corpus_roots(cache: Path) -> tuple[str, str]:
+    """The cross-corpus design's data: the embedded synthetic corpus to train on and a synthetic EmoDB-layout
+    corpus of new speakers to test on (generated once into the cache), as one `data_root` list."""
+    from harness.train.run import synthetic_root
+    from harness.train.synth import generate_corpus
+
+    layout, speakers, seed = TEST_CORPUS
+    train = synthetic_root(cache)
+    test = generate_corpus(cache / "synth" / f"racing-test-{layout}-{speakers}-seed{seed}", n_actors=speakers,
+                           seed=seed, layout=layout)
+    return (f"{train},{test}", f"synthetic corpora: train on {train.name} (8 actors), test on every clip of "
+                               f"{layout} layout, {speakers} speakers, corpus seed {seed}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="racing's budget in training runs (default: the most that keeps racing inside the long "
                         "run's seeds, capped at the harness default of 3 x the first seeds' runs)")
     p.add_argument("--epochs", type=int, default=None, help=f"epochs per training run (default {DEFAULTS['epochs']})")
+    p.add_argument("--design", choices=DESIGNS, default="split",
+                   help="split: one actor split per seed (default); cross_corpus: one model per seed scored on "
+                        "every clip of a synthetic EmoDB-layout test corpus (the speaker method's design)")
     p.add_argument("--workers", type=int, default=None,
                    help="suite worker processes (default: min(2, usable cores)); the same for both designs, "
                         "so that a (row, seed) gives the same numbers in both")
@@ -218,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace, tmp: Path) -> int:
     from harness import tracking
-    from harness.report.runs import read_suite, select_cells
+    from harness.report.runs import has_repeats, read_clips, read_suite, select_cells
     from harness.stats import DECISION_PROB, ROPE
     from harness.suite import racing
     from harness.suite.file import load_suite
@@ -227,14 +271,19 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
 
     t_start = time.perf_counter()
     print("\n".join(machine_lines()))
-    root, data_label = corpus_root(Path(os.environ["HARNESS_CACHE"]))
+    if args.design == "cross_corpus":
+        root, data_label = cross_corpus_roots(Path(os.environ["HARNESS_CACHE"]))
+    else:
+        root, data_label = corpus_root(Path(os.environ["HARNESS_CACHE"]))
     print(f"data    : {data_label}")
-    suite = load_suite(write_suite(tmp / "racing.yaml", args.epochs))
+    suite = load_suite(write_suite(tmp / "racing.yaml", args.epochs, args.design))
     n, rows = args.seeds, len(ROWS)
     cfg0 = suite.rows[0].config
     print(f"setup   : {cfg0.model}, {cfg0.mode}, class weights {cfg0.class_weight_loss}, sr {cfg0.sr}, {cfg0.n_mels} mels, "
           f"batch {cfg0.batch_size}, {cfg0.epochs} epochs, lr {cfg0.lr}, split {cfg0.split} "
-          f"{cfg0.train_ratio}/{cfg0.val_ratio}, cpu; {args.workers} suite worker(s)")
+          f"{cfg0.train_ratio}/{cfg0.val_ratio}" + (f", every clip of {cfg0.test_corpus} scored"
+                                                     if cfg0.test_corpus else "")
+          + f", cpu; {args.workers} suite worker(s)")
     print("rows    : " + "; ".join(f"{r.name} = {r.role}" + (f" ({', '.join(f'{k} {v}' for k, v in r.config.items())})"
                                                                   if r.config else "") for r in ROWS))
     print(f"designs : long = {rows} rows x {n} seeds = {rows * n} training runs; racing = seeds 0, 1 then rounds, "
@@ -282,8 +331,10 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
     max_diff = max((abs(f1["race"][k] - f1["long"][k]) for k in twins), default=math.nan)
 
     # the long run: full (report threshold) and every prefix of n seeds (racing's threshold)
-    full, full_dec = decisions_at(sel["long"], None, DECISION_PROB)
-    by_n = {k: decisions_at(sel["long"], k, racing.RACING_PROB)[1] for k in range(2, n + 1)}
+    clips = read_clips(c, sel["long"].finished) if has_repeats(sel["long"].finished) else None
+    full, full_dec = decisions_at(sel["long"], None, DECISION_PROB, clips)
+    by_n = {k: decisions_at(sel["long"], k, racing.RACING_PROB, clips)[1] for k in range(2, n + 1)}
+    method = full["ci_method"].dropna().iloc[0] if full["ci_method"].notna().any() else "?"
     decided = [r for r, d in race_dec.items() if d not in OPEN]
     match = {k: all(by_n[k].get(r) == race_dec[r] for r in decided) for k in by_n}
     n_fixed = next((k for k in sorted(match) if match[k]), None)
@@ -324,7 +375,6 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
     # racing's runs until its last decision: rounds add seeds in order, so that is every cell below that seed
     last = max((repeats[r] for r in decided), default=2)
     to_last = sum(1 for _, seed, _ in st.finished if seed < last)
-    ratio = float(sel["long"].finished["ratio"].mean())
     print("\nthe long run's paired Δ per seed (row − baseline), '|' after racing's last repeat of the row:")
     limits = {}
     for x in names:
@@ -333,10 +383,10 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
         cells.insert(min(repeats[x], len(cells)), "|")
         print(f"  {x:<11} {' '.join(cells)}")
         if race_dec[x] in OPEN:
-            limits[x] = limit_probs(d, ratio, ROPE)
+            limits[x] = limit_probs(full.loc[x, "answer"].ev, ROPE)
     if limits:
-        print(f"rows racing left open: P(better/equiv/worse) as the seeds grow without end, if Δ and its std stay "
-              f"the long run's\n(the corrected variance s² (1/J + n_test/n_train) never falls below s² x {ratio:.3f}):")
+        print(f"rows racing left open: P(better/equiv/worse) as the seeds grow without end, if Δ and its variance "
+              f"split stay the long run's\n(the variance falls to its floor, {limits_floor(full, limits)}):")
     for x, (b, e, w) in limits.items():
         verdict = ("never decided at P >= 0.99, whatever the budget" if max(b, e, w) < racing.RACING_PROB
                    else "decidable with enough seeds")
@@ -361,7 +411,7 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
              + "".join(f"; {x}: P -> {max(v):.3f} with unlimited seeds" for x, v in limits.items()),
              f"(a) racing decided {len(decided)} of {len(race_dec)} rows: "
              + ", ".join(f"{r} {race_dec[r]} after {repeats[r]}" for r in race_dec),
-             f"(b) long run ({n} seeds, P >= {DECISION_PROB}): " + ", ".join(f"{r} {full_dec[r]}" for r in full_dec)
+             f"(b) long run ({n} seeds, P >= {DECISION_PROB}, interval {method}): " + ", ".join(f"{r} {full_dec[r]}" for r in full_dec)
              + (f"; flipped: {', '.join(flips)}" if flips else ""),
              f"racing's cells identical to the long run's twins: {same}/{len(twins)}",
              f"data: {data_label}; {args.epochs} epoch(s); {args.workers} worker(s); wall {total:.0f} s "

@@ -127,3 +127,37 @@ def test_a_cross_corpus_suite_is_reported_on_its_test_speakers_by_default(tracki
     assert table.CROSS_CORPUS_SPEAKER_IS_DEFAULT  # by benchmarks/registered/2026-12-02-cross-corpus.md's rule
     assert "- intervals: on the test corpus's speakers (`--ci speaker`, cross-corpus)" in md
     assert "variance: the test corpus's speakers" in md
+
+
+def test_racing_on_a_cross_corpus_suite_decides_on_the_test_speakers_in_the_reports_words(tracking_uri, tmp_path):
+    from harness.config import RunConfig
+    from harness.suite import racing
+    from harness.suite.file import RowSpec
+
+    specs = [RowSpec("baseline", RunConfig(data_root="ravdess,emodb", test_corpus="emodb")),
+             RowSpec("better", RunConfig(data_root="ravdess,emodb", test_corpus="emodb", class_weight_loss=True))]
+    s = CrossCorpusSuite(tracking_uri, "cross-corpus-race")
+    rng = np.random.default_rng(11)
+    for i, spec in enumerate(specs):  # parents of the rows' current configs: racing reads only those
+        s.row(spec.name, i, config_hash=spec.config.config_hash)
+    # Four seeds, as calibrated, and models that differ from seed to seed as trained ones do: the models'
+    # variance, on R - 1 df, is most of Δ's (the calibration's cross-corpus setting).
+    for seed in range(4):
+        s.cross_cell("baseline", seed, 0.4 + 0.06 * rng.standard_normal(), rng, tmp_path)
+        s.cross_cell("better", seed, 0.85 + 0.06 * rng.standard_normal(), rng, tmp_path)
+    st = racing.standing(s.c, s.exp_id, specs, "baseline", "fp-a")
+    a = st.answers["better"]
+    # the report's default for this design, the test corpus's speakers crossed with one model per seed ...
+    assert a.ev.floor_what == "the test corpus's speakers" and a.ev.n_speakers == len(TEST_SPEAKERS)
+    rows, cells = runs.read_suite(s.c, s.exp_id)
+    sel = runs.select_cells(rows, cells)
+    clips = runs.read_clips(s.c, sel.finished)
+    t = table.build_table(sel, "test_f1_macro", "baseline", table.default_ci(sel, clips, "test_f1_macro"),
+                          clips=clips)
+    assert t.loc["better", "answer"] == a  # ... the same evidence the report states
+    assert st.decisions["better"] == "better"  # a +0.4 gain on 10 speakers, decided at racing's P >= 0.99
+    # and racing's closing lines answer in the report's words
+    out = tmp_path / "race.md"
+    assert main(["report", "--experiment", s.name, "--tracking_uri", tracking_uri, "--out", str(out)]) == 0
+    said = racing.summary_lines(st, rounds=0, budget=6)
+    assert f"  better: {a.sentence()}" in said and a.sentence() in out.read_text()
