@@ -105,7 +105,7 @@ DESIGNS = ("split", "cross_corpus")
 TEST_CORPUS = ("emodb", 10, 1)  # the cross-corpus design's test corpus: layout, speakers, corpus seed
 
 
-def write_suite(path: Path, epochs: int, design: str = "split") -> Path:
+def write_suite(path: Path, epochs: int, design: str = "split", data_root: str = "") -> Path:
     import yaml
 
     base = {**BASE, "epochs": epochs, **({"test_corpus": TEST_CORPUS[0]} if design == "cross_corpus" else {})}
@@ -113,6 +113,9 @@ def write_suite(path: Path, epochs: int, design: str = "split") -> Path:
            "seeds": [0, 1], "base": base,
            "rows": [{"name": r.name, "config": r.config, "note": f"{r.role}; {r.measured}".strip("; ")}
                     for r in ROWS]}
+    if design == "cross_corpus":  # a cross-corpus row is validated with its corpora (it needs one to train on)
+        train, test = data_root.split(",")
+        doc["data"] = [{"corpus": "ravdess", "root": train}, {"corpus": TEST_CORPUS[0], "root": test}]
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
 
@@ -276,7 +279,7 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
     else:
         root, data_label = corpus_root(Path(os.environ["HARNESS_CACHE"]))
     print(f"data    : {data_label}")
-    suite = load_suite(write_suite(tmp / "racing.yaml", args.epochs, args.design))
+    suite = load_suite(write_suite(tmp / "racing.yaml", args.epochs, args.design, str(root)))
     n, rows = args.seeds, len(ROWS)
     cfg0 = suite.rows[0].config
     print(f"setup   : {cfg0.model}, {cfg0.mode}, class weights {cfg0.class_weight_loss}, sr {cfg0.sr}, {cfg0.n_mels} mels, "
