@@ -385,7 +385,7 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
         cells = [f"{v:+.3f}" for v in d]
         cells.insert(min(repeats[x], len(cells)), "|")
         print(f"  {x:<11} {' '.join(cells)}")
-        if race_dec[x] in OPEN:
+        if race_dec[x] in OPEN and full.loc[x, "answer"] is not None:  # None: the long run states no interval
             limits[x] = limit_probs(full.loc[x, "answer"].ev, ROPE)
     if limits:
         print(f"rows racing left open: P(better/equiv/worse) as the seeds grow without end, if Δ and its variance "
