@@ -105,7 +105,7 @@ DESIGNS = ("split", "cross_corpus")
 TEST_CORPUS = ("emodb", 10, 1)  # the cross-corpus design's test corpus: layout, speakers, corpus seed
 
 
-def write_suite(path: Path, epochs: int, design: str = "split", data_root: str = "") -> Path:
+def write_suite(path: Path, epochs: int, design: str = "split", corpora: tuple[str, str] = ("", "")) -> Path:
     import yaml
 
     base = {**BASE, "epochs": epochs, **({"test_corpus": TEST_CORPUS[0]} if design == "cross_corpus" else {})}
@@ -114,7 +114,7 @@ def write_suite(path: Path, epochs: int, design: str = "split", data_root: str =
            "rows": [{"name": r.name, "config": r.config, "note": f"{r.role}; {r.measured}".strip("; ")}
                     for r in ROWS]}
     if design == "cross_corpus":  # a cross-corpus row is validated with its corpora (it needs one to train on)
-        train, test = data_root.split(",")
+        train, test = corpora
         doc["data"] = [{"corpus": "ravdess", "root": train}, {"corpus": TEST_CORPUS[0], "root": test}]
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
@@ -195,18 +195,9 @@ def limit_probs(ev, rope: float) -> tuple[float, float, float]:
     return better, 1.0 - better - worse, worse
 
 
-def limits_floor(full, rows) -> str:
-    """The long run's floor (what more seeds cannot lower) per open row, in words."""
-    parts = []
-    for x in rows:
-        ev = full.loc[x, "answer"].ev
-        parts.append(f"{x}: SE -> {math.sqrt(max(ev.floor_var, 0.0)):.3f} ({ev.floor_what})")
-    return "; ".join(parts)
-
-
-def cross_corpus_roots(cache: Path) -> tuple[str, str]:
+def cross_corpus_roots(cache: Path) -> tuple[tuple[str, str], str]:
     """The cross-corpus design's data: the embedded synthetic corpus to train on and a synthetic EmoDB-layout
-    corpus of new speakers to test on (generated once into the cache), as one `data_root` list."""
+    corpus of new speakers to test on (generated once into the cache); with a label for the header."""
     from harness.train.run import synthetic_root
     from harness.train.synth import generate_corpus
 
@@ -214,7 +205,7 @@ def cross_corpus_roots(cache: Path) -> tuple[str, str]:
     train = synthetic_root(cache)
     test = generate_corpus(cache / "synth" / f"racing-test-{layout}-{speakers}-seed{seed}", n_actors=speakers,
                            seed=seed, layout=layout)
-    return (f"{train},{test}", f"synthetic corpora: train on {train.name} (8 actors), test on every clip of "
+    return ((str(train), str(test)), f"synthetic corpora: train on {train.name} (8 actors), test on every clip of "
                                f"{layout} layout, {speakers} speakers, corpus seed {seed}")
 
 
@@ -275,11 +266,12 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
     t_start = time.perf_counter()
     print("\n".join(machine_lines()))
     if args.design == "cross_corpus":
-        root, data_label = cross_corpus_roots(Path(os.environ["HARNESS_CACHE"]))
+        corpora, data_label = cross_corpus_roots(Path(os.environ["HARNESS_CACHE"]))
+        root = ",".join(corpora)
     else:
-        root, data_label = corpus_root(Path(os.environ["HARNESS_CACHE"]))
+        (root, data_label), corpora = corpus_root(Path(os.environ["HARNESS_CACHE"])), ("", "")
     print(f"data    : {data_label}")
-    suite = load_suite(write_suite(tmp / "racing.yaml", args.epochs, args.design, str(root)))
+    suite = load_suite(write_suite(tmp / "racing.yaml", args.epochs, args.design, corpora))
     n, rows = args.seeds, len(ROWS)
     cfg0 = suite.rows[0].config
     print(f"setup   : {cfg0.model}, {cfg0.mode}, class weights {cfg0.class_weight_loss}, sr {cfg0.sr}, {cfg0.n_mels} mels, "
@@ -388,8 +380,10 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
         if race_dec[x] in OPEN and full.loc[x, "answer"] is not None:  # None: the long run states no interval
             limits[x] = limit_probs(full.loc[x, "answer"].ev, ROPE)
     if limits:
+        floors = "; ".join(f"{x}: SE -> {math.sqrt(max(ev.floor_var, 0.0)):.3f} ({ev.floor_what})"
+                           for x, ev in ((x, full.loc[x, "answer"].ev) for x in limits))
         print(f"rows racing left open: P(better/equiv/worse) as the seeds grow without end, if Δ and its variance "
-              f"split stay the long run's\n(the variance falls to its floor, {limits_floor(full, limits)}):")
+              f"split stay the long run's\n(the variance falls to its floor, {floors}):")
     for x, (b, e, w) in limits.items():
         verdict = ("never decided at P >= 0.99, whatever the budget" if max(b, e, w) < racing.RACING_PROB
                    else "decidable with enough seeds")
