@@ -11,20 +11,22 @@ contrast's Δ by s_j when it is tested (σ²_s) and by b_j / n_train in every mo
 A fold model adds its own noise m (initialisation, batch order: σ²_m) and each speaker × model a residual
 e (σ²_e). A fold cell's training set is the complement of its test fold, so its training part is
 (B − B_fold) / n_train, with B = Σ b_j: within one repeat the folds' training parts average to exactly
-B / S, the same number in every repeat. So:
+B / S, the same number in every repeat (exactly with equal folds and speakers weighted equally; the report
+pools clips, so there it holds about). So:
 
   Var(Δ̂) = σ²_s/S + σ²_b/S + σ²_m/(R·K) + σ²_e/(S·R)
 
 and σ²_b/S (the *population term*) does not shrink with repeats, like the speakers' floor, but no repeat,
 fold or speaker of the corpus shows it: its only trace is the spread of (B − B_fold)/n_train across a
-repeat's cells, K/(K−1)² · σ²_b/S per cell (0.44× the term for K = 4), inside the cells' σ²_m.
+repeat's cells, whose expected variance across the K cells is K/(K−1)² · σ²_b/S (0.44× the term for K = 4),
+inside the cells' σ²_m.
 
 Part A simulates the report's estimators on such tables (`harness.speakers.components`, the report's
 `--ci speaker`; the same with Nadeau & Bengio's σ²_m · n_test/n_train; `harness.stats.corrected_var` on the
 fold-level Δ, the report's default) at variance mixes anchored to the calibration runs (stated variance
 79-95% training noise at 2 repeats; the population term 0, 20% or 35% of Var(Δ̂), from std/SE 1.12-1.24).
-Part B says, analytically, how many fold models a design would need to estimate the population term with
-4 effective degrees of freedom: repeats that re-use one partition (the term persists across seeds in each
+Part B says, analytically, how many fold models a design would need to see the population term with
+4 effective degrees of freedom (the term's variance component; for 2-fold CV, the whole Var(Δ̂) it is part of): repeats that re-use one partition (the term persists across seeds in each
 cell), and repeated 2-fold CV (Dietterich 1998; Alpaydın 1999), where the two halves' training sets are
 disjoint and the term appears at full size in each repeat.
 
@@ -139,7 +141,8 @@ def df_two_fold(c: float, m: float, repeats: int) -> float:
 def part_b() -> None:
     print(f"Part B: what estimating the population term from inside one corpus would cost ({S} speakers)")
     trace = K / (K - 1) ** 2
-    print(f"  its trace in one fold cell: {trace:.2f} × the term (K = {K}); the cells' own noise is σ²_m")
+    print(f"  its trace, the expected variance across a repeat's fold cells: {trace:.2f} × the term (K = {K}); "
+          "the cells' own noise is σ²_m")
     print(f"{'population':>10} {'trace/σ²_m':>10} | {'re-used partitions: models for df 4':>36} | "
           f"{'2-fold CV: models for df 4 (df at 10 repeats)':>46}")
     for share_model in (0.79, 0.95):
@@ -160,10 +163,11 @@ def part_b() -> None:
             c = pop + other
             m = sigma_m / 2 + other * R  # one repeat's model noise and residual
             two = next((2 * r for r in range(2, 100000) if df_two_fold(c, m, r) >= 4), None)
-            print(f"{share_pop:>10.0%} {x:>10.3f} | {best if best else '> 160,000':>36} | "
+            print(f"{share_pop:>10.0%} {x:>10.3f} | {best if best else '> 300,000':>36} | "
                   f"{two:>30} ({df_two_fold(c, m, 10):.1f})")
-    print(f"  (against the design's {R * K} fold models per row; the re-used partitions figure ignores that each "
-          "cell's test speakers persist with it too, so the true cost is higher)")
+    print(f"  (against the design's {R * K} fold models per row. Lower bounds: re-used partitions leave out that a "
+          "cell's test speakers persist with it too and the residual's share of a cell; 2-fold CV treats its repeats "
+          "as independent, though they share one population's speakers)")
 
 
 def main(argv: list[str] | None = None) -> int:
