@@ -27,6 +27,7 @@ class Population:
     preds: pd.DataFrame  # row, repeat, fold, speaker, corpus, clip, true, pred
     folds: pd.DataFrame  # row, repeat, fold, f1, ratio
     classes: tuple[str, ...]
+    probe: pd.DataFrame | None = None  # the same fold models on new speakers: row, repeat, fold, speaker, clip, true, pred
 
     @property
     def rows(self) -> list[str]:
@@ -39,9 +40,12 @@ def load_populations(dirs: list[Path]) -> list[Population]:
         for f in sorted(Path(d).glob("*-predictions.csv.gz")):
             setting, rep = f.name.split("-")[:2]
             folds = pd.read_csv(Path(d) / f"{setting}-{rep}-folds.csv")
-            preds = pd.read_csv(f, dtype={"clip": str, "true": str, "pred": str, "speaker": str, "corpus": str})
+            kinds = {"clip": str, "true": str, "pred": str, "speaker": str, "corpus": str}
+            preds = pd.read_csv(f, dtype=kinds)
+            probe = Path(d) / f"{setting}-{rep}-probe.csv.gz"
             pops.append(Population(setting, int(rep), str(d), preds, folds,
-                                   tuple(str(folds["classes"].iloc[0]).split(","))))
+                                   tuple(str(folds["classes"].iloc[0]).split(",")),
+                                   pd.read_csv(probe, dtype=kinds) if probe.exists() else None))
     return pops
 
 
@@ -214,3 +218,63 @@ def report(pops: list[Population], settings: list[str]) -> tuple[list[Band], lis
                            Band(f"{setting} {name}: std(Δ̂)/RMS(SE) (RMS over contrasts)", ratio, *RATIO_BAND),
                            Band(f"{setting} {name}: false better/worse calls", false / n, 0.0, FALSE_CALLS_MAX)]
     return checks, notes
+
+
+# --- the probe: the same fold models on the corpus's own speakers and on new ones -------------------------
+
+def probe_stated(pop: Population, row: str) -> dict[str, float]:
+    """The CV estimate and the same fold models' Δ on the probe's new speakers (each model one repeat of a
+    crossed design), with what the speaker method states for each: whole, and without the models' part.
+    Their difference shares the models' noise and the training population, not the test speakers, so its
+    variance is the two non-model parts alone."""
+    from harness import speakers
+
+    pv = _pseudo(pop, row)
+    c = speakers.components(pv)
+    q = pop.probe.assign(repeat=pop.probe["repeat"] * 100 + pop.probe["fold"], fold=0)
+    pq = speakers.pseudo_values(q[q["row"] == row], pop.classes, reference=q[q["row"] == "plain"])
+    cq = speakers.components(pq)
+    S, R, N, M = c.n_speakers, c.n_repeats, cq.n_speakers, cq.n_repeats
+    return {"cv": float(pv.theta.mean()), "cv_var": c.var(), "cv_rest": c.speaker / S + c.residual / (S * R),
+            "new": float(pq.theta.mean()), "new_var": cq.var(), "new_rest": cq.speaker / N + cq.residual / (N * M)}
+
+
+def _boot(x: np.ndarray, fn, seed: int = 0) -> tuple[float, float]:
+    idx = np.random.default_rng(seed).integers(0, len(x), size=(BOOTSTRAP_RESAMPLES, len(x)))
+    vals = np.array([fn(x[i]) for i in idx])
+    return float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))
+
+
+def probe_report(pops: list[Population]) -> list[str]:
+    """Per contrast: (1) std(Δ̂_cv − Δ̂_new) / RMS of the stated non-model parts (1: the speaker method's
+    speakers and residual are right on trained models); (2) each estimate's std/SE and its shortfall,
+    Var(Δ̂) − mean stated variance (the population term, if that is what is missing: the same in both)."""
+    pops = [p for p in pops if p.probe is not None]
+    if len(pops) < 3:
+        return []
+    lines = [f"probe ({len(pops)} populations): the same fold models on the corpus's speakers (cv) and on new ones (new)"]
+    for row in sorted({r for p in pops for r in p.rows}):
+        v = [probe_stated(p, row) for p in pops]
+        x = np.array([[d["cv"], d["cv_var"], d["cv_rest"], d["new"], d["new_var"], d["new_rest"]] for d in v])
+
+        def diff_ratio(a):
+            return (a[:, 0] - a[:, 3]).std(ddof=1) / math.sqrt((a[:, 2] + a[:, 5]).mean())
+
+        def ratio(a, i):
+            return a[:, i].std(ddof=1) / math.sqrt(a[:, i + 1].mean())
+
+        def short(a, i):
+            return a[:, i].var(ddof=1) - a[:, i + 1].mean()
+
+        lo, hi = _boot(x, diff_ratio)
+        lines.append(f"  {row}: cv − new: mean {np.mean(x[:, 0] - x[:, 3]):+.4f}, std/SE (non-model parts) "
+                     f"{diff_ratio(x):.3f} [{lo:.3f}, {hi:.3f}]")
+        for name, i in (("cv", 0), ("new", 3)):
+            lo, hi = _boot(x, lambda a: ratio(a, i))
+            slo, shi = _boot(x, lambda a: short(a, i))
+            lines.append(f"  {row}: {name:<3} mean {x[:, i].mean():+.4f}, std/SE {ratio(x, i):.3f} [{lo:.3f}, {hi:.3f}], "
+                         f"Var(Δ̂) − mean stated {short(x, i):+.2e} [{slo:+.2e}, {shi:+.2e}] "
+                         f"({short(x, i) / x[:, i].var(ddof=1):+.0%} of Var(Δ̂))")
+        dlo, dhi = _boot(x, lambda a: short(a, 0) - short(a, 3))
+        lines.append(f"  {row}: shortfall cv − new {short(x, 0) - short(x, 3):+.2e} [{dlo:+.2e}, {dhi:+.2e}]")
+    return lines

@@ -104,11 +104,16 @@ def test_two_workers_one_killed_mid_cell_survivor_and_rerun_finish_every_cell_on
     readers = [drain_output(p, o) for p, o in zip(procs, outs)]
     victim, survivor = procs
     try:
-        # Kill once a cell is finished and the victim is mid-cell (its run RUNNING, tagged with its pid).
+        # Kill once a cell is finished and the victim is early in a cell (its run RUNNING, tagged with its pid,
+        # at most half its epochs logged): a run seen RUNNING near its end could finish before the signal lands
+        # (seen once in CI: the victim died between cells, and no run was left to mark KILLED).
+        c = tracking.client(services.tracking_uri)
+
         def victim_mid_cell():
             runs = cell_runs(services.tracking_uri, experiment)
             return finished(runs) and any(r.info.status == "RUNNING" and
-                                          r.data.tags.get("harness.worker", "").endswith(f":{victim.pid}")
+                                          r.data.tags.get("harness.worker", "").endswith(f":{victim.pid}") and
+                                          len(c.get_metric_history(r.info.run_id, "val_loss")) <= 3
                                           for r in runs)
         wait_for(victim_mid_cell, 240, "a finished cell and the victim mid-cell", procs)
         victim.send_signal(signal.SIGKILL)
