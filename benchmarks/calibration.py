@@ -25,6 +25,9 @@ Settings (`--setting`, one or several):
               (`--test_corpus emodb`), 3 sentiment classes, class-weighted; 4 repeats of one model each.
               The population is new speakers of the test corpus, scored by models of the training corpus
               as recorded: the report's crossed speaker × repeat design.
+  ravdess24_probe  ravdess24's design, and every fold model also scored on every clip of a second new corpus
+              of 24 speakers (the probe): the same models' Δ on the corpus's own speakers and on new ones,
+              to tell a missing population term from a too-small speaker part (`probe_report`).
 
 Each estimator (`ESTIMATORS` in calibration_estimators.py: speaker, the report's `--ci speaker`; speaker_nb,
 the same with the Nadeau–Bengio training-population term, as shipped before; corrected, the report's default;
