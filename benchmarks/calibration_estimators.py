@@ -236,7 +236,8 @@ def probe_stated(pop: Population, row: str) -> dict[str, float]:
     cq = speakers.components(pq)
     S, R, N, M = c.n_speakers, c.n_repeats, cq.n_speakers, cq.n_repeats
     return {"cv": float(pv.theta.mean()), "cv_var": c.var(), "cv_rest": c.speaker / S + c.residual / (S * R),
-            "new": float(pq.theta.mean()), "new_var": cq.var(), "new_rest": cq.speaker / N + cq.residual / (N * M)}
+            "new": float(pq.theta.mean()), "new_var": cq.var(), "new_rest": cq.speaker / N + cq.residual / (N * M),
+            "cv_model": c.var() - c.speaker / S - c.residual / (S * R), "new_model": cq.model / M}
 
 
 def _boot(x: np.ndarray, fn, seed: int = 0) -> tuple[float, float]:
@@ -255,7 +256,8 @@ def probe_report(pops: list[Population]) -> list[str]:
     lines = [f"probe ({len(pops)} populations): the same fold models on the corpus's speakers (cv) and on new ones (new)"]
     for row in sorted({r for p in pops for r in p.rows}):
         v = [probe_stated(p, row) for p in pops]
-        x = np.array([[d["cv"], d["cv_var"], d["cv_rest"], d["new"], d["new_var"], d["new_rest"]] for d in v])
+        x = np.array([[d["cv"], d["cv_var"], d["cv_rest"], d["new"], d["new_var"], d["new_rest"], d["cv_model"],
+                       d["new_model"]] for d in v])
 
         def diff_ratio(a):
             return (a[:, 0] - a[:, 3]).std(ddof=1) / math.sqrt((a[:, 2] + a[:, 5]).mean())
@@ -277,4 +279,19 @@ def probe_report(pops: list[Population]) -> list[str]:
                          f"({short(x, i) / x[:, i].var(ddof=1):+.0%} of Var(Δ̂))")
         dlo, dhi = _boot(x, lambda a: short(a, 0) - short(a, 3))
         lines.append(f"  {row}: shortfall cv − new {short(x, 0) - short(x, 3):+.2e} [{dlo:+.2e}, {dhi:+.2e}]")
+
+        # What the two estimates share is the 8 models' noise and the training population: their covariance
+        # over populations less the models' part the crossed design states is the population term.
+        def term(a):
+            return np.cov(a[:, 0], a[:, 3])[0, 1] - a[:, 7].mean()
+
+        def model_gap(a):
+            return (a[:, 6] - a[:, 7]).mean()
+
+        tlo, thi = _boot(x, term)
+        glo, ghi = _boot(x, model_gap)
+        lines.append(f"  {row}: population term, Cov(cv, new) − the new design's models' part: {term(x):+.2e} "
+                     f"[{tlo:+.2e}, {thi:+.2e}] ({term(x) / x[:, 0].var(ddof=1):+.0%} of Var(Δ̂_cv))")
+        lines.append(f"  {row}: the same 8 models' part as the CV design states it − as the new design does: "
+                     f"{model_gap(x):+.2e} [{glo:+.2e}, {ghi:+.2e}] ({model_gap(x) / x[:, 7].mean():+.0%})")
     return lines
