@@ -3,8 +3,10 @@ speaker-grouped K-fold CV? Measured on constructed tables, where every variance 
 
 Why this exists: on fresh synthetic populations (docs/statistics.md, calibration) the speaker method covers
 the A/A null (true Δ exactly 0) but under-covers a real effect, std(Δ̂)/SE 1.12-1.24. A real effect depends
-on which speakers trained the fold models. This script says how large that term is, why the repeats of a CV
-design cannot see it, and what estimating it from inside one corpus would cost.
+on which speakers trained the fold models. This script says how large that term would have to be, why the
+repeats of a CV design cannot see it, and what estimating it from inside one corpus would cost. Whether it is
+what trained models miss is calibration.py's `ravdess24_probe` setting: on 100 populations (2026-12-03) it
+found no such term and the CV design's fold-model part 14% low, so this is a hypothesis it did not confirm.
 
 The model (additive; each speaker plays two roles). A population is S speakers. Speaker j moves a
 contrast's Δ by s_j when it is tested (σ²_s) and by b_j / n_train in every model it helps train (σ²_b).

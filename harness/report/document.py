@@ -75,13 +75,11 @@ CI_NAMES = {
                      "repeats' pooled test macro-F1 (every clip scored once per repeat) averaged over repeats; its "
                      "variance is split into speakers (σ²_s/S: does not shrink with repeats), fold models and a "
                      "residual (shrink with repeats), estimated by ANOVA on each speaker's jackknife pseudo-value "
-                     "per repeat; Student t with Satterthwaite's df (`harness.speakers`). It states the error around the "
-                     "Δ of these fold models' recipe trained on this corpus's speakers (averaged over seeds) and "
-                     "tested on new speakers. For a new training population it is too narrow: on 120 synthetic "
-                     "populations (`benchmarks/calibration.py`, 2 × K-fold, 2026-12-02) it covered the A/A null but "
-                     "a real effect only 0.850-0.925 (std(Δ̂)/SE 1.12-1.24), because how Δ depends on which "
-                     "speakers trained the models cannot be seen inside one corpus "
-                     "(`benchmarks/population_term.py`); so for cross-validated suites it is not the default",
+                     "per repeat; Student t with Satterthwaite's df (`harness.speakers`). Measured on new synthetic "
+                     "speaker populations (`benchmarks/calibration.py`, 2 × K-fold, 2026-12-02/03): it covers the "
+                     "A/A null but a real effect only 0.85-0.93 (std(Δ̂)/SE 1.09-1.24), too narrow; a probe on the "
+                     "same fold models scored on new speakers puts the gap in its fold models' part (about 14% "
+                     "low), so for cross-validated suites it is not the default",
     "corrected": "corrected resampled t (Nadeau & Bengio 2003; Bouckaert & Frank 2004): the variance of the mean "
                  "is s² · (1/J + n_test/n_train), because resamples that share most of their training data are "
                  "correlated and a plain t interval over them is too narrow, more so the more resamples are added. "
