@@ -48,7 +48,7 @@ populations already drawn, and a fresh run (new `--seed`) is the test.
 
     python benchmarks/calibration.py [--setting ravdess24,emodb10,two_corpus] [--replications M]
         [--epochs E] [--workers W] [--seed S] [--rows plain,aa,cw,ep3] [--save DIR | --load DIR]
-        [--quick] [--check]
+        [--quick] [--check] [--train-only]
 
 Exit code 0 (a measurement), or with --check 1 when the default estimator misses a goal.
 """
@@ -196,6 +196,7 @@ def _replication(task: tuple[str, int]) -> tuple[str, int, float]:
                                                 "pred": [probe.classes[int(p)] for p in got["pred"]]}))
                 lines.append(pd.DataFrame({"row": row, "repeat": r, "fold": f,
                                            "speaker": [c.speaker for c in test], "corpus": [c.corpus for c in test],
+                                           "gender": [c.gender for c in test],
                                            "clip": [c.relpath for c in test],
                                            "true": [data.classes[int(t)] for t in data.labels[data.split.test]],
                                            "pred": [data.classes[int(p)] for p in out["pred"]]}))
@@ -231,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="a smoke run: " + ", ".join(f"{k} {v}" for k, v in QUICK.items()))
     ap.add_argument("--check", action="store_true", help="exit 1 when the default estimator misses a goal")
     ap.add_argument("--save", type=Path, metavar="DIR", help="keep each replication's test predictions in DIR")
+    ap.add_argument("--train-only", action="store_true",
+                    help="train and save, print no figure (a registered run whose estimator is fixed later: --load)")
     ap.add_argument("--load", type=Path, action="append", metavar="DIR",
                     help="no training: the figures from predictions --save kept (repeatable)")
     args = ap.parse_args(argv)
@@ -282,6 +285,9 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
             with mp.get_context("spawn").Pool(args.workers, initializer=_init_worker, initargs=(shared,)) as pool:
                 for done in pool.imap_unordered(run_replication, tasks):
                     show(done)
+        if args.train_only:
+            print(f"wall {time.perf_counter() - t_start:.0f} s; {args.workers} worker(s); no figure (--train-only)")
+            return 0
     pops = ce.load_populations(dirs)
     checks, notes = ce.report(pops, args.settings if not args.load else sorted({p.setting for p in pops}))
     probe = ce.probe_report(pops)
