@@ -40,8 +40,10 @@ def load_populations(dirs: list[Path]) -> list[Population]:
         for f in sorted(Path(d).glob("*-predictions.csv.gz")):
             setting, rep = f.name.split("-")[:2]
             folds = pd.read_csv(Path(d) / f"{setting}-{rep}-folds.csv")
-            kinds = {"clip": str, "true": str, "pred": str, "speaker": str, "corpus": str}
+            kinds = {"clip": str, "true": str, "pred": str, "speaker": str, "corpus": str, "gender": str}
             preds = pd.read_csv(f, dtype=kinds)
+            if "gender" in preds:
+                preds["gender"] = preds["gender"].fillna("")
             probe = Path(d) / f"{setting}-{rep}-probe.csv.gz"
             pops.append(Population(setting, int(rep), str(d), preds, folds,
                                    tuple(str(folds["classes"].iloc[0]).split(",")),
@@ -112,10 +114,22 @@ def est_speaker_cdf(pop: Population, row: str) -> tuple[float, float, float]:
     return float(pv.theta.mean()), math.sqrt(c.var()), float(df)
 
 
+def est_speaker_strata(pop: Population, row: str) -> tuple[float, float, float]:
+    """A comparator (stratified_anova.py): the fold deal's (corpus, gender) strata as a level of the ANOVA."""
+    from stratified_anova import stratified
+
+    pv = _pseudo(pop, row)
+    gender = (pop.preds.groupby("speaker")["gender"].first() if "gender" in pop.preds else {})
+    strata = [f"{c}|{gender.get(s, '')}" for c, s in zip(pv.corpora, pv.speakers)]
+    var, df, _ = stratified(pv.u, pv.fold, strata)
+    return float(pv.theta.mean()), math.sqrt(var), df
+
+
 # speaker: the report's `--ci speaker`; speaker_nb: as shipped before 2026-12-02 (with the training-population
-# term); speaker_cdf: the df as stated before 2026-12-02 (same SE as speaker).
+# term); speaker_cdf: the df as stated before 2026-12-02 (same SE as speaker); speaker_strata: the fold deal's
+# strata as an ANOVA level (a comparator, stratified_anova.py).
 ESTIMATORS = {"speaker": est_speaker, "speaker_nb": est_speaker_nb, "speaker_cdf": est_speaker_cdf,
-              "corrected": est_corrected, "plain": est_plain}
+              "speaker_strata": est_speaker_strata, "corrected": est_corrected, "plain": est_plain}
 
 
 # --- statistics over populations ------------------------------------------------------------------
