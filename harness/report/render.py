@@ -80,7 +80,7 @@ class NoSuiteRuns(HarnessError):
 def suite_report(c, exp, metric: str = DEFAULT_METRIC, baseline: str | None = None, ci: str | None = None,
                  rope: float = ROPE, threshold: float = DECISION_PROB) -> SuiteReport:
     """The report's numbers on an experiment. `ci` None: the default (`table.default_ci`): the corrected
-    resampled t (the speaker method only once `table.SPEAKER_IS_DEFAULT`)."""
+    resampled t, or the speaker method where it is calibrated for the suite's design (`table.default_ci`)."""
     rows, cells = read_suite(c, exp.experiment_id)
     if rows.empty:
         raise NoSuiteRuns(f"no suite runs in experiment {exp.name!r}: run `python -m harness suite run ...` first")
