@@ -30,8 +30,9 @@ Settings (`--setting`, one or several):
               to tell a missing population term from a too-small speaker part (`probe_report`).
 
 Each estimator (`ESTIMATORS` in calibration_estimators.py: speaker, the report's `--ci speaker`; speaker_nb,
-the same with the Nadeau–Bengio training-population term, as shipped before; corrected, the report's default;
-plain, the t over fold-level Δ as if independent; two variants tried on the design runs) states Δ̂ with a standard error and df for every
+the same with the Nadeau–Bengio training-population term, as shipped before; speaker_strata, the fold deal's
+gender strata as an ANOVA level, a comparator (stratified_anova.py); corrected, the report's default for single
+splits; plain, the t over fold-level Δ as if independent; a variant tried on the design runs) states Δ̂ with a standard error and df for every
 contrast (row − plain). Per setting, estimator and contrast: std(Δ̂) / RMS(stated SE) with a
 percentile-bootstrap interval over replications (1 = the stated SE is right), the coverage of the stated 95%
 interval around the population Δ (0 for aa; for the others the mean of the other replications' Δ̂) with its
@@ -44,7 +45,8 @@ structure (speakers that differ, fold models that differ, paired rows), not a st
 
 Every replication's test predictions are kept (`--save DIR`, default a folder under the scratch space);
 `--load DIR` recomputes every figure from them without training, so a new estimator can be judged on
-populations already drawn, and a fresh run (new `--seed`) is the test.
+populations already drawn, and a fresh run (new `--seed`) is the test. `--train-only` trains and saves
+without printing a figure: a registered run's populations can be drawn before its candidate is final.
 
     python benchmarks/calibration.py [--setting ravdess24,emodb10,two_corpus] [--replications M]
         [--epochs E] [--workers W] [--seed S] [--rows plain,aa,cw,ep3] [--save DIR | --load DIR]
