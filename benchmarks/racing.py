@@ -40,12 +40,18 @@ speakers crossed with one model per seed: `harness.speakers`, calibrated in benc
 whose floor is the test speakers' σ²_s/S; the rows' roles are what they are named for, their effects
 across corpora are what the long run measures (the notes above are the split design's).
 
+`--design cv` races them on cross-validated suites (`cv_folds: 4` in the base): each seed is a repeat of
+4-fold speaker CV of the 8 actors (2 test speakers per fold, validation speakers from the other folds), a
+round adds every fold of one more seed, and runs are counted per fold. There the report's default
+interval is the speaker method on the pooled predictions (calibrated 2026-12-03), whose floor is the
+8 speakers' σ²_s/S.
+
 Real audio when RAVDESS_ROOT is set (the rows' effects were measured on the synthetic corpus),
-else the synthetic corpus; the cross-corpus design is synthetic only. Everything (feature cache,
+else the synthetic corpus (split and cv designs); the cross-corpus design is synthetic only. Everything (feature cache,
 MLflow and Optuna stores, checkpoints) lives in a temporary folder deleted at the end.
 
     python benchmarks/racing.py [--check] [--seeds N] [--budget B] [--epochs E] [--workers W] [--quick]
-                                [--design split|cross_corpus]
+                                [--design split|cross_corpus|cv]
 
 Exit code 0 (a measurement), or with --check 1 when a goal is missed.
 """
@@ -101,14 +107,16 @@ SHORT = {"better": "B", "worse": "W", "equivalent": "E", "undecided": ".", "unde
 OPEN = ("undecided", "undecidable")  # racing left these rows without a decision (undecidable: given up as futile)
 
 
-DESIGNS = ("split", "cross_corpus")
+DESIGNS = ("split", "cross_corpus", "cv")
+CV_FOLDS = 4  # the cv design: 4-fold speaker CV of the 8 actors (2 test speakers per fold)
 TEST_CORPUS = ("emodb", 10, 1)  # the cross-corpus design's test corpus: layout, speakers, corpus seed
 
 
 def write_suite(path: Path, epochs: int, design: str = "split", corpora: tuple[str, str] = ("", "")) -> Path:
     import yaml
 
-    base = {**BASE, "epochs": epochs, **({"test_corpus": TEST_CORPUS[0]} if design == "cross_corpus" else {})}
+    extra = {"cross_corpus": {"test_corpus": TEST_CORPUS[0]}, "cv": {"cv_folds": CV_FOLDS}}.get(design, {})
+    base = {**BASE, "epochs": epochs, **extra}
     doc = {"name": "racing", "description": f"benchmarks/racing.py: rows with known effects, {design} design",
            "seeds": [0, 1], "base": base,
            "rows": [{"name": r.name, "config": r.config, "note": f"{r.role}; {r.measured}".strip("; ")}
@@ -172,12 +180,16 @@ def decisions_at(sel, n: int | None, threshold: float, clips=None):
 
 
 def paired(sel, row: str) -> list[float]:
-    """The long run's paired differences row − baseline in test macro-F1, in seed order."""
+    """The long run's paired differences row − baseline in test macro-F1, in seed order (a CV seed: the mean
+    of its folds' differences)."""
+    import pandas as pd
+
     from harness.report.runs import seed_values
 
     base, v = (seed_values(sel.finished, r, "test_f1_macro") for r in (BASELINE, row))
-    keys = sorted(v.index.intersection(base.index), key=int)
-    return [float(v[k] - base[k]) for k in keys]
+    keys = v.index.intersection(base.index)
+    d = pd.Series([float(v[k] - base[k]) for k in keys], index=[int(str(k).split("/")[0]) for k in keys])
+    return [float(x) for x in d.groupby(level=0).mean().sort_index()]
 
 
 def limit_probs(ev, rope: float) -> tuple[float, float, float]:
@@ -223,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=None, help=f"epochs per training run (default {DEFAULTS['epochs']})")
     p.add_argument("--design", choices=DESIGNS, default="split",
                    help="split: one actor split per seed (default); cross_corpus: one model per seed scored on "
-                        "every clip of a synthetic EmoDB-layout test corpus (the speaker method's design)")
+                        "every clip of a synthetic EmoDB-layout test corpus; cv: a seed is a repeat of "
+                        f"{CV_FOLDS}-fold speaker CV (both use the speaker method, the report's default there)")
     p.add_argument("--workers", type=int, default=None,
                    help="suite worker processes (default: min(2, usable cores)); the same for both designs, "
                         "so that a (row, seed) gives the same numbers in both")
@@ -237,11 +250,14 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--seeds must be >= 2 (the racing start seeds 0, 1 are part of the long run), got {args.seeds}")
     if args.epochs < 1:
         p.error(f"--epochs must be >= 1, got {args.epochs}")
-    inside = 2 * rows + 2 * (args.seeds - 2)
+    k = CV_FOLDS if args.design == "cv" else 1  # training runs per (row, seed)
+    inside = k * (2 * rows + 2 * (args.seeds - 2))
     if args.budget is None:  # and at least one full round after the first seeds
-        args.budget = max(min(3 * 2 * rows, inside), 3 * rows)
-    if args.budget < 2 * rows:
-        p.error(f"--budget must be >= {2 * rows} (the first seeds: {rows} rows x 2 seeds), got {args.budget}")
+        args.budget = max(min(3 * 2 * rows * k, inside), 3 * rows * k)
+    if args.budget < 2 * rows * k:
+        p.error(f"--budget must be >= {2 * rows * k} (the first seeds: {rows} rows x 2 seeds x {k} run(s)), "
+                f"got {args.budget}")
+    args.per_seed = k
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     args.workers = args.workers or min(2, usable)
     if args.workers < 1:
@@ -255,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace, tmp: Path) -> int:
+    import pandas as pd
+
     from harness import tracking
     from harness.report.runs import has_repeats, read_clips, read_suite, select_cells
     from harness.stats import DECISION_PROB, ROPE
@@ -272,16 +290,18 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
         (root, data_label), corpora = corpus_root(Path(os.environ["HARNESS_CACHE"])), ("", "")
     print(f"data    : {data_label}")
     suite = load_suite(write_suite(tmp / "racing.yaml", args.epochs, args.design, corpora))
-    n, rows = args.seeds, len(ROWS)
+    n, rows, folds = args.seeds, len(ROWS), args.per_seed
     cfg0 = suite.rows[0].config
     print(f"setup   : {cfg0.model}, {cfg0.mode}, class weights {cfg0.class_weight_loss}, sr {cfg0.sr}, {cfg0.n_mels} mels, "
           f"batch {cfg0.batch_size}, {cfg0.epochs} epochs, lr {cfg0.lr}, split {cfg0.split} "
           f"{cfg0.train_ratio}/{cfg0.val_ratio}" + (f", every clip of {cfg0.test_corpus} scored"
                                                      if cfg0.test_corpus else "")
+          + (f", {cfg0.cv_folds}-fold speaker CV per seed (val_ratio from the other folds)" if cfg0.cv_folds else "")
           + f", cpu; {args.workers} suite worker(s)")
     print("rows    : " + "; ".join(f"{r.name} = {r.role}" + (f" ({', '.join(f'{k} {v}' for k, v in r.config.items())})"
                                                                   if r.config else "") for r in ROWS))
-    print(f"designs : long = {rows} rows x {n} seeds = {rows * n} training runs; racing = seeds 0, 1 then rounds, "
+    print(f"designs : long = {rows} rows x {n} seeds{f' x {folds} folds' if folds > 1 else ''} = {rows * n * folds} training runs; "
+          f"racing = seeds 0, 1 then rounds, "
           f"budget {args.budget} training runs, a row stops at P >= {racing.RACING_PROB}; report threshold "
           f"{DECISION_PROB}, ROPE ±{ROPE}")
     if args.budget > args.inside:
@@ -315,12 +335,13 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
     st = racing.standing(c, ids["race"], suite.rows, BASELINE, fingerprint)
     race_dec = {r: d for r, d in st.decisions.items() if r != BASELINE}
     race_runs = st.spent
-    repeats = {r.name: sum(1 for name, _, _ in st.finished if name == r.name) for r in ROWS}
+    repeats = {r.name: len({seed for name, seed, _ in st.finished if name == r.name}) for r in ROWS}
     race_seeds = sorted({s for _, s, _ in st.finished})
 
     # racing's cells against the long run's same (row, seed)
-    f1 = {e: {(r, int(s)): v for r, s, v in zip(sel[e].finished["row"], sel[e].finished["seed"],
-                                                sel[e].finished["metrics.test_f1_macro"])} for e in ids}
+    f1 = {e: {(r, int(s), -1 if pd.isna(f) else int(f)): v
+              for r, s, f, v in zip(sel[e].finished["row"], sel[e].finished["seed"], sel[e].finished["fold"],
+                                    sel[e].finished["metrics.test_f1_macro"])} for e in ids}
     twins = [k for k in f1["race"] if k in f1["long"]]
     same = sum(1 for k in twins if f1["race"][k] == f1["long"][k])
     max_diff = max((abs(f1["race"][k] - f1["long"][k]) for k in twins), default=math.nan)
@@ -333,14 +354,14 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
     decided = [r for r, d in race_dec.items() if d not in OPEN]
     match = {k: all(by_n[k].get(r) == race_dec[r] for r in decided) for k in by_n}
     n_fixed = next((k for k in sorted(match) if match[k]), None)
-    fixed_runs = (n_fixed or n) * rows
+    fixed_runs = (n_fixed or n) * rows * folds
     cost = race_runs / fixed_runs
     flips = [r for r in decided if full_dec.get(r) not in ("undecided", "", race_dec[r])]
 
     # --- report --------------------------------------------------------------------------------------
     print(f"\nlong run: {long_sum.done} training runs in {long_s:.0f} s ({long_sum.failed} failed); racing: "
           f"{race_sum.done} training runs in {race_s:.0f} s ({race_sum.failed} failed), seeds {race_seeds}")
-    print(f"racing's cells vs the long run's same (row, seed): {same}/{len(twins)} identical "
+    print(f"racing's cells vs the long run's same cell (row, seed, fold): {same}/{len(twins)} identical "
           f"(max |Δ F1| {max_diff:.2g})" + (f"; {len(f1['race']) - len(twins)} without a twin" if len(twins) < len(f1["race"]) else ""))
 
     print(f"\n{'row':<11} {'is':<15} {'racing':>7} {'racing':<10} | {'long run, ' + str(n) + ' seeds: mean':>24} "
@@ -360,9 +381,9 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
           f"(B better, W worse, E equivalent, . undecided); '=' where every row racing decided has racing's decision:")
     names = [r.name for r in ROWS if r.name != BASELINE]
     print(f"  {'n':>3} {'runs':>5}  " + " ".join(f"{x[:10]:>10}" for x in names) + "   same as racing")
-    for k in sorted(by_n):
-        print(f"  {k:>3} {k * rows:>5}  " + " ".join(f"{SHORT[by_n[k][x]]:>10}" for x in names)
-              + f"   {'=' if match[k] else ''}")
+    for j in sorted(by_n):
+        print(f"  {j:>3} {j * rows * folds:>5}  " + " ".join(f"{SHORT[by_n[j][x]]:>10}" for x in names)
+              + f"   {'=' if match[j] else ''}")
     print("  racing      " + " ".join(f"{SHORT[race_dec[x]]:>10}" for x in names)
           + f"   ({race_runs} runs; repeats " + ", ".join(f"{x} {repeats[x]}" for x in names)
           + f", baseline {repeats[BASELINE]})")
@@ -395,10 +416,11 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
     if not decided:
         fixed_note = "racing decided no row: any fixed design 'agrees'; the cost figure is racing's runs / 2 seeds"
     elif n_fixed is None:
-        fixed_note = (f"no fixed design of <= {n} seeds reaches racing's decisions: {n} x {rows} = {fixed_runs} is a "
+        fixed_note = (f"no fixed design of <= {n} seeds reaches racing's decisions: {n} x {rows} x {folds} = {fixed_runs} is a "
                       f"lower bound of its cost, so the ratio is an upper bound")
     else:
-        fixed_note = f"the smallest fixed design reaching racing's decisions: n = {n_fixed} seeds x {rows} rows = {fixed_runs}"
+        fixed_note = (f"the smallest fixed design reaching racing's decisions: n = {n_fixed} seeds x {rows} rows"
+                      + (f" x {folds} folds" if folds > 1 else "") + f" = {fixed_runs}")
     total = time.perf_counter() - t_start
     ratios = [Ratio("(a) training runs, racing / fixed design", cost, COST_GOAL),
               Ratio("(b) flips: racing's decisions vs long run", len(flips), FLIP_GOAL)]
