@@ -315,7 +315,7 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
 
     print(f"\nlong fixed design: seeds 0..{n - 1}", flush=True)
     t0 = time.perf_counter()
-    out = Filter("long", rows * n)
+    out = Filter("long", rows * n * folds)
     with redirect_stdout(out):
         long_sum = run_suite(suite, seeds=list(range(n)), experiment="long", **common)
     long_s = time.perf_counter() - t0

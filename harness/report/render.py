@@ -216,10 +216,11 @@ def register(subparsers) -> None:
                                                      "baseline*, else the first row)")
     p.add_argument("--metric", default=DEFAULT_METRIC, help=f"cell metric to tabulate (default: {DEFAULT_METRIC})")
     p.add_argument("--ci", choices=(speakers.METHOD, *CI_METHODS), default=None,
-                   help="intervals, Δ and p: corrected (default: the corrected resampled t of Nadeau & Bengio, for "
-                        "resamples whose training sets overlap), speaker (cross-validated suites: the speaker as "
-                        "the unit, variance split into speakers and training runs; right on average for new speakers "
-                        "but its 95%% interval covered 66 of 72 populations, see docs/statistics.md), t (plain Student t), or bootstrap (BCa, fixed seed)")
+                   help="intervals, Δ and p. Default: speaker for cross-validated suites of one corpus and for "
+                        "cross-corpus suites (the speaker as the unit, variance split into speakers and training "
+                        "runs; calibrated for new speakers, see docs/statistics.md), else corrected (the corrected "
+                        "resampled t of Nadeau & Bengio, for resamples whose training sets overlap). Also t (plain "
+                        "Student t) or bootstrap (BCa, fixed seed)")
     p.add_argument("--rope", type=float, default=ROPE,
                    help=f"region of practical equivalence for the decisions, in metric units (default: {ROPE})")
     p.add_argument("--out", type=Path, metavar="FILE", help="markdown file (default: reports/<experiment>.md); "
