@@ -28,7 +28,8 @@ costs no extra training.
 
 Default budget: the most that keeps every racing seed inside the long run's seeds (2 x rows +
 2 x (N - 2): a lone open row and the baseline take 2 runs per round), capped at the harness's own
-default (3 x the first seeds' runs), and at least one full round (3 x rows); at N = 12 it is 30.
+default (3 x the first seeds' runs), and at least one full round (3 x rows); at N = 12 it is 30
+(the cv design: every count x 4 folds, 120).
 Defaults: N = 12, 8 epochs (90 training runs, 4.5 min on a quiet 2-core machine); --quick: N = 4,
 1 epoch, budget 15 (under a minute there).
 
@@ -42,9 +43,9 @@ across corpora are what the long run measures (the notes above are the split des
 
 `--design cv` races them on cross-validated suites (`cv_folds: 4` in the base): each seed is a repeat of
 4-fold speaker CV of the 8 actors (2 test speakers per fold, validation speakers from the other folds), a
-round adds every fold of one more seed, and runs are counted per fold. There the report's default
-interval is the speaker method on the pooled predictions (calibrated 2026-12-03), whose floor is the
-8 speakers' σ²_s/S.
+round adds every fold of one more seed, and runs are counted per fold. Racing there uses the report's
+default interval for CV suites: the corrected t, or the speaker method on the pooled predictions (floor
+the 8 speakers' σ²_s/S) where `table.SPEAKER_IS_DEFAULT`.
 
 Real audio when RAVDESS_ROOT is set (the rows' effects were measured on the synthetic corpus),
 else the synthetic corpus (split and cv designs); the cross-corpus design is synthetic only. Everything (feature cache,

@@ -34,8 +34,10 @@ variance is almost all initialisation and batch order, which overlapping trainin
 Before the per-fold seeds the method was right on average only because that term made up for the
 repeat-level variance the shared seed created, and its interval covered 66/72. A second fresh run (120
 populations, df on the mean squares as below): coverage 0.900 (24 speakers), 0.938 (10), 0.938 (two
-corpora), std/SE 1.07, 1.00, 1.18; the A/A null is covered, the real effect is not (std/SE 1.12-1.24):
-a real effect's dependence on the training speakers is the term still missing (docs/statistics.md).
+corpora), std/SE 1.07, 1.00, 1.18; the A/A null is covered, the real effect is not (std/SE 1.12-1.24). A probe
+run (the same fold models also scored on new speakers) found no training-population term, and a third fresh
+run covered 0.930 (24 speakers) and 0.955 (10), std/SE 1.05 and 1.02: over the last two runs 0.921 with 24
+speakers, short of the 0.93 goal (docs/statistics.md).
 
 A cross-corpus row (`--test_corpus`: each seed trains one model on the other corpora and scores every
 speaker of the test corpus) has one fold cell per repeat: the model is the repeat, crossed with the test

@@ -416,26 +416,6 @@ def test_cross_validated_cells_pair_by_seed_and_fold(tracking_uri, experiment):
                                                              if (s_, f) != (1, 3)]))
 
 
-def test_the_default_interval_is_the_speaker_method_for_cv_on_one_corpus_and_corrected_for_pooled_corpora():
-    # calibrated (benchmarks/registered/2026-12-03-stratified-cells.md) on one corpus; two corpora pooled
-    # have not passed their own run yet
-    finished = pd.DataFrame({"row": ["baseline", "baseline", "variant", "variant"], "seed": [0, 0, 0, 0],
-                             "fold": [0.0, 1.0, 0.0, 1.0], "split": "kfold", "cv_folds": 2})
-    sel = runs.Selection(rows=pd.DataFrame({"row": ["baseline", "variant"]}), finished=finished,
-                         failed=finished.iloc[0:0])
-
-    def clips(speakers):
-        return pd.DataFrame([{"row": r, "repeat": 0, "fold": i % 2, "speaker": sp, "clip": f"{sp}/1.wav",
-                              "true": "a", "pred": "a"} for r in ("baseline", "variant")
-                             for i, sp in enumerate(speakers)])
-
-    one = clips(["ravdess:01", "ravdess:02", "ravdess:03", "ravdess:04"])
-    pooled = clips(["ravdess:01", "ravdess:02", "emodb:03", "emodb:08"])
-    assert table.default_ci(sel, one, "test_f1_macro") == "speaker"
-    assert table.default_ci(sel, pooled, "test_f1_macro") == "corrected"
-    assert table.default_ci(sel, one, "test_accuracy") == "corrected"  # the predictions give back macro-F1 only
-
-
 def test_the_baseline_can_be_chosen_and_an_unknown_one_is_an_error(suite):
     exp = runs.find_experiment(suite.c, suite.name)
     rep = report.suite_report(suite.c, exp, baseline="cw-specaug-30ep")

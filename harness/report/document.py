@@ -75,13 +75,12 @@ CI_NAMES = {
                      "repeats' pooled test macro-F1 (every clip scored once per repeat) averaged over repeats; its "
                      "variance is split into speakers (σ²_s/S: does not shrink with repeats), fold models and a "
                      "residual (shrink with repeats), estimated by ANOVA on each speaker's jackknife pseudo-value "
-                     "per repeat; Student t with Satterthwaite's df (`harness.speakers`). Measured on 200 new synthetic "
-                     "speaker populations (`benchmarks/calibration.py`, 2 × K-fold, an A/A null and a real effect, "
-                     "rule registered before the run, 2026-12-03): coverage of the 95% interval 0.930 with 24 "
-                     "speakers and 0.955 with 10, std(Δ̂)/SE 1.05 and 1.02, false better/worse calls 3/200 each; "
-                     "the default for cross-validated suites. A real effect alone is covered less with 24 "
-                     "speakers (88/100, std(Δ̂)/SE 1.11): read an interval that only just excludes a value as "
-                     "about 10% too narrow",
+                     "per repeat; Student t with Satterthwaite's df (`harness.speakers`). Measured on new synthetic "
+                     "speaker populations (`benchmarks/calibration.py`, 2 × K-fold, 2026-12-02/03): over the two "
+                     "latest fresh runs it covered 258/280 = 0.921 of its 95% intervals with 24 speakers and "
+                     "266/280 = 0.950 with 10 (std(Δ̂)/SE 1.05-1.07 and 1.00-1.02); the A/A null is covered, a "
+                     "real effect with 24 speakers only 88/100 and 89/100 in the last two (std(Δ̂)/SE 1.09-1.11), "
+                     "too narrow, so for cross-validated suites it is not the default",
     "corrected": "corrected resampled t (Nadeau & Bengio 2003; Bouckaert & Frank 2004): the variance of the mean "
                  "is s² · (1/J + n_test/n_train), because resamples that share most of their training data are "
                  "correlated and a plain t interval over them is too narrow, more so the more resamples are added. "
@@ -89,7 +88,7 @@ CI_NAMES = {
                  "twice as wide as the truth needs (std(Δ̂)/SE 0.47-0.58 under 2 × K-fold speaker CV, 0.42 on "
                  "cross-corpus suites of 4 seeds)",
     "t": "plain Student t over resamples, as if they were independent (too narrow when training sets overlap; "
-         "`--ci corrected` corrects for it)",
+         "`--ci corrected` is the default)",
     "bootstrap": "bootstrap BCa over resamples, as if they were independent (percentile where BCa is degenerate)",
 }
 CROSS_CORPUS_SPEAKER = (
