@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--design", choices=DESIGNS, default="split",
                    help="split: one actor split per seed (default); cross_corpus: one model per seed scored on "
                         "every clip of a synthetic EmoDB-layout test corpus; cv: a seed is a repeat of "
-                        f"{CV_FOLDS}-fold speaker CV (both use the speaker method, the report's default there)")
+                        f"{CV_FOLDS}-fold speaker CV (racing uses the report's default interval for each design)")
     p.add_argument("--workers", type=int, default=None,
                    help="suite worker processes (default: min(2, usable cores)); the same for both designs, "
                         "so that a (row, seed) gives the same numbers in both")

@@ -19,7 +19,7 @@ Where a cell's stratum holds one speaker (EmoDB's 10 in 5 folds: a man and a wom
 told from the residual and counts as much in the variance: one within-cell level, as in the report.
 The df are Satterthwaite's on the four mean squares (gradient form, as `harness.speakers.Components.df`).
 
-    python benchmarks/stratified_anova.py [--tables 3000] [--seed 0]   # numpy, about 20 s
+    python benchmarks/stratified_anova.py [--tables 3000] [--seed 0]   # numpy, 30-50 s on a 2-core VM
 
 prints std(Δ̂)/RMS(SE) of both ANOVAs on constructed tables (3 designs × 4 mixes of the components, folds
 dealt like `cv_folds`): informational, no goal.
@@ -115,14 +115,18 @@ MIXES = ((0.04, 0.06, 0.0, 0.08), (0.04, 0.06, 0.06, 0.08), (0.04, 0.03, 0.08, 0
 
 def _table(rng, men: int, women: int, k: int, sd_s: float, sd_m: float, sd_i: float, sd_e: float, gap: float = 0.03):
     """A speaker × repeat table (2 repeats) of u = a_speaker + gap·man + m_cell + i_(cell, gender) + e, each
-    repeat's folds dealt as `cv_folds` deals them (each gender shuffled, then round-robin)."""
+    repeat's folds dealt by the harness's own deal (`cv_folds`, gender-balanced)."""
+    from harness.train.splits import cv_folds
+
     male = np.array([True] * men + [False] * women)
+    names = [f"c:{i:02d}" for i in range(len(male))]
+    gender = {n: "m" if m else "f" for n, m in zip(names, male)}
     S = len(male)
     a = rng.normal(0, sd_s, S) + gap * male
     fold, u = np.zeros((S, 2), int), np.zeros((S, 2))
     for r in range(2):
-        order = np.concatenate([rng.permutation(np.flatnonzero(male)), rng.permutation(np.flatnonzero(~male))])
-        fold[order, r] = np.arange(S) % k
+        cell = {n: j for j, f in enumerate(cv_folds(names, k, int(rng.integers(2**31)), gender)) for n in f}
+        fold[:, r] = [cell[n] for n in names]
         m, i = rng.normal(0, sd_m, k), rng.normal(0, sd_i, (k, 2))
         u[:, r] = a + m[fold[:, r]] + i[fold[:, r], male.astype(int)] + rng.normal(0, sd_e, S)
     return u, fold, np.where(male, "c|m", "c|f")
