@@ -97,6 +97,18 @@ def est_speaker(pop: Population, row: str) -> tuple[float, float, float]:
     return float(pv.theta.mean()), math.sqrt(comps.var()), comps.df()
 
 
+def est_speaker_lin(pop: Population, row: str) -> tuple[float, float, float]:
+    """The speaker method as shipped until 2026-12-03: the between-cell mean square from each cell's mean of its
+    speakers' pseudo-values (exact for a linear statistic) rather than the cell's delete-a-cell pseudo-value."""
+    import dataclasses
+
+    from harness import speakers
+
+    pv = dataclasses.replace(_pseudo(pop, row), cell_u=None)
+    comps = speakers.components(pv)
+    return float(pv.theta.mean()), math.sqrt(comps.var()), comps.df()
+
+
 def est_speaker_cdf(pop: Population, row: str) -> tuple[float, float, float]:
     """The speaker method with the df it stated before 2026-12-02: Satterthwaite on the three components,
     each given the df of one mean square (the residual's, S·R − R·K − (S − 1), is 1 with 10 speakers in
@@ -125,10 +137,12 @@ def est_speaker_strata(pop: Population, row: str) -> tuple[float, float, float]:
     return float(pv.theta.mean()), math.sqrt(var), df
 
 
-# speaker: the report's `--ci speaker`; speaker_nb: as shipped before 2026-12-02 (with the training-population
+# speaker: the report's `--ci speaker`; speaker_lin: its between-cell mean square as before 2026-12-03 (cell
+# means of the speakers' pseudo-values); speaker_nb: as shipped before 2026-12-02 (with the training-population
 # term); speaker_cdf: the df as stated before 2026-12-02 (same SE as speaker); speaker_strata: the fold deal's
 # strata as an ANOVA level (a comparator, stratified_anova.py).
-ESTIMATORS = {"speaker": est_speaker, "speaker_nb": est_speaker_nb, "speaker_cdf": est_speaker_cdf,
+ESTIMATORS = {"speaker": est_speaker, "speaker_lin": est_speaker_lin, "speaker_nb": est_speaker_nb,
+              "speaker_cdf": est_speaker_cdf,
               "speaker_strata": est_speaker_strata, "corrected": est_corrected, "plain": est_plain}
 
 

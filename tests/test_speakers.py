@@ -175,6 +175,43 @@ def test_pseudo_values_rebuild_the_pooled_macro_f1_and_pair_by_clip():
     assert iv.low < iv.estimate < iv.high and iv.estimate == pytest.approx(d.theta.mean())
 
 
+def test_a_fold_cell_is_valued_between_cells_by_its_delete_a_cell_pseudo_value():
+    # The fold model is shared by its cell, so the cell is the unit its variance is measured on: h·θ − (h − 1)·θ
+    # without the cell's speakers, h = S / n_cell (the delete-a-group jackknife for unequal groups).
+    rng = np.random.default_rng(7)
+    clips, classes = clips_frame(rng)
+    better, _ = clips_frame(np.random.default_rng(8), skill=0.75)
+    better["fold"] = clips["fold"].to_numpy()  # the same deal: paired rows share their folds
+    d = speakers.pseudo_values(better, classes, reference=clips)
+    for j, r in enumerate(d.repeats):
+        g, ref = better[better["repeat"] == r], clips[clips["repeat"] == r]
+        for k in range(K):
+            keep = g["fold"].to_numpy() != k
+            h = S / len(np.unique(g["speaker"][~keep]))
+
+            def f1(x):
+                return f1_score(x["true"], x["pred"], labels=list(classes), average="macro")
+
+            loo = f1(g[keep]) - f1(ref[keep])
+            members = d.fold[:, j] == k
+            assert d.cell_u[members, j] == pytest.approx(h * d.theta[j] - (h - 1) * loo)
+            assert d.cell_u[members, j] != pytest.approx(d.u[members, j].mean(), abs=1e-6)  # macro-F1 is not linear
+    # The fold models' part is measured between these values; the cells' means of u are what they replace.
+    means = np.zeros_like(d.u)
+    for j in range(len(d.repeats)):
+        for k in range(K):
+            means[d.fold[:, j] == k, j] = d.u[d.fold[:, j] == k, j].mean()
+    linear = dataclasses.replace(d, cell_u=means)
+    assert speakers.components(linear).var() == pytest.approx(speakers.components(
+        dataclasses.replace(d, cell_u=None)).var())
+    wide = dataclasses.replace(d, cell_u=d.theta + 2 * (means - d.theta))
+    assert speakers.components(wide).model > speakers.components(linear).model
+    # With one speaker a cell, deleting the cell is deleting the speaker.
+    one = clips.assign(fold=clips["speaker"])
+    pv = speakers.pseudo_values(one, classes)
+    assert pv.cell_u == pytest.approx(pv.u)
+
+
 def test_a_speaker_missing_from_a_repeat_is_an_error_not_a_silent_bias():
     clips, classes = clips_frame(np.random.default_rng(6))
     with pytest.raises(ValueError, match="every repeat must score every speaker"):
