@@ -25,6 +25,7 @@ Settings (`--setting`, one or several):
               (`--test_corpus emodb`), 3 sentiment classes, class-weighted; 4 repeats of one model each.
               The population is new speakers of the test corpus, scored by models of the training corpus
               as recorded: the report's crossed speaker × repeat design.
+  ravdess24_r4, emodb10_r4  ravdess24's and emodb10's designs over 4 repeats instead of 2.
   ravdess24_probe  ravdess24's design, and every fold model also scored on every clip of a second new corpus
               of 24 speakers (the probe): the same models' Δ on the corpus's own speakers and on new ones,
               to tell a missing population term from a too-small speaker part (`probe_report`).
@@ -103,6 +104,10 @@ SETTINGS = {
     # own speakers and on new ones share the models' noise and the training population, not the test speakers
     # (calibration_estimators.probe_report: is the population term what the speaker method misses?)
     "ravdess24_probe": Setting(("ravdess",), (24,), "sentiment", 4, probe=24),
+    # The same two designs over 4 repeats (16 and 20 fold cells): does the speaker method need more fold models
+    # than 2 repeats give? Last in this table: a setting's place in it is part of its corpus seeds.
+    "ravdess24_r4": Setting(("ravdess",), (24,), "sentiment", 4, repeats=4),
+    "emodb10_r4": Setting(("emodb",), (10,), "emotion", 5, repeats=4),
 }
 ROWS = {"plain": {}, "aa": {}, "cw": {"class_weight_loss": True}, "ep3": {"epochs": 3}}
 DEFAULTS = {"replications": 36, "epochs": 2}
