@@ -75,12 +75,12 @@ CI_NAMES = {
                      "repeats' pooled test macro-F1 (every clip scored once per repeat) averaged over repeats; its "
                      "variance is split into speakers (σ²_s/S: does not shrink with repeats), fold models and a "
                      "residual (shrink with repeats), estimated by ANOVA on each speaker's jackknife pseudo-value "
-                     "per repeat; Student t with Satterthwaite's df (`harness.speakers`). Measured on new synthetic "
-                     "speaker populations (`benchmarks/calibration.py`, 2 × K-fold, 2026-12-02/03): over the two "
-                     "latest fresh runs it covered 258/280 = 0.921 of its 95% intervals with 24 speakers and "
-                     "266/280 = 0.950 with 10 (std(Δ̂)/SE 1.05-1.07 and 1.00-1.02); the A/A null is covered, a "
-                     "real effect with 24 speakers only 88/100 and 89/100 in the last two (std(Δ̂)/SE 1.09-1.11), "
-                     "too narrow, so for cross-validated suites it is not the default",
+                     "per repeat, each fold cell valued between cells by its delete-a-cell pseudo-value; Student t "
+                     "with Satterthwaite's df (`harness.speakers`). Measured on new synthetic speaker populations "
+                     "(`benchmarks/calibration.py`, 2 × K-fold, 2026-12-03): on its first fresh run it covered "
+                     "187/200 = 0.935 of its 95% intervals with 24 speakers (std(Δ̂)/SE 0.97) and 184/200 = 0.920 "
+                     "with 10 (std(Δ̂)/SE 1.10, 9/200 false calls), short of the 0.93 goal, so for cross-validated "
+                     "suites it is not the default",
     "corrected": "corrected resampled t (Nadeau & Bengio 2003; Bouckaert & Frank 2004): the variance of the mean "
                  "is s² · (1/J + n_test/n_train), because resamples that share most of their training data are "
                  "correlated and a plain t interval over them is too narrow, more so the more resamples are added. "

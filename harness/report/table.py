@@ -90,12 +90,11 @@ def is_cross_corpus(sel: Selection) -> bool:
 
 # Whether the speaker method is the default for CV suites: only once benchmarks/calibration.py shows it
 # calibrated for new speakers on populations it was not designed on, by the rule written down before the
-# run. Third fresh test (benchmarks/registered/2026-12-03-stratified-cells.md; seeds 130000.., 131000..; 100
-# populations per setting, aa and ep3), the method unchanged since the second: alone it meets every goal (24
-# speakers 186/200 = 0.930 with std/SE 1.05, 10 speakers 191/200 = 0.955 with 1.02, false calls 3/200 each).
-# But the rule registered before the probe run (2026-12-03-population-term.md, 3) asks an unchanged method to
-# pass in the earlier runs too: with 24 speakers it covered 72/80 in the second, 258/280 = 0.921 over both,
-# and a real effect alone 88/100 here. The corrected t (std/SE 0.51-0.52 here: about twice too wide) stays.
+# run. Its latest form (delete-a-cell values between cells) on its first fresh run
+# (benchmarks/registered/2026-12-03-cell-jackknife.md; seeds 140000.., 141000..; 100 populations per setting,
+# aa and ep3): 24 speakers 187/200 = 0.935 with std/SE 0.97, 10 speakers 184/200 = 0.920 with 1.10 (a miss).
+# The form before missed over its two runs (24 speakers 258/280 = 0.921). The corrected t (std/SE 0.50-0.58
+# there: about twice too wide) stays.
 SPEAKER_IS_DEFAULT = False
 # The same for cross-corpus suites (the test corpus's speakers crossed with one model per seed), by its own
 # rule registered before the run (benchmarks/registered/2026-12-02-cross-corpus.md): 80 new test corpora
