@@ -99,7 +99,7 @@ def est_speaker(pop: Population, row: str) -> tuple[float, float, float]:
 
 def est_speaker_lin(pop: Population, row: str) -> tuple[float, float, float]:
     """The speaker method as shipped until 2026-12-03: the between-cell mean square from each cell's mean of its
-    speakers' pseudo-values (exact for a linear statistic) rather than the cell's delete-a-cell pseudo-value."""
+    speakers' pseudo-values (the same for a statistic linear in the speakers) rather than the cell's delete-a-cell pseudo-value."""
     import dataclasses
 
     from harness import speakers

@@ -60,7 +60,7 @@ for unequal groups): a fold model moves all its speakers at once, and with macro
 is not the sum of what its speakers' pseudo-values linearise (on the third fresh run and the probe run of
 2026-12-03, development data for this change, a real effect with 24 speakers: the repeats' pooled Δ spread 1.12-1.17 × what the cells' means of u predicted,
 1.01-1.05 × what these values predict; an A/A null 1.01 and 0.96; accuracy, a linear statistic, 0.87-0.97).
-For a linear statistic the two are the same. The components are ANOVA (method-of-moments) estimates
+For a statistic linear in the speakers (accuracy with as many clips per speaker) the two are the same. The components are ANOVA (method-of-moments) estimates
 on the pseudo-values of a speaker × repeat table with fold cells nested in repeats (Searle, Casella
 & McCulloch 1992, ch. 4): the within-cell mean square (σ²_s + σ²_e), the between-cell mean square
 (n₀σ²_m + σ²_s + σ²_e) and the spread of the speakers' means over repeats (σ²_s + (σ²_e + (1 − c̄)σ²_m)/R,
@@ -116,7 +116,8 @@ class Pseudo:
     speakers: tuple  # the S speakers, in the table's order
     repeats: tuple  # the R repeats
     # (S, R) each speaker's fold cell's delete-a-cell pseudo-value (`pseudo_values`); None: the cell's mean
-    # of u, which is what it equals for a statistic linear in the clips.
+    # of u, which is what it equals for a statistic linear in the speakers. Derived from u's table: a table
+    # whose u is replaced must have its cell_u rebuilt or set to None.
     cell_u: np.ndarray | None = None
 
     @property
@@ -165,7 +166,7 @@ def pseudo_values(clips: pd.DataFrame, classes: Sequence[str], reference: pd.Dat
         fold[f.index.to_numpy(), j] = f.to_numpy()
         # The fold model's unit is its cell: a delete-a-group jackknife over the repeat's cells (h = n/n_c for
         # unequal groups, Busing, Meijer & van der Leeden 1999) keeps the part of a cell's model effect on the
-        # pooled macro-F1 that one speaker's pseudo-value linearises away. For a statistic linear in the clips
+        # pooled macro-F1 that one speaker's pseudo-value linearises away. For a statistic linear in the speakers
         # it is the cell's mean of u.
         for k in np.unique(f.to_numpy()):
             members = f.index.to_numpy()[f.to_numpy() == k]

@@ -76,6 +76,26 @@ def test_speakers_nested_in_corpora_do_not_count_the_corpora_as_speaker_variance
     nested = speakers.components(two)
     assert nested.speaker == pytest.approx(speakers.components(p).speaker, abs=0.002)
     assert nested.df_speaker == S - 2
+    # Cells valued by their own values are centred on their speakers' corpora too: values equal to the cells'
+    # means of u (a linear statistic) give the same components, with unequal cells as well.
+    fold = two.fold.copy()
+    fold[fold == 3] = 2  # cells of 6, 6 and 12 speakers
+    uneq = dataclasses.replace(two, fold=fold)
+    means = np.zeros_like(uneq.u)
+    for j in range(2):
+        for k in np.unique(fold[:, j]):
+            means[fold[:, j] == k, j] = uneq.u[fold[:, j] == k, j].mean()
+    a, b = speakers.components(uneq), speakers.components(dataclasses.replace(uneq, cell_u=means))
+    assert (a.speaker, a.model, a.residual) == pytest.approx((b.speaker, b.model, b.residual), abs=1e-12)
+    assert a.mean_squares.values == pytest.approx(b.mean_squares.values, abs=1e-12)
+    # a corpus's own level moves its speakers' values and its share of every cell's value alike: nothing changes
+    lift = np.repeat(0.05 * (np.array(uneq.corpora) == "a")[:, None], 2, axis=1)
+    cell_lift = np.zeros_like(lift)
+    for j in range(2):
+        for k in np.unique(fold[:, j]):
+            cell_lift[fold[:, j] == k, j] = lift[fold[:, j] == k, j].mean()
+    lifted = dataclasses.replace(uneq, u=uneq.u + lift, cell_u=means + cell_lift)
+    assert speakers.components(lifted).mean_squares.values == pytest.approx(a.mean_squares.values, abs=1e-12)
 
 
 def test_one_repeat_cannot_tell_speakers_from_the_residual():
