@@ -80,12 +80,13 @@ CI_NAMES = {
                      "(`benchmarks/calibration.py`, 2 × K-fold, 2026-12-03): on its first fresh run it covered "
                      "187/200 = 0.935 of its 95% intervals with 24 speakers (std(Δ̂)/SE 0.97) and 184/200 = 0.920 "
                      "with 10 (std(Δ̂)/SE 1.10, 9/200 false calls), short of the 0.93 goal, so for cross-validated "
-                     "suites it is not the default",
+                     "suites it is not the default (over 4 repeats: 0.915 with 24 speakers, std(Δ̂)/SE 1.17, and 0.960 "
+                     "with 10)",
     "corrected": "corrected resampled t (Nadeau & Bengio 2003; Bouckaert & Frank 2004): the variance of the mean "
                  "is s² · (1/J + n_test/n_train), because resamples that share most of their training data are "
                  "correlated and a plain t interval over them is too narrow, more so the more resamples are added. "
                  "Measured on new synthetic speaker populations (`benchmarks/calibration.py`): safe but about "
-                 "twice as wide as the truth needs (std(Δ̂)/SE 0.47-0.58 under 2 × K-fold speaker CV, 0.42 on "
+                 "twice as wide as the truth needs (std(Δ̂)/SE 0.47-0.58 under 2 × K-fold speaker CV, 0.38-0.45 under 4 ×, 0.42 on "
                  "cross-corpus suites of 4 seeds)",
     "t": "plain Student t over resamples, as if they were independent (too narrow when training sets overlap; "
          "`--ci corrected` is the default)",

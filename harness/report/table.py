@@ -93,8 +93,9 @@ def is_cross_corpus(sel: Selection) -> bool:
 # run. Its latest form (delete-a-cell values between cells) on its first fresh run
 # (benchmarks/registered/2026-12-03-cell-jackknife.md; seeds 140000.., 141000..; 100 populations per setting,
 # aa and ep3): 24 speakers 187/200 = 0.935 with std/SE 0.97, 10 speakers 184/200 = 0.920 with 1.10 (a miss).
-# The form before missed over its two runs (24 speakers 258/280 = 0.921). The corrected t (std/SE 0.50-0.58
-# there: about twice too wide) stays.
+# The form before missed over its two runs (24 speakers 258/280 = 0.921). Over 4 repeats
+# (2026-12-03-four-repeats.md) the same method missed with 24 speakers (0.915, std/SE 1.17) and passed with 10.
+# The corrected t (std/SE 0.38-0.58 in these runs: about twice too wide) stays.
 SPEAKER_IS_DEFAULT = False
 # The same for cross-corpus suites (the test corpus's speakers crossed with one model per seed), by its own
 # rule registered before the run (benchmarks/registered/2026-12-02-cross-corpus.md): 80 new test corpora
