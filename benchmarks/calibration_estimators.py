@@ -71,11 +71,17 @@ def est_plain(pop: Population, row: str) -> tuple[float, float, float]:
     return float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d))), len(d) - 1.0
 
 
+_PSEUDO: dict = {}  # (folder, setting, population, row) -> its Pseudo: every speaker estimator reads the same table
+
+
 def _pseudo(pop: Population, row: str):
     from harness import speakers
 
-    p = pop.preds
-    return speakers.pseudo_values(p[p["row"] == row], pop.classes, reference=p[p["row"] == "plain"])
+    key = (pop.source, pop.setting, pop.rep, row)
+    if key not in _PSEUDO:
+        p = pop.preds
+        _PSEUDO[key] = speakers.pseudo_values(p[p["row"] == row], pop.classes, reference=p[p["row"] == "plain"])
+    return _PSEUDO[key]
 
 
 def est_speaker_nb(pop: Population, row: str) -> tuple[float, float, float]:
@@ -99,7 +105,8 @@ def est_speaker(pop: Population, row: str) -> tuple[float, float, float]:
 
 def est_speaker_lin(pop: Population, row: str) -> tuple[float, float, float]:
     """The speaker method as shipped until 2026-12-03: the between-cell mean square from each cell's mean of its
-    speakers' pseudo-values (the same for a statistic linear in the speakers) rather than the cell's delete-a-cell pseudo-value."""
+    speakers' pseudo-values (the same for a statistic linear in the speakers), not the cell's delete-a-cell
+    pseudo-value."""
     import dataclasses
 
     from harness import speakers

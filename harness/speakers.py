@@ -60,12 +60,13 @@ within its repeat, u = S·θ − (S − 1)·θ(−speaker) (Quenouille–Tukey; 
 statistic from the confusion matrices). Between fold cells a cell is valued by its own delete-a-group
 pseudo-value, h·θ − (h − 1)·θ(−cell) with h = S/n_cell (Kott 2001; Busing, Meijer & van der Leeden 1999
 for unequal groups): a fold model moves all its speakers at once, and with macro-F1 a large model effect
-is not the sum of what its speakers' pseudo-values linearise (on the third fresh run and the probe run of
-2026-12-03, development data for this change, a real effect with 24 speakers: the repeats' pooled Δ spread 1.12-1.17 × what the cells' means of u predicted,
-1.01-1.05 × what these values predict; an A/A null 1.01 and 0.96; accuracy, a linear statistic, 0.87-0.97).
-For a statistic linear in the speakers (accuracy with as many clips per speaker) the two are the same. The components are ANOVA (method-of-moments) estimates
-on the pseudo-values of a speaker × repeat table with fold cells nested in repeats (Searle, Casella
-& McCulloch 1992, ch. 4): the within-cell mean square (σ²_s + σ²_e), the between-cell mean square
+is not the sum of what its speakers' pseudo-values linearise. On the third fresh run and the probe run of
+2026-12-03 (development data for this change), a real effect with 24 speakers: the repeats' pooled Δ spread
+1.12-1.17 × what the cells' means of u predicted and 1.01-1.05 × what these values predict (the A/A null:
+1.01 and 0.96; scored as accuracy, a linear statistic: 0.87-0.97). For a statistic linear in the speakers
+(accuracy with as many clips per speaker) the two values are the same. The components are ANOVA
+(method-of-moments) estimates on the pseudo-values of a speaker × repeat table with fold cells nested in
+repeats (Searle, Casella & McCulloch 1992, ch. 4): the within-cell mean square (σ²_s + σ²_e), the between-cell mean square
 (n₀σ²_m + σ²_s + σ²_e) and the spread of the speakers' means over repeats (σ²_s + (σ²_e + (1 − c̄)σ²_m)/R,
 c̄ the share of repeats in which two speakers sit in one fold). A negative σ²_m is set to 0; a negative
 σ²_s is set to 0 with σ²_e taken from the speakers' means alone, so that the stated variance stays what
