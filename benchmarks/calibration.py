@@ -297,9 +297,9 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
             return 0
     pops = ce.load_populations(dirs)
     checks, notes = ce.report(pops, args.settings if not args.load else sorted({p.setting for p in pops}))
-    probe = ce.probe_report(pops)
-    if probe:
-        print("\n" + "\n".join(probe))
+    for extra in (ce.null_report(pops), ce.probe_report(pops)):
+        if extra:
+            print("\n" + "\n".join(extra))
     notes.append(f"wall {time.perf_counter() - t_start:.0f} s; {args.workers} worker(s)")
     print_summary(checks, notes)
     return 1 if args.check and not all(c.ok for c in checks) else 0
