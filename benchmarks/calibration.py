@@ -39,6 +39,9 @@ percentile-bootstrap interval over replications (1 = the stated SE is right), th
 interval around the population Δ (0 for aa; for the others the mean of the other replications' Δ̂) with its
 Wilson interval, and the report's decision (better / worse / equivalent within ROPE ±0.01, at P ≥ 0.95)
 with the share of false calls (better or worse on aa; worse on an effect) and the share decided.
+On the A/A null it also splits std/SE in two (`null_report`). The first factor asks whether the repeats are
+independent, as designed: Var(Δ̂) over the model-free s²_r/R. The second asks whether the speaker SE is
+right: s²_r/R over SE².
 
 Cheap on purpose, and said so: 32 mels with hop 1024 / n_fft 2048 (32 × 33 frames at 16 kHz), batch 32,
 lr 0.002, 2 epochs (ep3: 3), one torch thread per worker process. The estimators need a realistic variance
