@@ -44,8 +44,8 @@ across corpora are what the long run measures (the notes above are the split des
 `--design cv` races them on cross-validated suites (`cv_folds: 4` in the base): each seed is a repeat of
 4-fold speaker CV of the 8 actors (2 test speakers per fold, validation speakers from the other folds), a
 round adds every fold of one more seed, and runs are counted per fold. Racing there uses the report's
-default interval for CV suites: the corrected t, or the speaker method on the pooled predictions (floor
-the 8 speakers' σ²_s/S) where `table.SPEAKER_IS_DEFAULT`.
+default interval for CV suites: the speaker method on the pooled predictions (floor the 8 speakers' σ²_s/S)
+for a comparison on up to `calibrated.SPEAKER_DEFAULT_MAX_REPEATS` repeats, the corrected t beyond.
 
 Real audio when RAVDESS_ROOT is set (the rows' effects were measured on the synthetic corpus),
 else the synthetic corpus (split and cv designs); the cross-corpus design is synthetic only. Everything (feature cache,
@@ -164,15 +164,17 @@ def decisions_at(sel, n: int | None, threshold: float, clips=None):
     for the design, as racing uses it (`clips`: the pooled test predictions the speaker method reads);
     (table, row -> decision at threshold)."""
     from harness.report.runs import Selection
-    from harness.report.table import build_table, default_ci
+    from harness.report.calibrated import default_ci, default_max_repeats
+    from harness.report.table import build_table
     from harness.stats import ROPE, decide
 
     fin = sel.finished if n is None else sel.finished[sel.finished["seed"] < n]
     if clips is not None and n is not None:
         clips = clips[clips["repeat"] < n]
     sub = Selection(rows=sel.rows, finished=fin, failed=sel.failed.iloc[0:0], notes=[])
-    table = build_table(sub, "test_f1_macro", BASELINE, default_ci(sub, clips, "test_f1_macro"), ROPE,
-                        clips=clips)
+    ci = default_ci(sub, clips, "test_f1_macro")
+    table = build_table(sub, "test_f1_macro", BASELINE, ci, ROPE, clips=clips,
+                        max_repeats=default_max_repeats(sub, ci))
     out = {}
     for row, t in table.iterrows():
         if row != BASELINE:

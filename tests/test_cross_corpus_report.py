@@ -10,7 +10,7 @@ from mlflow.entities import Metric, Param, RunTag
 from harness import speakers
 from harness.cli import main
 from harness.report import render as report
-from harness.report import runs, table
+from harness.report import calibrated, runs, table
 from harness.corpora.base import SENTIMENTS
 from test_report import FakeSuite
 
@@ -76,11 +76,11 @@ def test_cross_corpus_cells_are_complete_repeats_of_the_test_corpus(cross):
     per = clips.groupby(["row", "repeat"])["clip"].nunique()
     assert set(per) == {len(TEST_SPEAKERS) * CLIPS_PER_SPEAKER}  # every clip of the test corpus, once per seed
     # a row with one seed cannot state the models' variance, so the suite cannot take the speaker method ...
-    assert not table.speaker_ready(sel, clips, "test_f1_macro")
+    assert not calibrated.speaker_ready(sel, clips, "test_f1_macro")
     two = runs.Selection(rows=sel.rows, finished=sel.finished[sel.finished["row"] != "one-seed"], failed=sel.failed)
-    assert table.speaker_ready(two, clips, "test_f1_macro")
+    assert calibrated.speaker_ready(two, clips, "test_f1_macro")
     # ... and the default stays the corrected t until benchmarks/calibration.py's cross_corpus setting passes
-    assert table.default_ci(two, clips, "test_f1_macro") == ("speaker" if table.CROSS_CORPUS_SPEAKER_IS_DEFAULT
+    assert calibrated.default_ci(two, clips, "test_f1_macro") == ("speaker" if calibrated.CROSS_CORPUS_SPEAKER_IS_DEFAULT
                                                              else "corrected")
 
 
@@ -124,7 +124,7 @@ def test_a_cross_corpus_suite_is_reported_on_its_test_speakers_by_default(tracki
     out = tmp_path / "cross.md"
     assert main(["report", "--experiment", s.name, "--tracking_uri", tracking_uri, "--out", str(out)]) == 0
     md = out.read_text()
-    assert table.CROSS_CORPUS_SPEAKER_IS_DEFAULT  # by benchmarks/registered/2026-12-02-cross-corpus.md's rule
+    assert calibrated.CROSS_CORPUS_SPEAKER_IS_DEFAULT  # by benchmarks/registered/2026-12-02-cross-corpus.md's rule
     assert "- intervals: on the test corpus's speakers (`--ci speaker`, cross-corpus)" in md
     assert "variance: the test corpus's speakers" in md
 
@@ -152,7 +152,7 @@ def test_racing_on_a_cross_corpus_suite_decides_on_the_test_speakers_in_the_repo
     rows, cells = runs.read_suite(s.c, s.exp_id)
     sel = runs.select_cells(rows, cells)
     clips = runs.read_clips(s.c, sel.finished)
-    t = table.build_table(sel, "test_f1_macro", "baseline", table.default_ci(sel, clips, "test_f1_macro"),
+    t = table.build_table(sel, "test_f1_macro", "baseline", calibrated.default_ci(sel, clips, "test_f1_macro"),
                           clips=clips)
     assert t.loc["better", "answer"] == a  # ... the same evidence the report states
     assert st.decisions["better"] == "better"  # a +0.4 gain on 10 speakers, decided at racing's P >= 0.99

@@ -188,15 +188,16 @@ def test_a_cv_suite_runs_row_seed_fold_cells_resumes_and_reports(tmp_path, synth
     out = tmp_path / "cv.md"
     assert main(["report", "--experiment", experiment, "--tracking_uri", tracking_uri, "--out", str(out)]) == 0
     md = out.read_text()
-    # the default interval is the corrected t (the calibrated one); the header states the CV design
-    assert "4 (2 × 2-fold CV)" in md and "corrected resampled t" in md
+    # the default interval on 2 repeats is the speaker method (calibrated there): the pooled predictions'
+    # variance split, named in the header; the header states the CV design
+    assert "4 (2 × 2-fold CV)" in md and "on the speaker (`--ci speaker`" in md and "variance: speakers" in md
     assert "- design: 2 × 2-fold speaker CV" in md and "- split:" not in md
     details = md.split("### Details")[1].split("## Failed")[0]
     assert details.count("(2)") == 2  # pooled F1 over 2 complete repeats, for both rows
-    # on the speaker on request: the pooled predictions' variance split, named in the header
+    # the corrected t on request
     assert main(["report", "--experiment", experiment, "--tracking_uri", tracking_uri, "--out", str(out),
-                 "--ci", "speaker"]) == 0
-    assert "on the speaker (`--ci speaker`" in out.read_text() and "variance: speakers" in out.read_text()
+                 "--ci", "corrected"]) == 0
+    assert "- intervals: corrected resampled t" in out.read_text()
 
     # --target-ci adds a whole repeat (every fold of the next seed) to a row still too wide
     more = run_suite(load_suite(path), target_ci=1e-6, max_seeds=3, **kw)

@@ -79,8 +79,13 @@ def test_a_cv_suite_on_real_clips_answers_each_comparison(ravdess_root, tracking
     decision = row.data.tags["harness.decision"]
     assert decision in ("better", "worse", "equivalent", "undecided") and decision in md.split("### Details")[0]
     assert "Decisions vs `baseline`" in exp.tags["mlflow.note.content"]
-    # the default report (corrected t) answers in the same words, its floor named as the correction's
+    # on 2 repeats the default report is the speaker method's, word for word
     assert main(["report", "--out", str(out), *common]) == 0
+    default = next(x for x in out.read_text().split("## What the data supports")[1].splitlines()
+                   if x.startswith("- `class-weights`"))
+    assert default == line
+    # the corrected t answers in the same words, its floor named as the correction's
+    assert main(["report", "--out", str(out), "--ci", "corrected", *common]) == 0
     line = next(x for x in out.read_text().split("## What the data supports")[1].splitlines()
                 if x.startswith("- `class-weights`"))
     assert "rules out" in line and "speakers (the corrected t's floor" in line and "the 8 speakers alone" in line

@@ -11,7 +11,8 @@ import pandas as pd
 from harness import speakers
 from harness.report.markdown import fmt_ci, fmt_delta, fmt_p, md_table, na, num
 from harness.report.runs import Selection
-from harness.report.table import ClaimCheck, is_cross_corpus, what_the_data_supports
+from harness.report.calibrated import SPEAKER_DEFAULT_MAX_REPEATS, is_cross_corpus
+from harness.report.table import ClaimCheck, what_the_data_supports
 from harness.stats import DECISION_PROB, ROPE, higher_is_better
 
 
@@ -31,6 +32,7 @@ class SuiteReport:
     checks: list[ClaimCheck]
     rope: float = ROPE
     clips: pd.DataFrame | None = None  # pooled test predictions of complete CV repeats (`runs.read_clips`)
+    max_repeats: int | None = None  # the default speaker method serves comparisons on up to this many repeats
 
 
 def header_facts(sel: Selection) -> tuple[list[tuple[str, str]], list[str]]:
@@ -77,11 +79,12 @@ CI_NAMES = {
                      "residual (shrink with repeats), estimated by ANOVA on each speaker's jackknife pseudo-value "
                      "per repeat, each fold cell valued between cells by its delete-a-cell pseudo-value; Student t "
                      "with Satterthwaite's df (`harness.speakers`). Measured on new synthetic speaker populations "
-                     "(`benchmarks/calibration.py`, 2 × K-fold, 2026-12-03): on its first fresh run it covered "
-                     "187/200 = 0.935 of its 95% intervals with 24 speakers (std(Δ̂)/SE 0.97) and 184/200 = 0.920 "
-                     "with 10 (std(Δ̂)/SE 1.10, 9/200 false calls), short of the 0.93 goal, so for cross-validated "
-                     "suites it is not the default (over 4 repeats: 0.915 with 24 speakers, std(Δ̂)/SE 1.17, and 0.960 "
-                     "with 10)",
+                     "(`benchmarks/calibration.py`, 2 × K-fold, two fresh runs, 2026-12-03, each by a rule registered "
+                     "before it): its 95% intervals covered 375/400 = 0.938 with 24 speakers (std(Δ̂)/SE 0.98, false "
+                     "better/worse calls 10/400), 375/400 = 0.938 with 10 (1.05, 11/400) and 191/200 = 0.955 on two "
+                     "corpora pooled (0.99, 6/200). The default serves it to cross-validated comparisons on up to "
+                     f"{SPEAKER_DEFAULT_MAX_REPEATS} repeats: over 4 repeats it covered 183/200 = 0.915 with 24 speakers "
+                     "(std(Δ̂)/SE 1.17; 0.960 with 10), a miss, so there the default is the corrected t",
     "corrected": "corrected resampled t (Nadeau & Bengio 2003; Bouckaert & Frank 2004): the variance of the mean "
                  "is s² · (1/J + n_test/n_train), because resamples that share most of their training data are "
                  "correlated and a plain t interval over them is too narrow, more so the more resamples are added. "
@@ -89,7 +92,7 @@ CI_NAMES = {
                  "twice as wide as the truth needs (std(Δ̂)/SE 0.47-0.58 under 2 × K-fold speaker CV, 0.38-0.45 under 4 ×, 0.42 on "
                  "cross-corpus suites of 4 seeds)",
     "t": "plain Student t over resamples, as if they were independent (too narrow when training sets overlap; "
-         "`--ci corrected` is the default)",
+         "the default is the corrected t, or the speaker method where it is calibrated)",
     "bootstrap": "bootstrap BCa over resamples, as if they were independent (percentile where BCa is degenerate)",
 }
 CROSS_CORPUS_SPEAKER = (
@@ -105,6 +108,22 @@ CROSS_CORPUS_SPEAKER = (
 def ci_name(ci: str, cross_corpus: bool) -> str:
     """The header's words for the interval method (the speaker method's differ by design)."""
     return CROSS_CORPUS_SPEAKER if ci == speakers.METHOD and cross_corpus else CI_NAMES[ci]
+
+
+def _fallback_lines(rep: SuiteReport) -> list[str]:
+    """Under the speaker method, the rows whose interval or Δ the corrected t gives instead, and why."""
+    t = rep.table[rep.table["n"] > 0]
+    if rep.ci != speakers.METHOD:
+        return []
+    no_delta = t["baseline"].astype(bool) | ~t["delta"].astype(float).map(math.isfinite)
+    served = (t["ci_method"] == speakers.METHOD) & (no_delta | (t["delta_method"] == speakers.METHOD))
+    rows = list(t.index[~served])
+    if not rows:
+        return []
+    why = (f"more than {rep.max_repeats} repeats, where the speaker method's calibration missed, or no complete "
+           f"repeat" if rep.max_repeats else "no complete repeat")
+    return [f"- intervals of {', '.join(f'`{r}`' for r in rows)} (their mean or their Δ; {why}): "
+            f"{CI_NAMES['corrected']}"]
 
 
 def _decision_cell(r) -> str:
@@ -173,7 +192,7 @@ def render_markdown(rep: SuiteReport, plots: dict[str, str] | None = None, poole
            f"- experiment: `{rep.experiment}`; metric: `{metric}` "
            f"({'higher' if higher_is_better(metric) else 'lower'} is better); baseline: `{rep.baseline}`"]
     out += [f"- {k}: {v}" for k, v in facts]
-    out += [f"- intervals: {ci_name(rep.ci, is_cross_corpus(rep.sel))}",
+    out += [f"- intervals: {ci_name(rep.ci, is_cross_corpus(rep.sel))}", *_fallback_lines(rep),
             f"- decisions: correlated Bayesian t-test (Benavoli et al. 2017, `baycomp`) of Δ vs the baseline with a "
             f"region of practical equivalence ±{rep.rope:g}; a row is **better**, **worse** or **equivalent** when "
             f"that probability is ≥ {DECISION_PROB}, else **undecided**"]

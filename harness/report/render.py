@@ -23,6 +23,13 @@ import pandas as pd
 from harness import services, speakers, tracking
 from harness.errors import HarnessError
 from harness.figures import confusion_png
+from harness.report.calibrated import (
+    SPEAKER_DEFAULT_MAX_REPEATS,
+    SPEAKER_METRIC,
+    default_ci,
+    default_max_repeats,
+    speaker_ready,
+)
 from harness.report.document import SuiteReport, header_facts, render_markdown
 from harness.report.plots import plot_delta, plot_forest, plot_val_curves
 from harness.report.publish import publish
@@ -41,15 +48,7 @@ from harness.report.runs import (
     select_cells,
 )
 from harness.report.study import read_study, render_study
-from harness.report.table import (
-    CLAIM_METRIC,
-    SPEAKER_METRIC,
-    build_table,
-    check_seed_claims,
-    default_baseline,
-    default_ci,
-    speaker_ready,
-)
+from harness.report.table import CLAIM_METRIC, build_table, check_seed_claims, default_baseline
 from harness.stats import CI_METHODS, DECISION_PROB, ROPE, higher_is_better
 from harness.train.run import PREDICTIONS
 
@@ -79,8 +78,9 @@ class NoSuiteRuns(HarnessError):
 
 def suite_report(c, exp, metric: str = DEFAULT_METRIC, baseline: str | None = None, ci: str | None = None,
                  rope: float = ROPE, threshold: float = DECISION_PROB) -> SuiteReport:
-    """The report's numbers on an experiment. `ci` None: the default (`table.default_ci`): the corrected
-    resampled t (the speaker method only once `table.SPEAKER_IS_DEFAULT`)."""
+    """The report's numbers on an experiment. `ci` None: the default (`calibrated.default_ci`): the speaker
+    method where it is calibrated for the suite's design (a CV comparison on up to
+    `calibrated.SPEAKER_DEFAULT_MAX_REPEATS` repeats, or cross-corpus), else the corrected resampled t."""
     rows, cells = read_suite(c, exp.experiment_id)
     if rows.empty:
         raise NoSuiteRuns(f"no suite runs in experiment {exp.name!r}: run `python -m harness suite run ...` first")
@@ -95,16 +95,19 @@ def suite_report(c, exp, metric: str = DEFAULT_METRIC, baseline: str | None = No
     elif baseline not in names:
         raise HarnessError(f"unknown --baseline {baseline!r}; rows: {', '.join(names)}")
     clips = read_clips(c, sel.finished) if has_repeats(sel.finished) else None
+    max_repeats = None
     if ci is None:
         ci = default_ci(sel, clips, metric)
+        max_repeats = default_max_repeats(sel, ci)
     elif ci == speakers.METHOD and not speaker_ready(sel, clips, metric):
         raise HarnessError(f"--ci speaker needs a cross-validated or cross-corpus suite (every row with runs has "
                            f"a complete repeat whose runs logged {PREDICTIONS}; a cross-corpus row two seeds) and "
                            f"--metric {SPEAKER_METRIC}; "
                            f"experiment {exp.name!r} is not one: use --ci corrected")
     return SuiteReport(experiment=exp.name, metric=metric, ci=ci, baseline=baseline, sel=sel,
-                       table=build_table(sel, metric, baseline, ci, rope, threshold, clips),
-                       checks=check_seed_claims(sel, metric, ci=ci, rope=rope, clips=clips), rope=rope, clips=clips)
+                       table=build_table(sel, metric, baseline, ci, rope, threshold, clips, max_repeats),
+                       checks=check_seed_claims(sel, metric, ci=ci, rope=rope, clips=clips, max_repeats=max_repeats),
+                       rope=rope, clips=clips, max_repeats=max_repeats)
 
 
 def write_plots(c, rep: SuiteReport, out: Path) -> dict[str, str]:
@@ -216,12 +219,13 @@ def register(subparsers) -> None:
                                                      "baseline*, else the first row)")
     p.add_argument("--metric", default=DEFAULT_METRIC, help=f"cell metric to tabulate (default: {DEFAULT_METRIC})")
     p.add_argument("--ci", choices=(speakers.METHOD, *CI_METHODS), default=None,
-                   help="intervals, Δ and p: corrected (the default, but for cross-corpus suites: the corrected "
-                        "resampled t of Nadeau & Bengio, for resamples whose training sets overlap), speaker (the "
-                        "speaker as the unit, variance split into speakers and training runs; the default for "
-                        "cross-corpus suites; on cross-validated ones it covered 0.935 of new 24-speaker and 0.920 of "
-                        "new 10-speaker populations, "
-                        "see docs/statistics.md), t (plain Student t), or bootstrap (BCa, fixed seed)")
+                   help="intervals, Δ and p (default: speaker where it is calibrated, else corrected): "
+                        "speaker (the speaker as the unit, variance split into speakers and training runs; the "
+                        "default for cross-corpus suites and for cross-validated comparisons on up to "
+                        f"{SPEAKER_DEFAULT_MAX_REPEATS} repeats, where it covered 0.938 of new 24- and 10-speaker "
+                        "populations, see docs/statistics.md), corrected (the corrected resampled t of Nadeau & "
+                        "Bengio, for resamples whose training sets overlap: safe, about twice too wide), t (plain "
+                        "Student t), or bootstrap (BCa, fixed seed)")
     p.add_argument("--rope", type=float, default=ROPE,
                    help=f"region of practical equivalence for the decisions, in metric units (default: {ROPE})")
     p.add_argument("--out", type=Path, metavar="FILE", help="markdown file (default: reports/<experiment>.md); "

@@ -14,7 +14,7 @@ import pandas as pd
 
 from harness import speakers
 from harness.report.markdown import fmt_ci, fmt_delta, fmt_p
-from harness.report.runs import Selection, cross_corpus, mean_metric, row_classes, seed_values, unresolved_failures
+from harness.report.runs import Selection, mean_metric, row_classes, seed_values, unresolved_failures
 from harness.report.verdict import Answer, Evidence, answer
 from harness.stats import (
     DECISION_PROB,
@@ -61,54 +61,7 @@ TABLE_COLUMNS = ["n", "n_seeds", "design", "failed", "mean", "ci_low", "ci_high"
                  "reason", "ratio", "baseline", "n_pairs", "delta", "delta_low", "delta_high", "p", "p_holm",
                  "p_improve", "p_better", "p_equivalent", "p_worse", "decision", "delta_reason", "claimed",
                  "verdict", "comparable", "study", "accuracy", "best_epoch", "wall_time_s", "answer", "speaker_share",
-                 "claimed_gain", "gain_verdict"]
-
-SPEAKER_METRIC = "test_f1_macro"  # the speaker method recomputes it from the pooled test predictions
-
-
-def speaker_ready(sel: Selection, clips: pd.DataFrame | None, metric: str) -> bool:
-    """Can the speaker method serve this suite? Every row with runs is cross-validated with at least one
-    complete repeat in `clips`, or every row is cross-corpus (one test corpus) with at least two (one model
-    per repeat: the models' variance needs two), and the metric is one the predictions give back."""
-    if metric != SPEAKER_METRIC or clips is None or clips.empty:
-        return False
-    ran = set(sel.finished["row"])
-    cv = set(sel.finished.loc[sel.finished["fold"].notna(), "row"])
-    if bool(ran) and ran == cv:
-        return ran <= set(clips["row"])
-    cross = sel.finished[cross_corpus(sel.finished)]
-    if not ran or set(cross["row"]) != ran or cross["split"].nunique() != 1:
-        return False
-    repeats = clips.groupby("row")["repeat"].nunique()
-    return all(repeats.get(r, 0) >= 2 for r in ran)
-
-
-def is_cross_corpus(sel: Selection) -> bool:
-    """Every finished cell of the suite is cross-corpus (trained on other corpora, scored on a test corpus)."""
-    return bool(len(sel.finished)) and bool(cross_corpus(sel.finished).all())
-
-
-# Whether the speaker method is the default for CV suites: only once benchmarks/calibration.py shows it
-# calibrated for new speakers on populations it was not designed on, by the rule written down before the
-# run. Its latest form (delete-a-cell values between cells) on its first fresh run
-# (benchmarks/registered/2026-12-03-cell-jackknife.md; seeds 140000.., 141000..; 100 populations per setting,
-# aa and ep3): 24 speakers 187/200 = 0.935 with std/SE 0.97, 10 speakers 184/200 = 0.920 with 1.10 (a miss).
-# The form before missed over its two runs (24 speakers 258/280 = 0.921). Over 4 repeats
-# (2026-12-03-four-repeats.md) the same method missed with 24 speakers (0.915, std/SE 1.17) and passed with 10.
-# The corrected t (std/SE 0.38-0.58 in these runs: about twice too wide) stays.
-SPEAKER_IS_DEFAULT = False
-# The same for cross-corpus suites (the test corpus's speakers crossed with one model per seed), by its own
-# rule registered before the run (benchmarks/registered/2026-12-02-cross-corpus.md): 80 new test corpora
-# (seeds 213000-213079), 4 seeds each, aa and ep3: coverage 152/160 = 0.950, std/SE 0.89, false calls 4/160
-# (all three goals met; the corrected t there: 0.975, 0.42). The speaker method is the default for them.
-CROSS_CORPUS_SPEAKER_IS_DEFAULT = True
-
-
-def default_ci(sel: Selection, clips: pd.DataFrame | None, metric: str) -> str:
-    """The report's default interval: the corrected resampled t (the speaker method where it is the
-    calibrated default for the suite's design, cross-validated or cross-corpus)."""
-    calibrated = CROSS_CORPUS_SPEAKER_IS_DEFAULT if is_cross_corpus(sel) else SPEAKER_IS_DEFAULT
-    return speakers.METHOD if calibrated and speaker_ready(sel, clips, metric) else "corrected"
+                 "claimed_gain", "gain_verdict", "delta_method"]
 
 
 def default_baseline(row_names: Sequence[str]) -> str:
@@ -162,17 +115,19 @@ class Comparison:
 
 def compare(sel: Selection, row: str, reference: str, metric: str, ci: str, rope: float = ROPE,
             threshold: float = DECISION_PROB, clips: pd.DataFrame | None = None, reference_label: str = "baseline",
-            what: str = "resample") -> Comparison:
+            what: str = "resample", max_repeats: int | None = None) -> Comparison:
     """Δ = row − reference with its interval, p, decision and answer, by the report's method `ci`: "speaker"
-    (the pooled predictions of the repeats both completed, paired by clip), else the resamples both finished
-    ("corrected" resampled t; "t"/"bootstrap" give the plain paired t, their decisions stay corrected)."""
+    (the pooled predictions of the repeats both completed, paired by clip; on more than `max_repeats` of
+    them the corrected t instead), else the resamples both finished ("corrected" resampled t; "t"/"bootstrap"
+    give the plain paired t, their decisions stay corrected)."""
     from scipy import stats
 
     better, bounds = higher_is_better(metric), metric_bounds(metric)
     v, base = seed_values(sel.finished, row, metric), seed_values(sel.finished, reference, metric)
     mine, ref = _row_clips(clips, row), _row_clips(clips, reference)
     shared = set(mine["repeat"]) & set(ref["repeat"]) if len(mine) and len(ref) else set()
-    if ci == speakers.METHOD and len(shared) >= _repeats_needed(mine) and len(sel.finished):
+    if ci == speakers.METHOD and _repeats_needed(mine) <= len(shared) <= (max_repeats or len(shared)) \
+            and len(sel.finished):
         pv = speakers.pseudo_values(mine[mine["repeat"].isin(shared)], _classes(sel, row),
                                     reference=ref[ref["repeat"].isin(shared)])
         comps = speakers.components(pv)  # the training population is not charged: speakers.py says why
@@ -234,12 +189,14 @@ def gain_verdict(gain: float, low: float, high: float) -> str:
 
 
 def build_table(sel: Selection, metric: str, baseline: str, ci: str = "corrected", rope: float = ROPE,
-                threshold: float = DECISION_PROB, clips: pd.DataFrame | None = None) -> pd.DataFrame:
+                threshold: float = DECISION_PROB, clips: pd.DataFrame | None = None,
+                max_repeats: int | None = None) -> pd.DataFrame:
     """One line per row (suite order) with every number the report shows; NaN where n/a.
 
     `ci` "speaker": a cross-validated row's mean is its repeats' pooled macro-F1 averaged, with the interval
     and Δ from the speaker × repeat variance components of the pooled predictions (`clips`, see
-    `harness.speakers`); a row without a complete repeat falls back to "corrected". Otherwise the units are
+    `harness.speakers`); a row without a complete repeat, or (its mean, its Δ) resting on more than
+    `max_repeats` repeats, falls back to "corrected" (column ci_method, delta_method). Otherwise the units are
     resamples (a seed's split, or a seed's fold): "corrected" widens intervals for their overlapping
     training sets, "t" and "bootstrap" treat them as independent."""
     bounds = metric_bounds(metric)
@@ -263,7 +220,7 @@ def build_table(sel: Selection, metric: str, baseline: str, ci: str = "corrected
         if n:
             line.update(mean=v.mean(), min=v.min(), max=v.max())
         mine = _row_clips(clips, row.row)
-        if ci == speakers.METHOD and len(mine) and n:
+        if ci == speakers.METHOD and len(mine) and n and mine["repeat"].nunique() <= (max_repeats or n):
             iv = speakers.interval(speakers.pseudo_values(mine, _classes(sel, row.row)), bounds=bounds)
             line.update(mean=iv.estimate, ci_low=iv.low, ci_high=iv.high, ci_method=speakers.METHOD,
                         std=v.std(ddof=1) if n >= 2 else math.nan,
@@ -273,9 +230,10 @@ def build_table(sel: Selection, metric: str, baseline: str, ci: str = "corrected
                                         test_train_ratio=ratio, bounds=bounds)
             line.update(ci_low=low, ci_high=high, ci_method=method, std=v.std(ddof=1))
         if row.row != baseline:
-            cmp = compare(sel, row.row, baseline, metric, ci, rope, threshold, clips, what=unit)
+            cmp = compare(sel, row.row, baseline, metric, ci, rope, threshold, clips, what=unit,
+                          max_repeats=max_repeats)
             paired = cmp.paired
-            line.update(n_pairs=paired.n, delta=paired.delta, delta_low=paired.low, delta_high=paired.high, p=paired.p,
+            line.update(delta_method=paired.method, n_pairs=paired.n, delta=paired.delta, delta_low=paired.low, delta_high=paired.high, p=paired.p,
                         p_improve=paired.p_improve, delta_reason=paired.reason, answer=cmp.answer)
             if paired.bayes is not None:
                 b = paired.bayes
@@ -322,14 +280,15 @@ def decision_verdict(expected: str, decision: str) -> str:
 
 
 def check_seed_claims(sel: Selection, metric: str, claims: Iterable[SeedClaim] = SEED_CLAIMS,
-                      ci: str = "corrected", rope: float = ROPE, clips: pd.DataFrame | None = None) -> list[ClaimCheck]:
+                      ci: str = "corrected", rope: float = ROPE, clips: pd.DataFrame | None = None,
+                      max_repeats: int | None = None) -> list[ClaimCheck]:
     """The seed's conclusions whose two rows are both in the suite, compared as the table compares rows."""
     names = set(sel.rows["row"])
     out = []
     for claim in claims:
         if claim.reference in names and claim.variant in names:
             paired = compare(sel, claim.variant, claim.reference, metric, ci, rope, clips=clips,
-                             reference_label=claim.reference).paired
+                             reference_label=claim.reference, max_repeats=max_repeats).paired
             verdict = (decision_verdict(claim.expected, paired.bayes.decision) if paired.bayes is not None
                        else "cannot be checked")
             out.append(ClaimCheck(claim, paired, verdict))

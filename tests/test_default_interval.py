@@ -1,0 +1,88 @@
+"""The report's default interval follows the calibration: the speaker method where it was measured
+calibrated (a cross-validated comparison on up to 3 repeats), the corrected t beyond (4 repeats missed)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import f1_score
+
+from harness import speakers
+from harness.report import calibrated, document, table
+from harness.report.runs import Selection
+
+CLASSES = ("neutral", "positive", "negative")
+S, K = 8, 4  # speakers, folds
+
+
+def cv_suite(repeats: int, seed: int = 0) -> tuple[Selection, pd.DataFrame]:
+    """Two rows of `repeats` × 4-fold speaker CV on 8 speakers, with their cells and pooled predictions; the
+    variant is better (skill 0.75 against 0.6)."""
+    rng = np.random.default_rng(seed)
+    cells, clips = [], []
+    for r in range(repeats):
+        folds = rng.permutation(S) % K
+        for row, skill in (("baseline", 0.6), ("variant", 0.75)):
+            mine = []
+            for s in range(S):
+                p = np.clip(skill + 0.1 * np.sin(s) + rng.normal(0, 0.05), 0.05, 0.95)
+                for i in range(12):
+                    true = CLASSES[i % 3]
+                    pred = true if rng.random() < p else CLASSES[rng.integers(3)]
+                    mine.append({"row": row, "repeat": r, "fold": int(folds[s]), "speaker": f"{s:02d}",
+                                 "clip": f"{s}/{i}", "true": true, "pred": pred})
+            mine = pd.DataFrame(mine)
+            clips.append(mine)
+            for f, g in mine.groupby("fold"):
+                cells.append({"row": row, "seed": r, "fold": f, "resample": f"{r}/{f}", "ratio": 2 / 6,
+                              "cv_folds": K, "data": "synthetic", "classes": ",".join(CLASSES),
+                              "mode": "sentiment", "split": "actor", "status": "FINISHED",
+                              "metrics.test_f1_macro": f1_score(g["true"], g["pred"], labels=list(CLASSES),
+                                                                average="macro")})
+    rows = pd.DataFrame([{"row": n, "claimed": "", "study": "", "profile": "", "profile_changes": ""}
+                         for n in ("baseline", "variant")])
+    failed = pd.DataFrame(columns=["row", "resample", "rerun_finished"])
+    return Selection(rows=rows, finished=pd.DataFrame(cells), failed=failed), pd.concat(clips, ignore_index=True)
+
+
+def default_table(sel: Selection, clips: pd.DataFrame) -> tuple[str, int | None, pd.DataFrame]:
+    ci = calibrated.default_ci(sel, clips, "test_f1_macro")
+    cap = calibrated.default_max_repeats(sel, ci)
+    return ci, cap, table.build_table(sel, "test_f1_macro", "baseline", ci, clips=clips, max_repeats=cap)
+
+
+def test_on_two_repeats_the_default_is_the_speaker_method_for_every_number():
+    sel, clips = cv_suite(repeats=2)
+    ci, cap, t = default_table(sel, clips)
+    assert ci == speakers.METHOD and cap == calibrated.SPEAKER_DEFAULT_MAX_REPEATS == 3
+    assert list(t["ci_method"]) == [speakers.METHOD] * 2 and t.loc["variant", "delta_method"] == speakers.METHOD
+    # the speaker method's mean is the repeats' pooled macro-F1, not the folds' mean
+    assert t.loc["variant", "mean"] != pytest.approx(sel.finished.query("row == 'variant'")["metrics.test_f1_macro"].mean())
+    assert document._fallback_lines(document.SuiteReport("e", "test_f1_macro", ci, "baseline", sel, t, [],
+                                                         max_repeats=cap)) == []
+
+
+def test_on_four_repeats_the_default_gives_way_to_the_corrected_t_and_the_header_says_why():
+    sel, clips = cv_suite(repeats=4)
+    ci, cap, t = default_table(sel, clips)
+    assert ci == speakers.METHOD and cap == 3
+    assert list(t["ci_method"]) == ["corrected"] * 2 and t.loc["variant", "delta_method"] == "corrected"
+    corrected = table.build_table(sel, "test_f1_macro", "baseline", "corrected", clips=clips)
+    assert t.loc["variant", "delta_low"] == corrected.loc["variant", "delta_low"]
+    line, = document._fallback_lines(document.SuiteReport("e", "test_f1_macro", ci, "baseline", sel, t, [],
+                                                          max_repeats=cap))
+    assert "`baseline`, `variant`" in line and "more than 3 repeats" in line and "corrected resampled t" in line
+    # the speaker method named by the user serves every repeat
+    asked = table.build_table(sel, "test_f1_macro", "baseline", speakers.METHOD, clips=clips)
+    assert asked.loc["variant", "delta_method"] == speakers.METHOD
+
+
+def test_a_comparison_counts_the_repeats_both_rows_completed():
+    # the baseline raced to 4 repeats, the variant stopped at 2: the variant's Δ rests on 2, the speaker's
+    sel, clips = cv_suite(repeats=4)
+    keep = lambda f: f[(f["row"] == "baseline") | (f["seed" if "seed" in f else "repeat"] < 2)]  # noqa: E731
+    sel = Selection(rows=sel.rows, finished=keep(sel.finished), failed=sel.failed)
+    clips = clips[(clips["row"] == "baseline") | (clips["repeat"] < 2)]
+    _, _, t = default_table(sel, clips)
+    assert t.loc["variant", "delta_method"] == speakers.METHOD and t.loc["variant", "ci_method"] == speakers.METHOD
+    assert t.loc["baseline", "ci_method"] == "corrected"  # its own mean rests on 4 repeats
