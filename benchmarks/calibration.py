@@ -32,7 +32,7 @@ Settings (`--setting`, one or several):
 
 Each estimator (`ESTIMATORS` in calibration_estimators.py: speaker, the report's `--ci speaker`; speaker_nb,
 the same with the Nadeau–Bengio training-population term, as shipped before; speaker_strata, the fold deal's
-gender strata as an ANOVA level, a comparator (stratified_anova.py); corrected, the report's default;
+gender strata as an ANOVA level, a comparator (stratified_anova.py); corrected, the report's default from 4 repeats (the speaker method's up to 3);
 plain, the t over fold-level Δ as if independent; a variant tried on the design runs) states Δ̂ with a standard error and df for every
 contrast (row − plain). Per setting, estimator and contrast: std(Δ̂) / RMS(stated SE) with a
 percentile-bootstrap interval over replications (1 = the stated SE is right), the coverage of the stated 95%
