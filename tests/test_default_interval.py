@@ -8,7 +8,7 @@ import pytest
 from sklearn.metrics import f1_score
 
 from harness import speakers
-from harness.report import calibrated, document, table
+from harness.report import calibrated, document, publish, table
 from harness.report.runs import Selection
 
 CLASSES = ("neutral", "positive", "negative")
@@ -62,27 +62,48 @@ def test_on_two_repeats_the_default_is_the_speaker_method_for_every_number():
                                                          max_repeats=cap)) == []
 
 
-def test_on_four_repeats_the_default_gives_way_to_the_corrected_t_and_the_header_says_why():
+def test_three_repeats_are_the_last_the_default_speaker_method_serves():
+    sel, clips = cv_suite(repeats=3)
+    ci, cap, t = default_table(sel, clips)
+    assert ci == speakers.METHOD and list(t["ci_method"]) == [speakers.METHOD] * 2
+    assert t.loc["variant", "delta_method"] == speakers.METHOD
+
+
+def test_on_four_repeats_the_default_is_the_corrected_t_throughout():
     sel, clips = cv_suite(repeats=4)
     ci, cap, t = default_table(sel, clips)
-    assert ci == speakers.METHOD and cap == 3
+    assert ci == "corrected" and cap is None
     assert list(t["ci_method"]) == ["corrected"] * 2 and t.loc["variant", "delta_method"] == "corrected"
-    corrected = table.build_table(sel, "test_f1_macro", "baseline", "corrected", clips=clips)
-    assert t.loc["variant", "delta_low"] == corrected.loc["variant", "delta_low"]
-    line, = document._fallback_lines(document.SuiteReport("e", "test_f1_macro", ci, "baseline", sel, t, [],
-                                                          max_repeats=cap))
-    assert "`baseline`, `variant`" in line and "more than 3 repeats" in line and "corrected resampled t" in line
     # the speaker method named by the user serves every repeat
     asked = table.build_table(sel, "test_f1_macro", "baseline", speakers.METHOD, clips=clips)
     assert asked.loc["variant", "delta_method"] == speakers.METHOD
+    assert list(asked["ci_method"]) == [speakers.METHOD] * 2
 
 
-def test_a_comparison_counts_the_repeats_both_rows_completed():
-    # the baseline raced to 4 repeats, the variant stopped at 2: the variant's Δ rests on 2, the speaker's
+def raced() -> tuple[Selection, pd.DataFrame]:
+    """The baseline raced to 4 repeats (paired with another row, not shown), the variant stopped at 2."""
     sel, clips = cv_suite(repeats=4)
-    keep = lambda f: f[(f["row"] == "baseline") | (f["seed" if "seed" in f else "repeat"] < 2)]  # noqa: E731
-    sel = Selection(rows=sel.rows, finished=keep(sel.finished), failed=sel.failed)
-    clips = clips[(clips["row"] == "baseline") | (clips["repeat"] < 2)]
-    _, _, t = default_table(sel, clips)
+    keep = (sel.finished["row"] == "baseline") | (sel.finished["seed"] < 2)
+    sel = Selection(rows=sel.rows, finished=sel.finished[keep], failed=sel.failed)
+    return sel, clips[(clips["row"] == "baseline") | (clips["repeat"] < 2)]
+
+
+def test_each_number_is_by_the_repeats_it_rests_on_and_the_header_says_which_the_corrected_t_serves():
+    sel, clips = raced()
+    ci, cap, t = default_table(sel, clips)
+    assert ci == speakers.METHOD and cap == 3
+    # the variant's Δ rests on the 2 repeats both completed: the speaker method's
     assert t.loc["variant", "delta_method"] == speakers.METHOD and t.loc["variant", "ci_method"] == speakers.METHOD
-    assert t.loc["baseline", "ci_method"] == "corrected"  # its own mean rests on 4 repeats
+    # the baseline's own mean rests on 4: the corrected t's, over its resamples
+    assert t.loc["baseline", "ci_method"] == "corrected"
+    assert t.loc["baseline", "mean"] == pytest.approx(
+        sel.finished.query("row == 'baseline'")["metrics.test_f1_macro"].mean())
+    rep = document.SuiteReport("e", "test_f1_macro", ci, "baseline", sel, t, [], max_repeats=cap)
+    line, = document._fallback_lines(rep)
+    assert line.startswith("- intervals of `baseline` (") and "more than 3 repeats" in line
+    assert "corrected resampled t" in line and "`variant`" not in line
+    assert document.ci_label(rep) == "speaker; corrected for 1 row"
+    # the row's note in MLflow names its own method
+    assert "mean over 16 resamples" in publish.row_note(t.loc["baseline"], "baseline", ci)
+    assert "(corrected)" in publish.row_note(t.loc["baseline"], "baseline", ci)
+    assert "pooled test macro-F1" in publish.row_note(t.loc["variant"], "baseline", ci)

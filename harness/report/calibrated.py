@@ -56,9 +56,15 @@ def is_cross_corpus(sel: Selection) -> bool:
 
 def default_ci(sel: Selection, clips: pd.DataFrame | None, metric: str) -> str:
     """The report's default interval: the speaker method where it is the calibrated default for the
-    suite's design (cross-validated or cross-corpus) and can serve it, else the corrected resampled t."""
-    calibrated = CROSS_CORPUS_SPEAKER_IS_DEFAULT if is_cross_corpus(sel) else SPEAKER_IS_DEFAULT
-    return speakers.METHOD if calibrated and speaker_ready(sel, clips, metric) else "corrected"
+    suite's design (cross-validated or cross-corpus) and can serve it, else the corrected resampled t. A
+    CV suite whose every row rests on more repeats than the cap is the corrected t's throughout."""
+    cross = is_cross_corpus(sel)
+    calibrated = CROSS_CORPUS_SPEAKER_IS_DEFAULT if cross else SPEAKER_IS_DEFAULT
+    if not (calibrated and speaker_ready(sel, clips, metric)):
+        return "corrected"
+    if not cross and clips.groupby("row")["repeat"].nunique().min() > SPEAKER_DEFAULT_MAX_REPEATS:
+        return "corrected"
+    return speakers.METHOD
 
 
 def default_max_repeats(sel: Selection, ci: str) -> int | None:

@@ -110,20 +110,32 @@ def ci_name(ci: str, cross_corpus: bool) -> str:
     return CROSS_CORPUS_SPEAKER if ci == speakers.METHOD and cross_corpus else CI_NAMES[ci]
 
 
-def _fallback_lines(rep: SuiteReport) -> list[str]:
-    """Under the speaker method, the rows whose interval or Δ the corrected t gives instead, and why."""
+def fallback_rows(rep: SuiteReport) -> list[str]:
+    """Under the speaker method, the rows whose mean or Δ the corrected t gives instead."""
     t = rep.table[rep.table["n"] > 0]
     if rep.ci != speakers.METHOD:
         return []
     no_delta = t["baseline"].astype(bool) | ~t["delta"].astype(float).map(math.isfinite)
     served = (t["ci_method"] == speakers.METHOD) & (no_delta | (t["delta_method"] == speakers.METHOD))
-    rows = list(t.index[~served])
+    return list(t.index[~served])
+
+
+def _fallback_lines(rep: SuiteReport) -> list[str]:
+    """The header's line naming the rows the corrected t serves under the speaker method, and why."""
+    rows = fallback_rows(rep)
     if not rows:
         return []
-    why = (f"more than {rep.max_repeats} repeats, where the speaker method's calibration missed, or no complete "
-           f"repeat" if rep.max_repeats else "no complete repeat")
-    return [f"- intervals of {', '.join(f'`{r}`' for r in rows)} (their mean or their Δ; {why}): "
+    why = (f"resting on more than {rep.max_repeats} repeats, where the speaker method's calibration missed, "
+           f"or on no complete repeat (its own, or shared with the baseline)" if rep.max_repeats
+           else "resting on no complete repeat (its own, or shared with the baseline)")
+    return [f"- intervals of {', '.join(f'`{r}`' for r in rows)} (their mean or their Δ, {why}): "
             f"{CI_NAMES['corrected']}"]
+
+
+def ci_label(rep: SuiteReport) -> str:
+    """The method's short name for plots and notes: "speaker", or "speaker; corrected for 2 rows"."""
+    rows = fallback_rows(rep)
+    return f"{rep.ci}; corrected for {len(rows)} row{'' if len(rows) == 1 else 's'}" if rows else rep.ci
 
 
 def _decision_cell(r) -> str:
@@ -201,7 +213,8 @@ def render_markdown(rep: SuiteReport, plots: dict[str, str] | None = None, poole
     unit = ("*mean* is a row's pooled test macro-F1 (every clip scored once per repeat) averaged over its "
             "repeats; its *95% CI* treats the speakers as a sample (they do not average out with more repeats) "
             "and the training runs as another (they do). *Δ* is the row minus the baseline on the same clips of "
-            "the same repeats" if speaker else
+            "the same repeats" + ("; for the rows the header lists, the corrected t's over resamples"
+                                  if fallback_rows(rep) else "") if speaker else
             "*mean* is over a row's resamples and its *95% CI* is for that same mean, not the range of a single "
             "run (see min–max below). *Δ* is the row minus the baseline on the same resamples (same actors held "
             "out)")

@@ -15,7 +15,7 @@ import math
 import pandas as pd
 
 from harness import speakers, tracking
-from harness.report.document import SuiteReport, main_table
+from harness.report.document import SuiteReport, ci_label, main_table
 from harness.report.verdict import Answer
 
 NOTE_TAG = "mlflow.note.content"  # a run's or an experiment's description in the MLflow UI
@@ -32,6 +32,7 @@ def row_note(t: pd.Series, baseline: str, ci: str, changes: str = "", profile: s
     numbers alone, "mean [95% CI], Δ delta [95% CI]", in at most 50 characters: what the runs table's
     Description column shows; the next lines say what they are and the answer."""
     has_ci = math.isfinite(t["ci_low"])
+    ci = t["ci_method"] if isinstance(t.get("ci_method"), str) and t["ci_method"] else ci  # the row's own
     head = f"{t['mean']:.3f}" + (f" [{t['ci_low']:.3f}, {t['ci_high']:.3f}]" if has_ci else "")
     n, seeds = int(t["n"]), int(t["n_seeds"])
     over = f"{n} resamples ({t['design']})" if n != seeds else f"{seeds} seed{'' if seeds == 1 else 's'}"
@@ -49,8 +50,10 @@ def row_note(t: pd.Series, baseline: str, ci: str, changes: str = "", profile: s
         dci = f" [{t['delta_low']:+.3f}, {t['delta_high']:+.3f}]" if math.isfinite(t["delta_low"]) else ""
         head += f", Δ {t['delta']:+.3f}{dci}"
         pairs = int(t["n_pairs"])
+        dm = t.get("delta_method")
         what.append(f"Δ = this row − `{baseline}`, paired over {pairs} resample{'' if pairs == 1 else 's'} "
-                    f"(same seed and fold){', and its 95% CI' if dci else ''}")
+                    f"(same seed and fold){', and its 95% CI' if dci else ''}"
+                    + (f" ({dm})" if dci and isinstance(dm, str) and dm and dm != ci else ""))
         if isinstance(t["answer"], Answer):
             lines.append(f"**{t['decision']}**: {t['answer'].sentence()}")
     out = [head, "; ".join(what) + ".", *lines]
@@ -72,7 +75,7 @@ def experiment_note(rep: SuiteReport) -> str:
     kinds = ", ".join(sorted(set(rep.sel.finished["data"]))) or "no finished run"
     return "\n".join([
         decisions_line(rep), "",
-        f"Every row vs `{rep.baseline}` on `{rep.metric}`; intervals `{rep.ci}`, decisions at P ≥ 0.95 with a ROPE "
+        f"Every row vs `{rep.baseline}` on `{rep.metric}`; intervals `{ci_label(rep)}`, decisions at P ≥ 0.95 with a ROPE "
         f"of ±{rep.rope:g} (data: {kinds}). Refreshed by every `suite run` and `report`; the whole report: "
         f"`python -m harness report --experiment {rep.experiment}`.", "",
         *main_table(rep.table, rep.metric, claims=False)])

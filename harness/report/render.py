@@ -30,7 +30,7 @@ from harness.report.calibrated import (
     default_max_repeats,
     speaker_ready,
 )
-from harness.report.document import SuiteReport, header_facts, render_markdown
+from harness.report.document import SuiteReport, ci_label, header_facts, render_markdown
 from harness.report.plots import plot_delta, plot_forest, plot_val_curves
 from harness.report.publish import publish
 from harness.report.runs import (
@@ -116,12 +116,12 @@ def write_plots(c, rep: SuiteReport, out: Path) -> dict[str, str]:
     plots = {}
     points = {row: seed_values(rep.sel.finished, row, rep.metric).to_numpy() for row in rep.table.index}
     forest = plot_forest(rep.table, points, Path(f"{stem}-forest.png"), metric=rep.metric, baseline=rep.baseline,
-                         ci_label=rep.ci, experiment=rep.experiment,
+                         ci_label=ci_label(rep), experiment=rep.experiment,
                          show_claims=rep.metric == CLAIM_METRIC and not rep.table["comparable"].astype(bool).any())
     plots[f"{rep.metric}: mean and 95% CI per row"] = forest.name
     if (~rep.table["baseline"].astype(bool)).any():
         delta = plot_delta(rep.table, Path(f"{stem}-delta.png"), metric=rep.metric, baseline=rep.baseline,
-                           rope=rep.rope, ci_label=rep.ci, experiment=rep.experiment)
+                           rope=rep.rope, ci_label=ci_label(rep), experiment=rep.experiment)
         plots[f"{rep.metric}: paired Δ vs {rep.baseline}, ROPE and decision per row"] = delta.name
     history = read_histories(c, rep.sel.finished)
     if len(history):

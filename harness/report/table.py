@@ -126,8 +126,8 @@ def compare(sel: Selection, row: str, reference: str, metric: str, ci: str, rope
     v, base = seed_values(sel.finished, row, metric), seed_values(sel.finished, reference, metric)
     mine, ref = _row_clips(clips, row), _row_clips(clips, reference)
     shared = set(mine["repeat"]) & set(ref["repeat"]) if len(mine) and len(ref) else set()
-    if ci == speakers.METHOD and _repeats_needed(mine) <= len(shared) <= (max_repeats or len(shared)) \
-            and len(sel.finished):
+    within = max_repeats is None or len(shared) <= max_repeats
+    if ci == speakers.METHOD and len(shared) >= _repeats_needed(mine) and within and len(sel.finished):
         pv = speakers.pseudo_values(mine[mine["repeat"].isin(shared)], _classes(sel, row),
                                     reference=ref[ref["repeat"].isin(shared)])
         comps = speakers.components(pv)  # the training population is not charged: speakers.py says why
@@ -220,7 +220,8 @@ def build_table(sel: Selection, metric: str, baseline: str, ci: str = "corrected
         if n:
             line.update(mean=v.mean(), min=v.min(), max=v.max())
         mine = _row_clips(clips, row.row)
-        if ci == speakers.METHOD and len(mine) and n and mine["repeat"].nunique() <= (max_repeats or n):
+        if ci == speakers.METHOD and len(mine) and n and (max_repeats is None
+                                                          or mine["repeat"].nunique() <= max_repeats):
             iv = speakers.interval(speakers.pseudo_values(mine, _classes(sel, row.row)), bounds=bounds)
             line.update(mean=iv.estimate, ci_low=iv.low, ci_high=iv.high, ci_method=speakers.METHOD,
                         std=v.std(ddof=1) if n >= 2 else math.nan,

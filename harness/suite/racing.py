@@ -9,8 +9,9 @@ stops when every row is decided or the next round would spend more training runs
 than `--budget` allows; the budget is never exceeded. A row is also given up
 (undecidable) after `FUTILITY_AFTER` paired repeats when even unlimited repeats
 could not decide it at today's Δ: repeats average out the training noise but not the
-speakers (under cross-validation, the speaker part of the variance measured by
-`harness.speakers`; otherwise the corrected t's floor s² · n_test/n_train), so a small
+speakers (the speaker part of the variance measured by `harness.speakers` where the report's
+default speaker method serves the comparison: cross-corpus, or cross-validated on up to 3 repeats;
+otherwise the corrected t's floor s² · n_test/n_train), so a small
 effect near the ROPE's edge can stay open forever (`verdict.Answer.floor_decides`).
 
 Decisions are the report's (the same method, numbers and ROPE; racing prints the
