@@ -21,7 +21,8 @@ SPEAKER_METRIC = "test_f1_macro"  # the speaker method recomputes it from the po
 # goal met. The first run alone had missed with 10 speakers (0.920); the pooling rule was written before it.
 SPEAKER_IS_DEFAULT = True
 # ... up to this many repeats per comparison. Over 4 repeats (2026-12-03-four-repeats.md, its own rule)
-# it missed with 24 speakers (183/200 = 0.915, std/SE 1.17; 10 speakers passed, 0.960): a comparison on
+# it missed with 24 speakers (183/200 = 0.915, std/SE 1.17; 10 speakers passed, 0.960), and again on a
+# second fresh run (2026-12-06-four-repeats-second-run.md; pooled 331/362 = 0.914, 1.16): a comparison on
 # 4 or more repeats keeps the corrected t (safe, about twice too wide there: std/SE 0.45). 3 repeats lie
 # between the two measured designs and fall under the 2-repeat rule, which named no repeat count.
 SPEAKER_DEFAULT_MAX_REPEATS = 3
