@@ -164,7 +164,7 @@ def decisions_at(sel, n: int | None, threshold: float, clips=None):
     for the design, as racing uses it (`clips`: the pooled test predictions the speaker method reads);
     (table, row -> decision at threshold)."""
     from harness.report.runs import Selection
-    from harness.report.calibrated import default_ci, default_max_repeats
+    from harness.report.calibrated import default_interval
     from harness.report.table import build_table
     from harness.stats import ROPE, decide
 
@@ -172,9 +172,8 @@ def decisions_at(sel, n: int | None, threshold: float, clips=None):
     if clips is not None and n is not None:
         clips = clips[clips["repeat"] < n]
     sub = Selection(rows=sel.rows, finished=fin, failed=sel.failed.iloc[0:0], notes=[])
-    ci = default_ci(sub, clips, "test_f1_macro")
-    table = build_table(sub, "test_f1_macro", BASELINE, ci, ROPE, clips=clips,
-                        max_repeats=default_max_repeats(sub, ci))
+    ci, cap = default_interval(sub, clips, "test_f1_macro")
+    table = build_table(sub, "test_f1_macro", BASELINE, ci, ROPE, clips=clips, max_repeats=cap)
     out = {}
     for row, t in table.iterrows():
         if row != BASELINE:

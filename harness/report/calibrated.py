@@ -69,9 +69,15 @@ def default_ci(sel: Selection, clips: pd.DataFrame | None, metric: str) -> str:
 
 
 def default_max_repeats(sel: Selection, ci: str) -> int | None:
-    """The most repeats a comparison may rest on for the default speaker method to serve it (beyond it the
-    corrected t does: its calibration missed there); None: no cap (a method the user named, or a design
-    calibrated without one)."""
+    """For the default method `ci`: the most repeats a comparison may rest on for the speaker method to
+    serve it (beyond it the corrected t does: its calibration missed there); None: no cap (another method,
+    or a design calibrated without one). A method the user names gets no cap: its callers pass None."""
     if ci != speakers.METHOD or is_cross_corpus(sel):
         return None
     return SPEAKER_DEFAULT_MAX_REPEATS
+
+
+def default_interval(sel: Selection, clips: pd.DataFrame | None, metric: str) -> tuple[str, int | None]:
+    """(method, repeat cap) of the report's default, as the report, racing and its benchmark all use it."""
+    ci = default_ci(sel, clips, metric)
+    return ci, default_max_repeats(sel, ci)

@@ -26,8 +26,7 @@ from harness.figures import confusion_png
 from harness.report.calibrated import (
     SPEAKER_DEFAULT_MAX_REPEATS,
     SPEAKER_METRIC,
-    default_ci,
-    default_max_repeats,
+    default_interval,
     speaker_ready,
 )
 from harness.report.document import SuiteReport, ci_label, header_facts, render_markdown
@@ -97,8 +96,7 @@ def suite_report(c, exp, metric: str = DEFAULT_METRIC, baseline: str | None = No
     clips = read_clips(c, sel.finished) if has_repeats(sel.finished) else None
     max_repeats = None
     if ci is None:
-        ci = default_ci(sel, clips, metric)
-        max_repeats = default_max_repeats(sel, ci)
+        ci, max_repeats = default_interval(sel, clips, metric)
     elif ci == speakers.METHOD and not speaker_ready(sel, clips, metric):
         raise HarnessError(f"--ci speaker needs a cross-validated or cross-corpus suite (every row with runs has "
                            f"a complete repeat whose runs logged {PREDICTIONS}; a cross-corpus row two seeds) and "

@@ -234,8 +234,9 @@ def build_table(sel: Selection, metric: str, baseline: str, ci: str = "corrected
             cmp = compare(sel, row.row, baseline, metric, ci, rope, threshold, clips, what=unit,
                           max_repeats=max_repeats)
             paired = cmp.paired
-            line.update(delta_method=paired.method, n_pairs=paired.n, delta=paired.delta, delta_low=paired.low, delta_high=paired.high, p=paired.p,
-                        p_improve=paired.p_improve, delta_reason=paired.reason, answer=cmp.answer)
+            line.update(delta_method=paired.method, n_pairs=paired.n, delta=paired.delta, delta_low=paired.low,
+                        delta_high=paired.high, p=paired.p, p_improve=paired.p_improve, delta_reason=paired.reason,
+                        answer=cmp.answer)
             if paired.bayes is not None:
                 b = paired.bayes
                 line.update(p_better=b.p_better, p_equivalent=b.p_equivalent, p_worse=b.p_worse, decision=b.decision)

@@ -33,7 +33,7 @@ import pandas as pd
 from harness import tracking
 from harness.errors import HarnessError
 from harness.report.runs import has_repeats, read_clips, read_suite, select_cells
-from harness.report.calibrated import default_ci, default_max_repeats
+from harness.report.calibrated import default_interval
 from harness.report.table import build_table
 from harness.report.verdict import Answer, answer
 from harness.stats import DECISION_PROB, ROPE, decide
@@ -72,9 +72,8 @@ def standing(c, exp_id: str, rows: Sequence[RowSpec], baseline: str, fingerprint
     answers: dict[str, Answer] = {}
     if len(fin):
         clips = read_clips(c, fin) if has_repeats(fin) else None
-        ci = default_ci(sel, clips, "test_f1_macro")
-        table = build_table(sel, "test_f1_macro", baseline, ci, rope, DECISION_PROB, clips,
-                            default_max_repeats(sel, ci))
+        ci, cap = default_interval(sel, clips, "test_f1_macro")
+        table = build_table(sel, "test_f1_macro", baseline, ci, rope, DECISION_PROB, clips, cap)
         for row, t in table.iterrows():
             a = t["answer"]
             if row == baseline or row not in decisions or a is None:
