@@ -107,3 +107,15 @@ def test_each_number_is_by_the_repeats_it_rests_on_and_the_header_says_which_the
     assert "mean over 16 resamples" in publish.row_note(t.loc["baseline"], "baseline", ci)
     assert "(corrected)" in publish.row_note(t.loc["baseline"], "baseline", ci)
     assert "pooled test macro-F1" in publish.row_note(t.loc["variant"], "baseline", ci)
+
+
+def test_the_default_prices_repeats_past_its_cap_with_the_corrected_t_and_a_named_speaker_method_does_not():
+    sel, clips = cv_suite(repeats=2)
+    capped = table.compare(sel, "variant", "baseline", "test_f1_macro", speakers.METHOD, clips=clips, max_repeats=3)
+    named = table.compare(sel, "variant", "baseline", "test_f1_macro", speakers.METHOD, clips=clips)
+    corrected = table.compare(sel, "variant", "baseline", "test_f1_macro", "corrected", clips=clips)
+    # the same interval today; past 3 repeats the default would state the corrected t's
+    assert capped.paired.low == named.paired.low and capped.paired.high == named.paired.high
+    assert capped.answer.ev.se_at(6) == pytest.approx(corrected.answer.ev.se_at(6))
+    assert "4 more repeats" in capped.answer.sentence() and "(the corrected t's: past 3 repeats" in capped.answer.sentence()
+    assert "the corrected t" not in named.answer.sentence()

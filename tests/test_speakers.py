@@ -361,3 +361,43 @@ def test_a_cross_corpus_row_with_one_repeat_states_no_interval():
     iv = speakers.interval(p)
     assert math.isnan(iv.se) and math.isnan(iv.low) and math.isnan(iv.high)
     assert math.isnan(speakers.components(p).parts()[1])  # the models' part is unknown, not 0
+
+
+def capped(delta, floor_sd, train_sd, beyond_floor_sd, beyond_train_sd, repeats=2):
+    """The default speaker method's evidence (calibrated up to 3 repeats) with the corrected t's beside it."""
+    beyond = Evidence(delta=delta, floor_var=beyond_floor_sd ** 2, train_var=beyond_train_sd ** 2, repeats=repeats,
+                      df=4 * repeats - 1, n_speakers=24)
+    return Evidence(delta=delta, floor_var=floor_sd ** 2, train_var=train_sd ** 2, repeats=repeats, df=20,
+                    n_speakers=24, cap=3, beyond=beyond)
+
+
+def test_past_the_defaults_cap_more_repeats_are_priced_with_the_corrected_t_the_report_would_state():
+    from scipy import stats
+
+    ev = capped(0.02, 0.01, 0.02, 0.03, 0.02)
+    a = answer(ev)
+    at6 = stats.t.ppf(0.975, 7) * math.sqrt(0.03 ** 2 + 0.02 ** 2 * 2 / 6)  # the corrected t's, at 6 repeats
+    assert f"4 more repeats: about ±{at6:.3f} (the corrected t's: past 3 repeats the report states it)" in a.sentence()
+    # the speakers' floor stays the speaker method's: what the speakers sampled limit it to
+    assert "the 24 speakers alone limit it to ±0.020" in a.sentence()
+    # one more repeat (3) is still the speaker method's
+    assert ev.se_at(3) == pytest.approx(math.sqrt(0.01 ** 2 + 0.02 ** 2 * 2 / 3))
+    uncapped = answer(evidence(0.02, 0.01, 0.02))
+    assert "the corrected t" not in uncapped.sentence()
+
+
+def test_a_delta_only_the_uncalibrated_speaker_floor_would_decide_is_not_promised_to_more_seeds():
+    # the speaker method alone would decide Δ 0.05 within a few more repeats; past the cap the corrected t's
+    # floor (±0.06) never does
+    free = answer(evidence(0.05, 0.005, 0.03))
+    assert free.extra_repeats is not None and free.extra_repeats > 1
+    a = answer(capped(0.05, 0.005, 0.03, 0.03, 0.03))
+    assert a.decision == "undecided" and a.extra_repeats is None and not a.floor_decides
+    assert "more seeds cannot decide this (past 3 repeats the report states the corrected t, whose floor is wider)" \
+        in a.sentence()
+    # more speakers are priced at the cap's repeats at most: here the training runs alone are too wide
+    assert a.speakers_needed is None and a.sentence().endswith("nor would 100x today's speakers at today's Δ.")
+    # here today's 2 repeats are too few even with many speakers, and the cap's 3 are enough
+    b = answer(capped(0.03, 0.008, 0.012, 0.03, 0.012))
+    n, repeats_too = b.speakers_needed
+    assert repeats_too and f"more speakers could (about {n} speakers and up to 3 repeats would decide it" in b.sentence()

@@ -133,9 +133,11 @@ def compare(sel: Selection, row: str, reference: str, metric: str, ci: str, rope
         comps = speakers.components(pv)  # the training population is not charged: speakers.py says why
         floor, train = comps.parts()
         crossed = comps.mean_squares.crossed
+        # under the default's cap, a projection past it is priced with what the report states there
+        beyond = None if max_repeats is None else _resample_evidence(sel, row, reference, v, base, mine)
         ev = Evidence(delta=float(pv.theta.mean()), floor_var=floor, train_var=train, repeats=len(shared),
                       df=comps.df(), floor_what="the test corpus's speakers" if crossed else "speakers",
-                      n_speakers=comps.n_speakers)
+                      n_speakers=comps.n_speakers, cap=max_repeats, beyond=beyond)
         a = answer(ev, rope, threshold, better)
         se = math.sqrt(ev.var)
         p = float(2 * stats.t.sf(abs(ev.delta) / se, ev.df)) if se > 0 else math.nan
@@ -150,20 +152,30 @@ def compare(sel: Selection, row: str, reference: str, metric: str, ci: str, rope
                         p_improve=float(wins / len(d)) if len(d) else math.nan, method=speakers.METHOD,
                         bayes=Bayes(a.p_better, a.p_equivalent, a.p_worse, a.decision))
         return Comparison(paired, a)
-    keys = v.index.intersection(base.index)
     both = sel.finished[sel.finished["row"].isin([row, reference])]
     ratio = float(both["ratio"].mean()) if len(both) else math.nan
     paired = paired_delta(v, base, better, method="t" if ci == "t" else "corrected", test_train_ratio=ratio,
                           rope=rope, bounds=bounds, what=what, threshold=threshold, reference_label=reference_label)
-    if paired.bayes is None:
+    ev = _resample_evidence(sel, row, reference, v, base, mine)
+    if paired.bayes is None or ev is None:
         return Comparison(paired, None)
+    return Comparison(paired, answer(ev, rope, threshold, better))
+
+
+def _resample_evidence(sel: Selection, row: str, reference: str, v: pd.Series, base: pd.Series,
+                       mine: pd.DataFrame) -> Evidence | None:
+    """The corrected t's Evidence on the resamples both finished (None: fewer than 2 pairs)."""
+    keys = v.index.intersection(base.index)
+    if len(keys) < 2:
+        return None
+    both = sel.finished[sel.finished["row"].isin([row, reference])]
+    ratio = float(both["ratio"].mean()) if len(both) else math.nan
     d = (v[keys] - base[keys]).to_numpy(float)
     s2 = float(d.var(ddof=1))
     repeats = int(sel.finished.loc[sel.finished["row"] == row, "seed"].nunique()) or 1
-    ev = Evidence(delta=float(d.mean()), floor_var=s2 * ratio, train_var=s2 / len(d), repeats=repeats,
-                  df=len(d) - 1, floor_what="speakers (the corrected t's floor, s² · n_test/n_train)",
-                  n_speakers=int(mine["speaker"].nunique()) if len(mine) else 0)
-    return Comparison(paired, answer(ev, rope, threshold, better))
+    return Evidence(delta=float(d.mean()), floor_var=s2 * ratio, train_var=s2 / len(d), repeats=repeats,
+                    df=len(d) - 1, floor_what="speakers (the corrected t's floor, s² · n_test/n_train)",
+                    n_speakers=int(mine["speaker"].nunique()) if len(mine) else 0)
 
 
 def claimed_gain(claimed: str, baseline_claimed: str) -> float:

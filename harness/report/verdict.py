@@ -27,15 +27,27 @@ class Evidence:
     df: float
     floor_what: str = "speakers"  # what the floor comes from, in words
     n_speakers: int = 0  # 0: not known (the floor is the correction's, not measured on speakers)
+    # The method's calibration stops at `cap` repeats; past them the report states `beyond` (the corrected
+    # t's evidence on the same runs), so a projection past the cap is priced with it (None: no cap).
+    cap: int | None = None
+    beyond: Evidence | None = None
 
     @property
     def var(self) -> float:
         return self.floor_var + self.train_var
 
+    def past_cap(self, repeats: float) -> bool:
+        return self.cap is not None and self.beyond is not None and repeats > self.cap
+
     def se_at(self, repeats: float) -> float:
-        """The standard error with `repeats` repeats (math.inf: the floor alone)."""
+        """The standard error the report would state with `repeats` repeats (math.inf: the floor alone)."""
+        if self.past_cap(repeats):
+            return self.beyond.se_at(repeats)
         train = 0.0 if math.isinf(repeats) else self.train_var * self.repeats / repeats
         return math.sqrt(self.floor_var + train)
+
+    def df_at(self, repeats: float) -> float:
+        return max(self.beyond.df if self.past_cap(repeats) else self.df, 1.0)
 
 
 @dataclass(frozen=True)
@@ -85,23 +97,29 @@ class Answer:
         from scipy import stats
 
         ev = self.ev
-        t = float(stats.t.ppf(0.975, max(ev.df, 1)))
-        more = f"{MORE_REPEATS} more repeats: about ±{t * ev.se_at(ev.repeats + MORE_REPEATS):.3f}"
+        at = ev.repeats + MORE_REPEATS
+        t = float(stats.t.ppf(0.975, ev.df_at(at)))
+        more = f"{MORE_REPEATS} more repeats: about ±{t * ev.se_at(at):.3f}"
+        if ev.past_cap(at):
+            more += f" (the corrected t's: past {ev.cap} repeats the report states it)"
         who = f"the {ev.n_speakers} speakers" if ev.n_speakers else "the speakers sampled"
-        floor = f"{who} alone limit it to ±{1.96 * ev.se_at(math.inf):.3f}"
+        floor = f"{who} alone limit it to ±{1.96 * math.sqrt(ev.floor_var):.3f}"
         if self.decision != "undecided":
             return f"{more}; {floor}"
         if self.extra_repeats is None and self.floor_decides:
             return f"{more}; {floor}: more than {MAX_EXTRA_REPEATS} more repeats would be needed at Δ {ev.delta:+.3f}"
         if self.extra_repeats is None:
-            need = ""
+            seeds = "more seeds cannot decide this"
+            if ev.past_cap(math.inf) and _decides(ev.delta, ev.floor_var, 1e6, self.rope, self.threshold):
+                seeds += f" (past {ev.cap} repeats the report states the corrected t, whose floor is wider)"
             if self.speakers_needed:
                 n, repeats_too = self.speakers_needed
-                need = (f" (about {n} speakers{' and more repeats' if repeats_too else ''} would decide it at "
-                        f"today's Δ and variance split)")
-            elif ev.n_speakers:
-                need = f" (not even {MAX_SPEAKER_FACTOR}x today's speakers would decide it at today's Δ)"
-            return f"{more}; {floor}: more seeds cannot decide this, more speakers could{need}"
+                more_repeats = f" and up to {ev.cap} repeats" if ev.cap else " and more repeats"
+                return (f"{more}; {floor}: {seeds}, more speakers could (about {n} speakers"
+                        f"{more_repeats if repeats_too else ''} would decide it at today's Δ and variance split)")
+            if ev.n_speakers:
+                return f"{more}; {floor}: {seeds}, nor would {MAX_SPEAKER_FACTOR}x today's speakers at today's Δ"
+            return f"{more}; {floor}: {seeds}, more speakers could"
         return (f"{more}; {floor}: about {self.extra_repeats} more repeat{'' if self.extra_repeats == 1 else 's'} "
                 f"would decide it if Δ stays near {self.ev.delta:+.3f}")
 
@@ -154,11 +172,13 @@ def answer(ev: Evidence, rope: float = ROPE, threshold: float = DECISION_PROB, h
         min_rope = abs(ev.delta)
     extra = None
     # A floor of 0 (no speaker variance measured): unlimited repeats shrink the variance to 0, which decides.
-    floor_decides = (decision != "undecided" or not ev.floor_var > 0
-                     or _decides(ev.delta, ev.floor_var, 1e6, rope, threshold))
+    # Unlimited repeats reach the floor of the interval the report states there: past a cap, the corrected t's.
+    floor = ev.se_at(math.inf) ** 2
+    floor_decides = (decision != "undecided" or not floor > 0 or _decides(ev.delta, floor, 1e6, rope, threshold))
     if decision == "undecided" and floor_decides:
         extra = next((k for k in range(1, MAX_EXTRA_REPEATS + 1)
-                      if _decides(ev.delta, ev.se_at(ev.repeats + k) ** 2, df, rope, threshold)), None)
+                      if _decides(ev.delta, ev.se_at(ev.repeats + k) ** 2, ev.df_at(ev.repeats + k), rope,
+                                  threshold)), None)
     speakers = speakers_to_decide(ev, df, rope, threshold) if decision == "undecided" and extra is None else None
     return Answer(ev=ev, rope=rope, threshold=threshold, higher_better=higher_better, p_better=better,
                   p_equivalent=equiv, p_worse=worse, decision=decision, low=ev.delta - half, high=ev.delta + half,
@@ -171,12 +191,16 @@ def speakers_to_decide(ev: Evidence, df: float, rope: float = ROPE, threshold: f
     """About how many speakers would decide the comparison at today's Δ, and whether more repeats are needed too.
 
     The floor is the speakers' share of Var(Δ̂) and scales as 1/S (S speakers sampled); the training runs'
-    share is what today's repeats give, or (when that alone is too wide) what unlimited repeats give (0).
+    share is what today's repeats give, or (when that alone is too wide) what more repeats give: unlimited
+    ones (0), or under a cap the cap's repeats (the most the method is calibrated for).
     None when the speakers are unknown or more than MAX_SPEAKER_FACTOR times today's would be needed."""
     s = ev.n_speakers
     if not s or not ev.floor_var > 0:
         return None
-    for train, more_repeats in ((ev.train_var, False), (0.0, True)):
+    most = 0.0 if ev.cap is None else ev.train_var * ev.repeats / max(ev.cap, ev.repeats)
+    for train, more_repeats in ((ev.train_var, False), (most, True)):
+        if more_repeats and train == ev.train_var:
+            continue
         for k in range(1, 8 * int(math.log2(MAX_SPEAKER_FACTOR)) + 2):
             n = math.ceil(s * 2 ** (k / 8))
             if n > s * MAX_SPEAKER_FACTOR:
