@@ -142,7 +142,6 @@ def _replication(task: tuple[str, int]) -> tuple[str, int, float]:
 
     import pandas as pd
 
-    from harness.config import RunConfig
     from harness.train.run import fit, prepare, resolve_device, score_test
     from harness.train.synth import generate_corpus, is_complete
 
@@ -163,9 +162,7 @@ def _replication(task: tuple[str, int]) -> tuple[str, int, float]:
             continue
         roots.append(str(generate_corpus(tmp / f"corpus-{i}", n_actors=n, seed=corpus_seed(a["seed"], name, rep, i),
                                          layout=layout)))
-    base = RunConfig(data_root=",".join(roots), mode=s.mode, model="smallcnn", n_mels=32, n_fft=2048,
-                     hop_length=1024, epochs=a["epochs"], batch_size=32, lr=0.002, device="cpu",
-                     cv_folds=s.k, **dict(s.recipe))
+    base = base_config(s, roots, a["epochs"])
     device = resolve_device("cpu")
     lines, folds, probed = [], [], []
     probe = None
@@ -220,6 +217,15 @@ def _replication(task: tuple[str, int]) -> tuple[str, int, float]:
     return name, rep, time.perf_counter() - t0
 
 
+def base_config(s: Setting, roots: list[str], epochs: int):
+    """The plain row's recipe on a population's corpora (every row is this with its overrides)."""
+    from harness.config import RunConfig
+
+    return RunConfig(data_root=",".join(roots), mode=s.mode, model="smallcnn", n_mels=32, n_fft=2048,
+                     hop_length=1024, epochs=epochs, batch_size=32, lr=0.002, device="cpu",
+                     cv_folds=s.k, **dict(s.recipe))
+
+
 def _design(name: str) -> str:
     s = SETTINGS[name]
     return f"{name}: {s.repeats} repeats of " + ("one model" if s.cross else f"{s.k}-fold speaker CV")
@@ -264,6 +270,7 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
     import multiprocessing as mp
 
     import calibration_estimators as ce
+    import calibration_split as cs
 
     t_start = time.perf_counter()
     print("\n".join(machine_lines()))
@@ -300,7 +307,7 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
             return 0
     pops = ce.load_populations(dirs)
     checks, notes = ce.report(pops, args.settings if not args.load else sorted({p.setting for p in pops}))
-    for extra in (ce.null_report(pops), ce.probe_report(pops)):
+    for extra in (cs.split_report(pops), cs.null_report(pops), ce.probe_report(pops)):
         if extra:
             print("\n" + "\n".join(extra))
     notes.append(f"wall {time.perf_counter() - t_start:.0f} s; {args.workers} worker(s)")

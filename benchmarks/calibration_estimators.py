@@ -255,42 +255,6 @@ def report(pops: list[Population], settings: list[str]) -> tuple[list[Band], lis
     return checks, notes
 
 
-# --- the A/A null: is a shortfall the stated variance or the repeats? ------------------------------------
-
-def null_report(pops: list[Population]) -> list[str]:
-    """Per setting with an aa row and at least 2 repeats. The aa and plain rows are one recipe with independent
-    seeds, so E[Δ_r | population] = 0 for every repeat r. The repeats' pooled Δ are therefore uncorrelated, and
-    s²_r/R (their spread within the population) is an unbiased, model-free estimate of Var(Δ̂).
-    Var(Δ̂)/mean(SE²) splits into two factors:
-    - Var(Δ̂)/mean(s²_r/R): 1 unless the repeats correlate, which the design rules out;
-    - mean(s²_r/R)/mean(SE²): 1 when the speaker method's variance is right.
-    Both come with percentile-bootstrap intervals over populations."""
-    lines = []
-    for setting in sorted({p.setting for p in pops}):
-        mine = [p for p in pops if p.setting == setting and "aa" in p.rows]
-        theta = [_pseudo(p, "aa").theta for p in mine]
-        if len(mine) < 3 or min(len(t) for t in theta) < 2 or len({len(t) for t in theta}) > 1:
-            continue
-        t = np.array(theta)
-        R = t.shape[1]
-        se2 = np.array([est_speaker(p, "aa")[1] ** 2 for p in mine])
-        x = np.column_stack([t, se2])
-
-        def repeats(a):
-            return a[:, :R].mean(axis=1).var(ddof=1) / (a[:, :R].var(axis=1, ddof=1).mean() / R)
-
-        def stated(a):
-            return (a[:, :R].var(axis=1, ddof=1).mean() / R) / a[:, R].mean()
-
-        corr = np.mean([np.corrcoef(t[:, i], t[:, j])[0, 1] for i in range(R) for j in range(i + 1, R)])
-        (a, b), (c, d) = _boot(x, repeats), _boot(x, stated)
-        lines.append(f"{setting} aa ({len(mine)} populations, {R} repeats): Var(Δ̂)/mean(s²_r/R) {repeats(x):.3f} "
-                     f"[{a:.3f}, {b:.3f}] (1: the repeats are independent, as designed; mean correlation of two "
-                     f"repeats {corr:+.3f}); mean(s²_r/R)/mean(SE²) {stated(x):.3f} [{c:.3f}, {d:.3f}] "
-                     f"(1: the speaker SE is right)")
-    return lines
-
-
 # --- the probe: the same fold models on the corpus's own speakers and on new ones -------------------------
 
 def probe_stated(pop: Population, row: str) -> dict[str, float]:
