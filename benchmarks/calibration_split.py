@@ -58,7 +58,8 @@ def split_report(pops: list[Population]) -> list[str]:
                 f" = repeats' spread {noise(x):.2e} + the population's own {between(x):+.2e} [{b0:+.2e}, {b1:+.2e}];"
                 f" stated: training runs {x[:, R + 1].mean():.2e} ({train_ratio(x):.2f}x the repeats' spread"
                 f" [{t0:.2f}, {t1:.2f}]), speakers' floor {x[:, R].mean():.2e}, leaving {missing(x):+.2e}"
-                f" [{m0:+.2e}, {m1:+.2e}] unstated")
+                f" [{m0:+.2e}, {m1:+.2e}] of the population's own unstated; Var(Δ̂) − all stated"
+                f" {x[:, :R].mean(axis=1).var(ddof=1) - x[:, R:].sum(axis=1).mean():+.2e} (what coverage reads)")
     return lines
 
 

@@ -24,6 +24,7 @@ of training per population per worker on the 2-core VM (2 offsets x 16 fold mode
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -40,6 +41,7 @@ from calibration import AA_SEED, SETTINGS, base_config, corpus_seed  # noqa: E40
 from pipeline import load_average, machine_lines, scratch  # noqa: E402
 
 PERMUTATIONS = 5000
+META = "seed-families.json"
 _ARGS: dict = {}
 
 
@@ -103,8 +105,13 @@ def pooled_f1(run: Path, families: Path, setting: str) -> tuple[list[str], np.nd
             continue
         d = pd.concat([pd.read_csv(saved, dtype=str), pd.read_csv(f, dtype=str)], ignore_index=True)
         d["repeat"] = d["repeat"].astype(int)
-        names = sorted(set(d["row"]) - {"ep3"}, key=lambda n: (n != "plain", n != "aa", n)) + ["ep3"]
-        rows = rows or names
+        names = sorted(set(d["row"]) - {"ep3"}, key=lambda n: (n != "plain", n != "aa", n))
+        names += ["ep3"] if "ep3" in set(d["row"]) else []
+        if rows is not None and names != rows:
+            raise SystemExit(f"{f}: rows {names}, but the populations before it have {rows}")
+        rows = names
+        if d.groupby("row")["repeat"].nunique().nunique() > 1:
+            raise SystemExit(f"{f} with {saved.name}: the rows do not have the same repeats")
         classes = sorted(set(d["true"]))
         t = np.array([[metrics.scores_of(metrics.confusion(list(g["true"]), list(g["pred"]), classes))["f1_macro"]
                        for _, g in d[d["row"] == row].groupby("repeat")] for row in rows])
@@ -142,7 +149,7 @@ def figures(rows: list[str], y: np.ndarray, seed: int = 0) -> list[str]:
                      for _ in range(PERMUTATIONS)])
     R = y.shape[2]
     out = [f"{len(y)} populations, {R} repeats, A/A rows {', '.join(rows[i] for i in aa_rows)}: F {f:.3f} "
-           f"(permutation p {np.mean(perm >= f):.4f}); a row's own persistent part (MS_rows − MS_int)/R "
+           f"(permutation p {(1 + np.sum(perm >= f)) / (1 + PERMUTATIONS):.4f}); a row's own persistent part (MS_rows − MS_int)/R "
            f"{(ms_row - ms_int) / R:+.2e} against the repeats' {ms_int / R:.2e}"]
     pairs = [(i, j) for k, i in enumerate(aa_rows) for j in aa_rows[:k]]
     pairs += [(rows.index("ep3"), j) for j in aa_rows] if "ep3" in rows else []
@@ -151,10 +158,16 @@ def figures(rows: list[str], y: np.ndarray, seed: int = 0) -> list[str]:
         r = repeat_ratio(x)
         flips = np.array([repeat_ratio(x * rng.choice([-1.0, 1.0], size=x.shape)) for _ in range(PERMUTATIONS)])
         boot = [own_variance(x[rng.integers(0, len(x), len(x))]) for _ in range(PERMUTATIONS)]
-        null = "" if rows[i] == "ep3" else f", sign-flip p {np.mean(flips >= r):.4f}"
+        null = "" if rows[i] == "ep3" else f", sign-flip p {(1 + np.sum(flips >= r)) / (1 + PERMUTATIONS):.4f}"
         out.append(f"  {rows[i]} − {rows[j]}: mean Δ̂ {x.mean():+.4f}; Var(Δ̂)/mean(s²_r/R) {r:.3f}{null}; "
                    f"the population's own variance {own_variance(x):+.2e} "
                    f"[{np.percentile(boot, 2.5):+.2e}, {np.percentile(boot, 97.5):+.2e}]")
+    new = [i for i in aa_rows if rows[i] not in ("plain", "aa")]
+    if "ep3" in rows and new:  # a baseline apart from the run's own A/A pair: the new rows' mean
+        x = y[:, rows.index("ep3")] - y[:, new].mean(axis=1)
+        boot = [own_variance(x[rng.integers(0, len(x), len(x))]) for _ in range(PERMUTATIONS)]
+        out.append(f"  ep3 − mean({', '.join(rows[i] for i in new)}): mean Δ̂ {x.mean():+.4f}; the population's own "
+                   f"variance {own_variance(x):+.2e} [{np.percentile(boot, 2.5):+.2e}, {np.percentile(boot, 97.5):+.2e}]")
     return out
 
 
@@ -171,7 +184,14 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--families", type=Path, help="no training: the figures from a --save folder")
     args = ap.parse_args(argv)
     s = SETTINGS.get(args.setting)
-    offsets = [int(o) for o in args.offsets.split(",") if o]
+    try:
+        offsets = [int(o) for o in args.offsets.split(",") if o]
+    except ValueError:
+        ap.error(f"--offsets: integers separated by commas, got {args.offsets!r}")
+    if len(set(offsets)) < len(offsets) or any(o <= 0 for o in offsets):
+        ap.error(f"--offsets: distinct positive integers, got {args.offsets!r}")
+    if args.workers < 1 or args.epochs < 1:
+        ap.error("--workers and --epochs: at least 1")
     if s is None or s.cross:
         ap.error(f"--setting: a cross-validated setting of calibration.py, got {args.setting!r}")
     if not args.run.is_dir():
@@ -186,6 +206,13 @@ def main(argv: list[str] | None = None) -> int:
         import multiprocessing as mp
 
         args.save.mkdir(parents=True, exist_ok=True)
+        # the folder remembers what trained it: a wrong --seed would train the rows on other populations
+        meta = {"run": str(args.run.resolve()), "setting": args.setting, "seed": args.seed, "epochs": args.epochs,
+                "offsets": offsets}
+        kept = args.save / META
+        if kept.exists() and json.loads(kept.read_text()) != meta:
+            ap.error(f"--save: {args.save} was trained with {kept.read_text().strip()}, not {json.dumps(meta)}")
+        kept.write_text(json.dumps(meta) + "\n")
         print(f"training offsets {offsets} on {len(reps)} populations of {args.setting}, load {load_average()}")
         with scratch("harness-seed-families-") as tmp:
             shared = {"setting": args.setting, "seed": args.seed, "offsets": offsets, "epochs": args.epochs,
@@ -195,6 +222,14 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"  population {rep} ({i}/{len(reps)}, {time.perf_counter() - t0:.0f} s)", flush=True)
         print(f"wall {time.perf_counter() - t0:.0f} s; {args.workers} worker(s)")
         return 0
+    kept = args.families / META
+    if not kept.exists():
+        ap.error(f"--families: no {META} in {args.families} (not a --save folder of this script)")
+    meta = json.loads(kept.read_text())
+    if meta["setting"] != args.setting or Path(meta["run"]) != args.run.resolve():
+        ap.error(f"--families: trained for {meta['run']} ({meta['setting']}), not {args.run} ({args.setting})")
+    print(f"rows trained with --seed {meta['seed']} --epochs {meta['epochs']} --offsets "
+          f"{','.join(map(str, meta['offsets']))}")
     rows, y, done = pooled_f1(args.run, args.families, args.setting)
     if len(done) < 3:
         ap.error(f"--families: fewer than 3 populations of {args.setting} in both folders")

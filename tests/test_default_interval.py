@@ -117,5 +117,5 @@ def test_the_default_prices_repeats_past_its_cap_with_the_corrected_t_and_a_name
     # the same interval today; past 3 repeats the default would state the corrected t's
     assert capped.paired.low == named.paired.low and capped.paired.high == named.paired.high
     assert capped.answer.ev.se_at(6) == pytest.approx(corrected.answer.ev.se_at(6))
-    assert "4 more repeats" in capped.answer.sentence() and "(the corrected t's: past 3 repeats" in capped.answer.sentence()
+    assert "4 more repeats" in capped.answer.sentence() and "(past 3 repeats the report states the corrected t)" in capped.answer.sentence()
     assert "the corrected t" not in named.answer.sentence()

@@ -46,3 +46,25 @@ def test_a_seed_family_whose_repeats_share_a_part_is_found_by_the_anova_and_its_
     assert abs(sf.own_variance(y[:, 1] - y[:, 0]) - 0.05 ** 2) < 0.0015
     # and the pair of independent rows stays near 0
     assert abs(sf.own_variance(y[:, 2] - y[:, 0])) < 0.001
+
+
+def test_the_figures_read_a_run_and_its_new_rows_without_an_effect_row(tmp_path):
+    import pandas as pd
+
+    rng = np.random.default_rng(3)
+    run, fam = tmp_path / "run", tmp_path / "families"
+    run.mkdir(), fam.mkdir()
+    classes = ["neutral", "positive", "negative"]
+    for rep in range(3):
+        frames = {}
+        for row in ("plain", "aa", "s100000"):
+            frames[row] = pd.DataFrame([{"row": row, "repeat": r, "fold": f, "clip": f"{f}/{i}", "true": classes[i % 3],
+                                         "pred": classes[rng.integers(3)]}
+                                        for r in range(2) for f in range(2) for i in range(12)])
+        pd.concat([frames["plain"], frames["aa"]]).to_csv(run / f"ravdess24_r4-{rep:03d}-predictions.csv.gz",
+                                                         index=False)
+        frames["s100000"].to_csv(fam / f"ravdess24_r4-{rep:03d}-families.csv.gz", index=False)
+    rows, y, reps = sf.pooled_f1(run, fam, "ravdess24_r4")
+    assert rows == ["plain", "aa", "s100000"] and y.shape == (3, 3, 2) and reps == [0, 1, 2]
+    lines = sf.figures(rows, y)
+    assert len(lines) == 4 and not any("ep3" in line for line in lines)  # the ANOVA and three pairs

@@ -377,9 +377,9 @@ def test_past_the_defaults_cap_more_repeats_are_priced_with_the_corrected_t_the_
     ev = capped(0.02, 0.01, 0.02, 0.03, 0.02)
     a = answer(ev)
     at6 = stats.t.ppf(0.975, 7) * math.sqrt(0.03 ** 2 + 0.02 ** 2 * 2 / 6)  # the corrected t's, at 6 repeats
-    assert f"4 more repeats: about ±{at6:.3f} (the corrected t's: past 3 repeats the report states it)" in a.sentence()
-    # the speakers' floor stays the speaker method's: what the speakers sampled limit it to
-    assert "the 24 speakers alone limit it to ±0.020" in a.sentence()
+    assert f"4 more repeats: about ±{at6:.3f} (past 3 repeats the report states the corrected t)" in a.sentence()
+    # both floors are named: the speakers' limit is the speaker method's, the projection the corrected t's
+    assert "the 24 speakers alone limit the speaker method to ±0.020 (the corrected t's floor: ±0.059)" in a.sentence()
     # one more repeat (3) is still the speaker method's
     assert ev.se_at(3) == pytest.approx(math.sqrt(0.01 ** 2 + 0.02 ** 2 * 2 / 3))
     uncapped = answer(evidence(0.02, 0.01, 0.02))
@@ -401,3 +401,14 @@ def test_a_delta_only_the_uncalibrated_speaker_floor_would_decide_is_not_promise
     b = answer(capped(0.03, 0.008, 0.012, 0.03, 0.012))
     n, repeats_too = b.speakers_needed
     assert repeats_too and f"more speakers could (about {n} speakers and up to 3 repeats would decide it" in b.sentence()
+
+
+def test_a_delta_the_caps_own_repeats_decide_is_priced_within_the_cap_though_the_corrected_floor_never_would():
+    # 3 repeats (the cap) decide Δ 0.05 by the speaker method; the corrected t's floor past it would not
+    a = answer(capped(0.05, 0.005, 0.025, 0.03, 0.025))
+    assert a.decision == "undecided" and a.floor_decides and a.extra_repeats == 1
+    assert "about 1 more repeat would decide it if Δ stays near +0.050" in a.sentence()
+    assert "more seeds cannot decide this" not in a.sentence()
+    # at the cap itself nothing within it is left, and the corrected floor decides nothing
+    at_cap = answer(capped(0.05, 0.005, 0.025, 0.03, 0.025, repeats=3))
+    assert not at_cap.floor_decides and at_cap.extra_repeats is None

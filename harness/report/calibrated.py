@@ -23,9 +23,9 @@ SPEAKER_IS_DEFAULT = True
 # ... up to this many repeats per comparison. Over 4 repeats (2026-12-03-four-repeats.md, its own rule)
 # it missed with 24 speakers (183/200 = 0.915, std/SE 1.17; 10 speakers passed, 0.960), and again on a
 # second fresh run (2026-12-06-four-repeats-second-run.md; pooled 331/362 = 0.914, 1.16): a comparison on
-# 4 or more repeats keeps the corrected t (safe, about twice too wide there: std/SE 0.45). What it misses
-# there is a real effect's variance over populations that the speakers' floor does not hold (the speakers as
-# trainers of the fold models; run 7 read again, docs/statistics.md). 3 repeats lie between the two
+# 4 or more repeats keeps the corrected t (safe, about twice too wide there: std/SE 0.45). For a real
+# effect, what it misses there is a part of Δ that varies over populations beyond the speakers' floor it
+# states (run 7 read again, docs/statistics.md); the fifth run's null miss is unexplained. 3 repeats lie between the two
 # measured designs and fall under the 2-repeat rule, which named no repeat count.
 SPEAKER_DEFAULT_MAX_REPEATS = 3
 # Cross-corpus suites (the test corpus's speakers crossed with one model per seed), by their own rule

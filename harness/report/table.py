@@ -137,7 +137,7 @@ def compare(sel: Selection, row: str, reference: str, metric: str, ci: str, rope
         beyond = None if max_repeats is None else _resample_evidence(sel, row, reference, v, base, mine)
         ev = Evidence(delta=float(pv.theta.mean()), floor_var=floor, train_var=train, repeats=len(shared),
                       df=comps.df(), floor_what="the test corpus's speakers" if crossed else "speakers",
-                      n_speakers=comps.n_speakers, cap=max_repeats, beyond=beyond)
+                      n_speakers=comps.n_speakers, cap=max_repeats if beyond is not None else None, beyond=beyond)
         a = answer(ev, rope, threshold, better)
         se = math.sqrt(ev.var)
         p = float(2 * stats.t.sf(abs(ev.delta) / se, ev.df)) if se > 0 else math.nan
@@ -172,7 +172,7 @@ def _resample_evidence(sel: Selection, row: str, reference: str, v: pd.Series, b
     ratio = float(both["ratio"].mean()) if len(both) else math.nan
     d = (v[keys] - base[keys]).to_numpy(float)
     s2 = float(d.var(ddof=1))
-    repeats = int(sel.finished.loc[sel.finished["row"] == row, "seed"].nunique()) or 1
+    repeats = len({str(k).split("/")[0] for k in keys})  # the seeds both rows have: the pairs' repeats
     return Evidence(delta=float(d.mean()), floor_var=s2 * ratio, train_var=s2 / len(d), repeats=repeats,
                     df=len(d) - 1, floor_what="speakers (the corrected t's floor, s² · n_test/n_train)",
                     n_speakers=int(mine["speaker"].nunique()) if len(mine) else 0)

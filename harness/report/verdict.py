@@ -65,7 +65,7 @@ class Answer:
     min_effect: float  # the smallest |Δ| this design can call better or worse
     min_rope: float  # the smallest ROPE at which this Δ could be called equivalent
     extra_repeats: int | None  # more repeats that would decide it at today's Δ (None: not within MAX_EXTRA_REPEATS)
-    floor_decides: bool  # unlimited repeats would decide it at today's Δ
+    floor_decides: bool  # some number of repeats would decide it at today's Δ (unlimited ones, or the cap's)
     # (speakers, more repeats needed too) that would decide it at today's Δ; None: not known or out of reach
     speakers_needed: tuple[int, bool] | None = None
 
@@ -100,10 +100,12 @@ class Answer:
         at = ev.repeats + MORE_REPEATS
         t = float(stats.t.ppf(0.975, ev.df_at(at)))
         more = f"{MORE_REPEATS} more repeats: about ±{t * ev.se_at(at):.3f}"
-        if ev.past_cap(at):
-            more += f" (the corrected t's: past {ev.cap} repeats the report states it)"
         who = f"the {ev.n_speakers} speakers" if ev.n_speakers else "the speakers sampled"
         floor = f"{who} alone limit it to ±{1.96 * math.sqrt(ev.floor_var):.3f}"
+        if ev.past_cap(at):  # both floors: the projection is the corrected t's, the speakers' limit the method's
+            more += f" (past {ev.cap} repeats the report states the corrected t)"
+            floor = (f"{who} alone limit the speaker method to ±{1.96 * math.sqrt(ev.floor_var):.3f} "
+                     f"(the corrected t's floor: ±{1.96 * ev.se_at(math.inf):.3f})")
         if self.decision != "undecided":
             return f"{more}; {floor}"
         if self.extra_repeats is None and self.floor_decides:
@@ -172,9 +174,13 @@ def answer(ev: Evidence, rope: float = ROPE, threshold: float = DECISION_PROB, h
         min_rope = abs(ev.delta)
     extra = None
     # A floor of 0 (no speaker variance measured): unlimited repeats shrink the variance to 0, which decides.
-    # Unlimited repeats reach the floor of the interval the report states there: past a cap, the corrected t's.
+    # Unlimited repeats reach the floor of the interval the report states there: past a cap, the corrected t's;
+    # before it, the cap's own repeats may decide what that floor cannot.
     floor = ev.se_at(math.inf) ** 2
-    floor_decides = (decision != "undecided" or not floor > 0 or _decides(ev.delta, floor, 1e6, rope, threshold))
+    within_cap = (ev.cap is not None and ev.repeats < ev.cap
+                  and _decides(ev.delta, ev.se_at(ev.cap) ** 2, ev.df_at(ev.cap), rope, threshold))
+    floor_decides = (decision != "undecided" or not floor > 0 or within_cap
+                     or _decides(ev.delta, floor, 1e6, rope, threshold))
     if decision == "undecided" and floor_decides:
         extra = next((k for k in range(1, MAX_EXTRA_REPEATS + 1)
                       if _decides(ev.delta, ev.se_at(ev.repeats + k) ** 2, ev.df_at(ev.repeats + k), rope,
