@@ -152,8 +152,7 @@ def compare(sel: Selection, row: str, reference: str, metric: str, ci: str, rope
                         p_improve=float(wins / len(d)) if len(d) else math.nan, method=speakers.METHOD,
                         bayes=Bayes(a.p_better, a.p_equivalent, a.p_worse, a.decision))
         return Comparison(paired, a)
-    both = sel.finished[sel.finished["row"].isin([row, reference])]
-    ratio = float(both["ratio"].mean()) if len(both) else math.nan
+    ratio = _test_train_ratio(sel, row, reference)
     paired = paired_delta(v, base, better, method="t" if ci == "t" else "corrected", test_train_ratio=ratio,
                           rope=rope, bounds=bounds, what=what, threshold=threshold, reference_label=reference_label)
     ev = _resample_evidence(sel, row, reference, v, base, mine)
@@ -162,14 +161,19 @@ def compare(sel: Selection, row: str, reference: str, metric: str, ci: str, rope
     return Comparison(paired, answer(ev, rope, threshold, better))
 
 
+def _test_train_ratio(sel: Selection, row: str, reference: str) -> float:
+    """n_test/n_train of the two rows' runs (the corrected t's correlation)."""
+    both = sel.finished[sel.finished["row"].isin([row, reference])]
+    return float(both["ratio"].mean()) if len(both) else math.nan
+
+
 def _resample_evidence(sel: Selection, row: str, reference: str, v: pd.Series, base: pd.Series,
                        mine: pd.DataFrame) -> Evidence | None:
     """The corrected t's Evidence on the resamples both finished (None: fewer than 2 pairs)."""
     keys = v.index.intersection(base.index)
     if len(keys) < 2:
         return None
-    both = sel.finished[sel.finished["row"].isin([row, reference])]
-    ratio = float(both["ratio"].mean()) if len(both) else math.nan
+    ratio = _test_train_ratio(sel, row, reference)
     d = (v[keys] - base[keys]).to_numpy(float)
     s2 = float(d.var(ddof=1))
     repeats = len({str(k).split("/")[0] for k in keys})  # the seeds both rows have: the pairs' repeats
