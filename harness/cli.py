@@ -30,7 +30,7 @@ def add_run_config_flags(p: argparse.ArgumentParser) -> None:
         elif f.name == "data_root":
             p.add_argument(flag, default=None, metavar="DIR", help=help_)
         else:
-            typ = {"int": int, "int | None": int, "float": float}.get(f.type, str)
+            typ = {"int": int, "int | None": int, "float": float, "float | None": float}.get(f.type, str)
             p.add_argument(flag, type=typ, default=f.default, choices=f.metadata["choices"],
                            help=help_)
 
@@ -125,7 +125,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"labels not shared by every corpus: {data.corpus.dropped}")
 
     def show(epoch: int, row: dict) -> None:
-        print(f"epoch {epoch:3d}/{cfg.epochs}  train_loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}  "
+        step = f"C {row['C']:<7g}" if "C" in row else f"epoch {epoch:3d}/{cfg.epochs}"
+        print(f"{step}  train_loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}  "
               f"val_f1_macro {row['val_f1_macro']:.4f}", flush=True)
 
     try:
@@ -146,7 +147,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     except NonFiniteLossError as e:
         print(f"harness train: run FAILED: {e} (recorded in MLflow)", file=sys.stderr)
         return 1
-    print(f"best epoch {res['best_epoch']} (val macro-F1 {res['best_val_f1_macro']:.4f}); "
+    chosen = f"C {res['classic_C']:g}" if "classic_C" in res else f"epoch {res['best_epoch']}"
+    print(f"best {chosen} (val macro-F1 {res['best_val_f1_macro']:.4f}); "
           f"test macro-F1 {res['test_f1_macro']:.4f}, accuracy {res['test_accuracy']:.4f}")
     print(f"checkpoint: {args.out / 'best_model.pt'}; MLflow run {res['run_id']} in experiment {args.experiment!r}")
     return 0

@@ -24,13 +24,22 @@ from typing import Any, Mapping
 from harness.errors import ConfigError
 
 MODES = ("sentiment", "emotion")
-MODELS = ("resnet18", "smallcnn", "linear", "mlp")
+MODELS = ("resnet18", "smallcnn", "linear", "mlp", "logreg", "svm")
 # --- front-ends (issue 24) ---
 # log-mel feeds the CNNs; every other front-end feeds a head (harness.train.heads).
 FEATURES = ("logmel", "egemaps", "compare", "wav2vec2_base", "wav2vec2_large", "hubert_base", "hubert_large",
             "wavlm_base", "wavlm_base_plus", "wavlm_large")
 CNN_MODELS = ("resnet18", "smallcnn")
 HEAD_MODELS = ("linear", "mlp")
+# scikit-learn's classic models on one vector per clip (functionals, or an encoder's pooled layers): fitted to
+# convergence, C chosen on the validation speakers (harness.train.classic).
+CLASSIC_MODELS = ("logreg", "svm")
+KERNELS = ("linear", "rbf")
+# Feature normalisation (issue 39): the training split's statistics, or each corpus / speaker z-scored by its own
+# (transductive: the test side's unlabelled features are used). `auto` resolves by design (`default_normalize`).
+NORMALIZATIONS = ("train", "corpus", "speaker")
+# Switches of gradient training that change what a classic model is: an error with logreg / svm.
+NOT_CLASSIC = ("use_specaug", "mixup_alpha", "focal_loss", "label_smoothing", "balanced_sampler", "dropout", "use_bn")
 FUNCTIONALS = ("egemaps", "compare")  # one vector per clip: no frames to mask, no layers
 # Settings of the log-mel front-end only: another front-end rejects a non-default value.
 LOGMEL_FIELDS = ("sr", "n_mels", "n_fft", "hop_length")
@@ -78,6 +87,11 @@ class RunConfig:
     features: str = _f("logmel", "front-end: logmel (for the CNNs); egemaps / compare (openSMILE functionals); "
                                  "a frozen self-supervised encoder (torchaudio's bundle of that name); all but "
                                  "logmel train --model linear or mlp", FEATURES)
+    normalize: str = _f("auto", "feature normalisation: train (the training split's statistics), corpus (each corpus "
+                                "z-scored by its own clips), speaker (each speaker by their own clips); corpus and "
+                                "speaker use the test side's unlabelled features (transductive); auto: train on one "
+                                "corpus, speaker across corpora (docs/runs.md, Normalisation)",
+                        ("auto",) + NORMALIZATIONS)
     layer: int | None = _f(None, "with an encoder: train on its transformer layer N (1..L) only; omitted: a "
                                  "learned weighted sum over all its layers (SUPERB)")
     encoder_checkpoint: str | None = _f(None, "with an encoder: its weights from this file (torchaudio's .pth, or "
@@ -85,7 +99,12 @@ class RunConfig:
                                               "download cache under TORCH_HOME")
     # --- model ------------------------------------------------------------
     model: str = _f("smallcnn", "classifier: resnet18 (1 input channel) or SmallCNN on log-mel; linear or mlp "
-                                "(statistics pooling over frames, 256 hidden, dropout) on another front-end", MODELS)
+                                "(statistics pooling over frames, 256 hidden, dropout) on another front-end; logreg "
+                                "(L2 logistic regression) or svm (--kernel) from scikit-learn on another front-end",
+                    MODELS)
+    C: float | None = _f(None, "logreg / svm: inverse regularisation strength; omitted: chosen on the validation "
+                               "speakers from 0.001, 0.01, 0.1, 1, 10")
+    kernel: str = _f("linear", "svm: linear (a linear SVM, one-vs-rest) or rbf (SVC, gamma 'scale')", KERNELS)
     dropout: float = _f(0.0, "dropout before the classifier (SmallCNN only; 0 = off)")
     use_bn: bool = _f(False, "BatchNorm after each conv of SmallCNN (resnet18 always has BN)")
     # --- loss and sampling --------------------------------------------------
@@ -113,13 +132,16 @@ class RunConfig:
     # The fold is left out for the same reason: one repeat's folds share the row's hash.
     # The encoder checkpoint's path likewise: its weights are identified by their hash (tag harness.encoder_sha256).
     UNHASHED = ("data_root", "device", "seed", "fold", "encoder_checkpoint")
+    # Hashed only where they differ from the value that reproduces older stores' computation: `normalize` is
+    # resolved from `auto` before hashing, and `train` is what every run did before it existed.
+    HASHED_UNLESS = {"normalize": "train", "C": None, "kernel": "linear"}
     # Fields added after stores were written: hashed only where they differ from their default, so a
     # finished cell keeps its hash (and is not trained again) across the upgrade.
     HASHED_UNLESS_DEFAULT = ("corpus", "labels", "label_map", "protocol", "test_corpus", "features", "layer")
 
     def __post_init__(self) -> None:
         self._check_types()
-        for name in ("mode", "model", "split", "device", "protocol", "features"):
+        for name in ("mode", "model", "split", "device", "protocol", "features", "normalize", "kernel"):
             choices = _meta(name)["choices"]
             if getattr(self, name) not in choices:
                 raise ConfigError(name, f"expected one of {', '.join(choices)}, got {getattr(self, name)!r}")
@@ -157,22 +179,41 @@ class RunConfig:
         self._check_corpus()
         self._check_cv()
         self._check_frontend()
+        self._check_classic()
+        if self.normalize == "auto":  # resolved once, here: logged, hashed and read as the concrete choice
+            object.__setattr__(self, "normalize", default_normalize(self))
+
+    def _check_classic(self) -> None:
+        if self.C is not None and not self.C > 0:
+            raise ConfigError("C", f"must be > 0 (or omitted: chosen on the validation speakers), got {self.C}")
+        if self.model not in CLASSIC_MODELS:
+            for name, default in (("C", None), ("kernel", "linear")):
+                if getattr(self, name) != default:
+                    raise ConfigError(name, f"is a setting of --model logreg / svm, not of --model {self.model}")
+            return
+        if self.kernel != "linear" and self.model != "svm":
+            raise ConfigError("kernel", f"is a setting of --model svm, not of --model {self.model}")
+        for name in NOT_CLASSIC:
+            if getattr(self, name) != _default(name):
+                raise ConfigError(name, f"--model {self.model} is fitted by scikit-learn on one vector per clip: "
+                                        f"no gradient training to change with it (leave it at {_default(name)}, "
+                                        f"got {getattr(self, name)}); --class_weight_loss does apply")
 
     def _check_frontend(self) -> None:
         """Each switch that cannot apply to the chosen front-end or head is an error naming it."""
         f = self.features
         if f == "logmel":
             if self.model not in CNN_MODELS:
-                raise ConfigError("model", f"{self.model} is a head for another front-end (--features egemaps, "
+                raise ConfigError("model", f"{self.model} is a model for another front-end (--features egemaps, "
                                            f"wavlm_base, ...); on logmel use {' or '.join(CNN_MODELS)}")
             for name in ("layer", "encoder_checkpoint"):
                 if getattr(self, name) is not None:
                     raise ConfigError(name, "only means something with a self-supervised encoder (--features "
                                             "wav2vec2_base, wavlm_base, ...), not with --features logmel")
             return
-        if self.model not in HEAD_MODELS:
+        if self.model not in HEAD_MODELS + CLASSIC_MODELS:
             raise ConfigError("model", f"{self.model} trains on log-mel; with --features {f} use "
-                                       f"{' or '.join(HEAD_MODELS)}")
+                                       f"{', '.join(HEAD_MODELS + CLASSIC_MODELS)}")
         for name in LOGMEL_FIELDS:
             if getattr(self, name) != _default(name):
                 raise ConfigError(name, f"is a log-mel setting; --features {f} has its own (leave it at "
@@ -282,6 +323,11 @@ class RunConfig:
             elif f.name == "encoder_checkpoint":
                 ok = v is None or isinstance(v, str)
                 expected = "a path"
+            elif f.name == "C":
+                ok = v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v))
+                expected = "a number"
+                if ok and isinstance(v, int):
+                    object.__setattr__(self, f.name, float(v))
             elif f.name in ("fold", "layer"):
                 ok = v is None or (isinstance(v, int) and not isinstance(v, bool))
                 expected = "an integer"
@@ -333,7 +379,8 @@ class RunConfig:
 
     def hashed_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.to_dict().items() if k not in self.UNHASHED
-                and not (k in self.HASHED_UNLESS_DEFAULT and v == _default(k))}
+                and not (k in self.HASHED_UNLESS_DEFAULT and v == _default(k))
+                and not (k in self.HASHED_UNLESS and v == self.HASHED_UNLESS[k])}
 
     @property
     def config_hash(self) -> str:
@@ -343,6 +390,18 @@ class RunConfig:
     @property
     def test_ratio(self) -> float:
         return 1.0 - self.train_ratio - self.val_ratio
+
+
+def is_cross_corpus_design(cfg: "RunConfig") -> bool:
+    """Trained on some corpora, tested on another: a test corpus, or leave-one-corpus-out folds."""
+    return cfg.test_corpus is not None or cfg.protocol == "leave_one_corpus_out"
+
+
+def default_normalize(cfg: "RunConfig") -> str:
+    """`--normalize auto`: train on one corpus (inductive: a model scores a clip alone, as `harness predict`
+    does); speaker across corpora, where the training statistics fit the test corpus worst. Measured in
+    benchmarks/field.py; why: docs/runs.md, Normalisation."""
+    return "speaker" if is_cross_corpus_design(cfg) else "train"
 
 
 def _default(name: str) -> Any:

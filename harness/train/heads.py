@@ -2,7 +2,8 @@
 
 Input is either a vector per clip (openSMILE functionals) or an encoder's frames (batch, frames,
 layers, dim) with each clip's length, both z-scored with the training split's statistics (per
-feature; per layer and dimension over the frames). Frames: the layers are combined by a learned
+feature; per layer and dimension over the frames), or with each corpus's or speaker's own
+(`--normalize`, harness.train.normalize). Frames: the layers are combined by a learned
 softmax-weighted sum (SUPERB; one layer with `--layer N`), then statistics pooling (mean and std
 over the clip's own frames).
 
@@ -15,17 +16,25 @@ import numpy as np
 import torch
 from torch import nn
 
+from harness.train.normalize import GroupNorm, group_norm
+
 HIDDEN = 256
 
 
 class Head(nn.Module):
-    def __init__(self, kind: str, n_classes: int, dim: int, n_layers: int = 0, dropout: float = 0.0):
+    """`net` on a clip's vector: the functionals, or an encoder's layers mixed and statistics-pooled (`pool`).
+    `net` is given for scikit-learn's models (harness.train.classic), whose layers stay uniformly mixed."""
+
+    def __init__(self, kind: str, n_classes: int, dim: int, n_layers: int = 0, dropout: float = 0.0,
+                 net: nn.Module | None = None):
         super().__init__()
         self.frames = n_layers > 0  # 0: a vector per clip
         self.layer_logits = nn.Parameter(torch.zeros(n_layers)) if n_layers > 1 else None
         d = 2 * dim if self.frames else dim
         drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        if kind == "linear":
+        if net is not None:
+            self.net = net
+        elif kind == "linear":
             self.net = nn.Sequential(drop, nn.Linear(d, n_classes))
         else:
             self.net = nn.Sequential(nn.Linear(d, HIDDEN), nn.ReLU(), drop, nn.Linear(HIDDEN, n_classes))
@@ -34,14 +43,18 @@ class Head(nn.Module):
         return None if self.layer_logits is None else torch.softmax(self.layer_logits.detach(), 0)
 
     def forward(self, x) -> torch.Tensor:
+        return self.net(self.pool(x))
+
+    def pool(self, x) -> torch.Tensor:
+        """The vector `net` reads: the input itself, or mean and std over the frames of the mixed layers."""
         if not self.frames:
-            return self.net(x)
+            return x
         if isinstance(x, Moments):  # the same pooling, from each clip's moments (no frames to read)
             w = torch.softmax(self.layer_logits, 0) if self.layer_logits is not None else x.mean.new_ones(1)
             mean = torch.einsum("bld,l->bd", x.mean, w)
             second = torch.einsum("blmd,l,m->bd", x.second, w, w)
             std = ((second - mean * mean).clamp_min(0) + 1e-5).sqrt()
-            return self.net(torch.cat([mean, std], 1))
+            return torch.cat([mean, std], 1)
         h = x.x  # (batch, frames, layers, dim), z-scored per layer and dimension
         if self.layer_logits is not None:
             h = torch.einsum("btld,l->btd", h, torch.softmax(self.layer_logits, 0))
@@ -51,7 +64,7 @@ class Head(nn.Module):
         n = x.lengths[:, None].to(h.dtype)
         mean = (h * mask).sum(1) / n
         std = ((((h - mean[:, None]) ** 2) * mask).sum(1) / n + 1e-5).sqrt()
-        return self.net(torch.cat([mean, std], 1))
+        return torch.cat([mean, std], 1)
 
 
 def head_shape(features) -> dict:
@@ -99,22 +112,24 @@ class Frames:
 class FrameInputs:
     """Clips `idx` of a frame store as batches: `inputs[positions]` reads and pads those clips."""
 
-    def __init__(self, store, idx: np.ndarray, norm: tuple[torch.Tensor, torch.Tensor], device: torch.device):
-        self.store, self.idx, self.device = store, np.asarray(idx), device
-        self.mean, self.std = (a.to(device) for a in norm)
+    def __init__(self, store, idx: np.ndarray, norm, device: torch.device):
+        self.store, self.idx, self.device, self.norm = store, np.asarray(idx), device, norm
 
     def __len__(self) -> int:
         return len(self.idx)
 
     def __getitem__(self, pos) -> Frames:
-        clips = self.idx[pos.cpu().numpy() if isinstance(pos, torch.Tensor) else pos]
-        arrays = [self.store.clip(int(i)) for i in np.atleast_1d(clips)]
+        clips = np.atleast_1d(self.idx[pos.cpu().numpy() if isinstance(pos, torch.Tensor) else pos])
+        arrays = [self.store.clip(int(i)) for i in clips]
         t = max(a.shape[0] for a in arrays)
         x = np.zeros((len(arrays), t, *arrays[0].shape[1:]), dtype=np.float32)
         for j, a in enumerate(arrays):
             x[j, :a.shape[0]] = a
         lengths = torch.tensor([a.shape[0] for a in arrays], device=self.device)
-        x = (torch.from_numpy(x).to(self.device) - self.mean) / self.std
+        mean, std = _stats(self.norm, clips, self.device)  # (layers, dim), or per clip (batch, layers, dim)
+        if mean.dim() == 3:
+            mean, std = mean[:, None], std[:, None]
+        x = (torch.from_numpy(x).to(self.device) - mean) / std
         pad = torch.arange(t, device=self.device)[None] >= lengths[:, None]
         x[pad] = 0.0  # padding stays 0 after standardising: the head's mask ignores it, mixup adds nothing
         return Frames(x, lengths)
@@ -142,10 +157,9 @@ class Moments:
 class MomentInputs:
     """Clips `idx` of a frame store as `Moments`, standardised with the training frames' mean and std."""
 
-    def __init__(self, store, idx: np.ndarray, norm: tuple[torch.Tensor, torch.Tensor], device: torch.device):
+    def __init__(self, store, idx: np.ndarray, norm, device: torch.device):
         m1, m2 = store.moments()
-        self.m1, self.m2, self.idx, self.device = m1, m2, np.asarray(idx), device
-        self.mu, self.sd = (a.to(device) for a in norm)
+        self.m1, self.m2, self.idx, self.device, self.norm = m1, m2, np.asarray(idx), device, norm
 
     def __len__(self) -> int:
         return len(self.idx)
@@ -154,11 +168,13 @@ class MomentInputs:
         clips = np.atleast_1d(self.idx[pos.cpu().numpy() if isinstance(pos, torch.Tensor) else pos])
         m1 = torch.from_numpy(np.stack([self.m1[i] for i in clips])).to(self.device)
         m2 = torch.from_numpy(np.stack([self.m2[i] for i in clips])).to(self.device)
-        mu, sd = self.mu, self.sd  # (layers, dim)
+        mu, sd = _stats(self.norm, clips, self.device)
+        if mu.dim() == 2:  # one (layers, dim) for every clip
+            mu, sd = mu[None], sd[None]
         mean = (m1 - mu) / sd
-        # E[(x_l - mu_l)(x_m - mu_m)] / (sd_l sd_m), from E[x_l x_m] and E[x_l]
-        second = (m2 - mu[:, None] * m1[:, None] - mu[None] * m1[:, :, None] + mu[:, None] * mu[None]) \
-            / (sd[:, None] * sd[None])
+        # E[(x_l - mu_l)(x_m - mu_m)] / (sd_l sd_m), from E[x_l x_m] and E[x_l]; axes (batch, l, m, dim)
+        second = (m2 - mu[:, :, None] * m1[:, None] - mu[:, None] * m1[:, :, None] + mu[:, :, None] * mu[:, None]) \
+            / (sd[:, :, None] * sd[:, None])
         return Moments(mean, second)
 
 
@@ -184,9 +200,18 @@ class FrameMasks(nn.Module):
         return Frames(x, b.lengths)
 
 
-def input_norm(features, tr: np.ndarray):
+def _stats(norm, clips: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean and std that standardise `clips`: one pair for all, or each clip's group's (`GroupNorm`)."""
+    mean, std = norm.of(clips) if isinstance(norm, GroupNorm) else norm
+    return torch.as_tensor(mean, device=device), torch.as_tensor(std, device=device)
+
+
+def input_norm(features, tr: np.ndarray, groups: np.ndarray | None = None):
     """Standardisation from the training split: a scalar for log-mel (as ever), per feature for
-    functionals, per layer and dimension over the training clips' frames for an encoder."""
+    functionals, per layer and dimension over the training clips' frames for an encoder. With `groups`
+    (`--normalize corpus | speaker`), each group's own statistics instead (`normalize.GroupNorm`)."""
+    if groups is not None:
+        return group_norm(features, groups)
     if not isinstance(features, torch.Tensor):
         mean, std = features.frame_stats(tr)
         return torch.from_numpy(mean), torch.from_numpy(std)
@@ -201,4 +226,5 @@ def model_inputs(features, idx: np.ndarray, norm, device: torch.device, frames: 
     moments, or with `frames` (training batches that SpecAugment masks or mixup mixes) their frames."""
     if not isinstance(features, torch.Tensor):
         return (FrameInputs if frames else MomentInputs)(features, idx, norm, device)
-    return ((features[idx] - norm[0]) / norm[1]).to(device)
+    mean, std = _stats(norm, np.asarray(idx), features.device)
+    return ((features[idx] - mean) / std).to(device)

@@ -19,11 +19,11 @@ import numpy as np
 import torch
 
 from harness import metrics, tracking
-from harness.config import RunConfig
+from harness.config import CLASSIC_MODELS, RunConfig
 from harness.errors import NonFiniteLossError
 from harness.figures import confusion_png
 from harness.corpora.load import Corpus, load_corpus
-from harness.train import frontends, heads
+from harness.train import classic, frontends, heads, normalize
 from harness.train.splits import Split, check_design, make_split, resolve_folds
 from harness.train.features import SpecAugment, compute_features, mixup
 from harness.train.losses import balanced_sampler, build_loss
@@ -179,12 +179,19 @@ def fit(cfg: RunConfig, data: Prepared, out_dir: Path | None = None,
     tr, va = data.split.train, data.split.val
     y_np = data.labels.numpy()
 
-    # Standardise with training statistics only (stored in the checkpoint).
-    norm = heads.input_norm(data.features, tr)
+    # Standardise with training statistics only (stored in the checkpoint), or by corpus / speaker with each
+    # group's own (the checkpoint then stores none: a prediction computes its inputs' own).
+    norm = heads.input_norm(data.features, tr, normalize.group_ids(data.corpus.clips, cfg.normalize))
     x_train = heads.model_inputs(data.features, tr, norm, device, frames=cfg.use_specaug or cfg.mixup_alpha > 0)
     y_train = data.labels[tr].to(device)
     x_val = heads.model_inputs(data.features, va, norm, device)
     y_val = data.labels[va].to(device)
+
+    if cfg.model in CLASSIC_MODELS:  # fitted by scikit-learn, C chosen on validation: no epochs
+        model, best_epoch, best_f1, history, shape = classic.fit(
+            cfg.model, cfg.kernel, cfg.C, cfg.class_weight_loss, seed, n_classes, heads.head_shape(data.features),
+            x_train, y_np[tr], x_val, y_np[va], on_epoch)
+        return _fitted(cfg, data, model, model.state_dict(), norm, shape, best_epoch, best_f1, history, out_dir)
 
     fmt = memory_format(cfg.model, device.type)  # measured per model and device (harness.train.models)
     shape = heads.head_shape(data.features) if cfg.features != "logmel" else None
@@ -238,12 +245,19 @@ def fit(cfg: RunConfig, data: Prepared, out_dir: Path | None = None,
             on_epoch(epoch, row)
 
     model.load_state_dict(best_state)
+    return _fitted(cfg, data, model, best_state, norm, shape, best_epoch, best_f1, history, out_dir)
+
+
+def _fitted(cfg: RunConfig, data: Prepared, model: torch.nn.Module, best_state: dict, norm, shape: dict | None,
+            best_epoch: int, best_f1: float, history: list[dict], out_dir: Path | None) -> FitResult:
+    """The selected model as a FitResult, saved as `best_model.pt` where `out_dir` is given."""
     ckpt = None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         ckpt = out_dir / "best_model.pt"
         torch.save({"state_dict": best_state, "config": cfg.to_dict(), "classes": list(data.classes),
-                    "norm": None if norm is None else list(norm), "head_shape": shape,
+                    "norm": None if norm is None or isinstance(norm, normalize.GroupNorm) else list(norm),
+                    "head_shape": shape,
                     "best_epoch": best_epoch, "val_f1_macro": best_f1}, ckpt)
     return FitResult(model=model, best_epoch=best_epoch, best_val_f1=best_f1, norm=norm,
                      history=history, checkpoint=ckpt)
@@ -282,6 +296,8 @@ def load_checkpoint(path: Path, device: str = "cpu") -> tuple[torch.nn.Module, d
 
 
 def _model(cfg: RunConfig, n_classes: int, head_shape: dict | None) -> torch.nn.Module:
+    if cfg.model in CLASSIC_MODELS:
+        return classic.build(cfg.model, cfg.kernel, n_classes, head_shape)
     if cfg.features != "logmel":
         return heads.build_head(cfg.model, n_classes, cfg.dropout, head_shape)
     return build_model(cfg.model, n_classes, cfg.dropout, cfg.use_bn)
@@ -334,6 +350,9 @@ def run(cfg: RunConfig, experiment: str = DEFAULT_EXPERIMENT, tracking_uri: str 
            if device.type == "cuda" else {}),
         # CPU kernels reduce in a thread-count-dependent order: same seed, same numbers only at the same count.
         "harness.torch_threads": str(torch.get_num_threads()),
+        # corpus / speaker read the test side's unlabelled features: the report's header says so
+        "harness.normalize": cfg.normalize,
+        "harness.transductive": str(cfg.normalize in normalize.TRANSDUCTIVE).lower(),
         **data.frontend_tags,
         **(extra_tags or {}),
     }
@@ -366,6 +385,8 @@ def run(cfg: RunConfig, experiment: str = DEFAULT_EXPERIMENT, tracking_uri: str 
         final["wall_time_s"] = time.time() - t0
         # CPU-seconds of this process (all its threads): with wall_time_s, how much of the machine the run got.
         final["cpu_time_s"] = time.process_time() - cpu0
+        if cfg.model in CLASSIC_MODELS:  # the C chosen on validation (or given)
+            final["classic_C"] = result.history[result.best_epoch - 1]["C"]
         tracking.log_metrics(c, run_id, final, tags={"harness.test_confusion": str(test["confusion"])}
                              if score_on_test else None)
         weights = getattr(result.model, "layer_weights", lambda: None)()

@@ -1,0 +1,134 @@
+"""scikit-learn's classic models (`--model logreg | svm`) and normalisation by group (`--normalize`):
+the torch module a fit becomes computes what scikit-learn's estimator does; C is chosen on validation;
+same seed, same numbers; switches that cannot apply are one line; each speaker's features are
+z-scored by their own clips; `auto` resolves by design and old configs keep their hash."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from harness.config import RunConfig
+from harness.errors import ConfigError
+from harness.train import classic, heads, normalize
+from harness.train import run as training
+
+
+def _blobs(n_classes: int, n: int = 240, dim: int = 12, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % n_classes
+    x = rng.normal(size=(n, dim)) + 1.5 * rng.normal(size=(n_classes, dim))[y]
+    return x, y
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+@pytest.mark.parametrize("model,kernel", [("logreg", "linear"), ("svm", "linear"), ("svm", "rbf")])
+def test_the_fitted_module_decides_as_scikit_learn_does(model, kernel, n_classes):
+    x, y = _blobs(n_classes)
+    est = classic.estimator(model, kernel, 0.5, balanced=False, seed=0).fit(x, y)
+    net, _ = classic.to_net(est, n_classes, x.shape[1])
+    with torch.no_grad():
+        out = net(torch.as_tensor(x, dtype=torch.float32))
+    assert np.array_equal(out.argmax(1).numpy(), est.predict(x))
+    if model == "logreg":  # its logits are the multinomial model's: softmax gives predict_proba
+        np.testing.assert_allclose(torch.softmax(out.double(), 1).numpy(), est.predict_proba(x), atol=1e-5)
+    elif kernel == "rbf" and n_classes > 2:  # one-vs-one machines voted into scikit-learn's ovr scores
+        np.testing.assert_allclose(out.numpy(), est.decision_function(x), atol=1e-4)
+
+
+def test_a_class_the_training_split_lacks_is_never_predicted():
+    x, y = _blobs(3)
+    keep = y != 1
+    est = classic.estimator("logreg", "linear", 1.0, balanced=False, seed=0).fit(x[keep], y[keep])
+    net, _ = classic.to_net(est, 3, x.shape[1])
+    with torch.no_grad():
+        pred = net(torch.as_tensor(x, dtype=torch.float32)).argmax(1)
+    assert 1 not in set(pred.tolist())
+
+
+def test_c_is_chosen_on_validation_and_a_given_c_is_the_only_fit():
+    x, y = _blobs(3, n=300)
+    xt, yt, xv, yv = (torch.as_tensor(x[:200], dtype=torch.float32), y[:200],
+                      torch.as_tensor(x[200:], dtype=torch.float32), y[200:])
+    shape = {"dim": x.shape[1], "n_layers": 0}
+    _, step, f1, history, _ = classic.fit("logreg", "linear", None, False, 0, 3, shape, xt, yt, xv, yv)
+    assert [h["C"] for h in history] == list(classic.C_GRID)
+    assert f1 == max(h["val_f1_macro"] for h in history)
+    assert step == 1 + next(i for i, h in enumerate(history) if h["val_f1_macro"] == f1)  # the smallest C of a tie
+    _, step, _, history, _ = classic.fit("logreg", "linear", 0.3, False, 0, 3, shape, xt, yt, xv, yv)
+    assert step == 1 and [h["C"] for h in history] == [0.3]
+
+
+@pytest.mark.parametrize("overrides", [dict(model="logreg"), dict(model="svm", kernel="rbf", normalize="speaker")])
+def test_a_classic_run_is_tracked_repeatable_and_rebuilt_from_its_checkpoint(
+        overrides, tiny, tracking_uri, experiment, tmp_path):
+    cfg = tiny(features="egemaps", n_mels=128, class_weight_loss=True, **overrides)
+    data = training.prepare(cfg)
+    a = training.run(cfg, experiment=experiment, tracking_uri=tracking_uri, data=data, out_dir=tmp_path / "a")
+    b = training.run(cfg, experiment=experiment, tracking_uri=tracking_uri, data=data, out_dir=tmp_path / "b")
+    assert a["test_f1_macro"] == b["test_f1_macro"] and a["classic_C"] == b["classic_C"]
+    assert a["classic_C"] in classic.C_GRID
+    model, ckpt = training.load_checkpoint(tmp_path / "a" / "best_model.pt")
+    fitted = training.fit(cfg, data)
+    te = data.split.test
+    x = heads.model_inputs(data.features, te, fitted.norm, torch.device("cpu"))
+    assert torch.equal(training.predict(model, x), training.predict(fitted.model, x))
+    import mlflow
+
+    run = mlflow.MlflowClient(tracking_uri).get_run(a["run_id"])
+    assert run.data.tags["harness.normalize"] == cfg.normalize
+    assert run.data.tags["harness.transductive"] == str(cfg.normalize != "train").lower()
+
+
+@pytest.mark.parametrize("overrides,flag", [
+    (dict(features="egemaps", model="logreg", dropout=0.2), "dropout"),
+    (dict(features="egemaps", model="svm", mixup_alpha=0.2), "mixup_alpha"),
+    (dict(features="egemaps", model="logreg", focal_loss=True), "focal_loss"),
+    (dict(features="egemaps", model="logreg", kernel="rbf"), "kernel"),
+    (dict(features="logmel", model="logreg"), "model"),
+    (dict(features="egemaps", model="mlp", C=1.0), "C"),
+    (dict(features="egemaps", model="logreg", C=0.0), "C"),
+    (dict(normalize="per_speaker"), "normalize"),
+])
+def test_a_switch_that_cannot_apply_to_a_classic_model_names_itself(overrides, flag):
+    with pytest.raises(ConfigError) as e:
+        RunConfig(**overrides)
+    assert e.value.key == flag
+
+
+def test_the_cli_rejects_an_inapplicable_switch_in_one_line(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "harness", "train", "--features", "egemaps", "--model", "logreg",
+                        "--use_specaug"], capture_output=True, text=True, cwd=tmp_path)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "use_specaug" in p.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_auto_normalisation_is_train_on_one_corpus_and_speaker_across_corpora_and_old_hashes_hold():
+    assert RunConfig().normalize == "train"
+    assert RunConfig(data_root="a,b", test_corpus="b").normalize == "speaker"
+    assert RunConfig(data_root="a,b", protocol="leave_one_corpus_out").normalize == "speaker"
+    assert "normalize" not in RunConfig().hashed_dict()  # what every run did before the flag: same hash
+    assert RunConfig(normalize="speaker").config_hash != RunConfig().config_hash
+
+
+class _Clip:
+    def __init__(self, corpus, speaker):
+        self.corpus, self.speaker = corpus, speaker
+
+
+@pytest.mark.parametrize("shape", [(6,), (1, 5, 9)])  # functionals; log-mel, per mel band
+def test_speaker_normalisation_zscores_each_speaker_by_their_own_clips(shape):
+    clips = [_Clip("a", f"a:{i % 3}") for i in range(30)] + [_Clip("b", "b:0")] * 10
+    g = normalize.group_ids(clips, "speaker")
+    assert len(set(g.tolist())) == 4 and normalize.group_ids(clips, "train") is None
+    assert len(set(normalize.group_ids(clips, "corpus").tolist())) == 2
+    x = torch.randn(len(clips), *shape) * 3 + torch.arange(len(clips)).remainder(3).view(-1, *[1] * len(shape)) * 5
+    z = heads.model_inputs(x, np.arange(len(clips)), heads.input_norm(x, np.arange(10), g), torch.device("cpu"))
+    for s in range(4):
+        zs = z[torch.from_numpy(g == s)].double()
+        dims = (0,) if len(shape) == 1 else (0, 3)
+        assert torch.allclose(zs.mean(dims), torch.zeros(()).double(), atol=1e-5)
+        assert torch.allclose(zs.std(dims, unbiased=False), torch.ones(()).double(), atol=1e-4)
