@@ -74,6 +74,11 @@ def head_shape(features) -> dict:
     return {"dim": features.dim, "n_layers": features.n_layers}
 
 
+def head_shape_dim(shape: dict) -> int:
+    """The length of the vector a head's `net` reads: the functionals, or mean and std of the pooled frames."""
+    return 2 * shape["dim"] if shape["n_layers"] else shape["dim"]
+
+
 def build_head(kind: str, n_classes: int, dropout: float, shape: dict) -> Head:
     return Head(kind, n_classes, shape["dim"], shape["n_layers"], dropout)
 
