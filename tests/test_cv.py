@@ -143,6 +143,10 @@ def test_a_repeat_runs_every_fold_nested_and_pools_every_clip_once(tiny, trackin
     assert repeat.data.metrics["test_f1_macro"] == pytest.approx(f1)
     assert repeat.data.metrics["test_f1_macro_fold_mean"] == pytest.approx(
         np.mean([r.data.metrics["test_f1_macro"] for r in folds]))
+    # one confusion figure, of the pooled predictions, on the repeat; the folds keep theirs as numbers
+    assert "confusion_matrix.png" in {a.path for a in c.list_artifacts(repeat.info.run_id)}
+    assert all("confusion_matrix.png" not in {a.path for a in c.list_artifacts(r.info.run_id)} for r in folds)
+    assert all(r.data.tags["harness.test_confusion"].startswith("[[") for r in folds)
     # each fold's own artifact agrees with its logged test score
     for r, frame in zip(folds, frames):
         assert r.data.metrics["test_f1_macro"] == pytest.approx(f1_score(

@@ -17,7 +17,8 @@ import pandas as pd
 
 from harness import tracking
 from harness.config import RunConfig
-from harness.metrics import scores
+from harness.figures import confusion_png
+from harness.metrics import confusion, scores
 
 
 def pooled_scores(predictions: pd.DataFrame) -> dict[str, float]:
@@ -48,20 +49,29 @@ def run_repeat(cfg: RunConfig, experiment: str, tracking_uri: str | None = None,
     with tracking.tracked_run(c, exp_id, name, tags, parent_run_id) as run_id:
         tracking.log_params(c, run_id, cfg.to_params())
         folds, frames = [], []
+        data = None
         for fold in range(cfg.cv_folds):
             fcfg = cfg.replace(fold=fold)
-            data = training.prepare(fcfg)
+            data = training.prepare(fcfg, reuse=data)  # the corpus and its features once; each fold its split
             if on_fold is not None:
                 on_fold(fold, data)
+            # One confusion figure for the repeat's pooled predictions (below), not one per fold: a figure
+            # cost a cached logreg fold more than its fit. The folds keep theirs as numbers (harness.test_confusion).
             res = training.run(fcfg, experiment=experiment, tracking_uri=tracking_uri, out_dir=Path(out_dir) / f"fold{fold}",
                                run_name=f"{name}/fold{fold}", parent_run_id=run_id, data=data,
-                               extra_tags={"harness.kind": "fold"}, on_epoch=on_epoch)
+                               extra_tags={"harness.kind": "fold"}, on_epoch=on_epoch, confusion_figure=False)
             folds.append(res)
             frames.append(read_predictions(Path(out_dir) / f"fold{fold}" / training.PREDICTIONS))
         pooled = pd.concat(frames, ignore_index=True)
         path = Path(out_dir) / training.PREDICTIONS
         pooled.to_csv(path, index=False)
         c.log_artifact(run_id, str(path))
+        classes = list(data.classes)
+        got = pooled_scores(pooled)
+        png = confusion_png(confusion(pooled["true"].tolist(), pooled["pred"].tolist(), classes).tolist(), classes,
+                            Path(out_dir) / "confusion_matrix.png",
+                            f"pooled test, {cfg.model}, seed {cfg.seed}: macro-F1 {got['test_f1_macro']:.3f}")
+        c.log_artifact(run_id, str(png))
         metrics = {**pooled_scores(pooled),
                    "test_f1_macro_fold_mean": float(np.mean([r["test_f1_macro"] for r in folds])),
                    "n_folds": cfg.cv_folds, "n_test_clips": len(pooled), "wall_time_s": time.time() - t0}
