@@ -132,3 +132,35 @@ def test_speaker_normalisation_zscores_each_speaker_by_their_own_clips(shape):
         dims = (0,) if len(shape) == 1 else (0, 3)
         assert torch.allclose(zs.mean(dims), torch.zeros(()).double(), atol=1e-5)
         assert torch.allclose(zs.std(dims, unbiased=False), torch.ones(()).double(), atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder(tmp_path_factory):
+    from harness.train.frontends import ssl
+
+    return str(ssl.tiny_checkpoint("wavlm_base", tmp_path_factory.mktemp("enc") / "wavlm.pt"))
+
+
+def test_an_encoders_frames_are_zscored_per_speaker_per_layer_and_dimension(tiny, tiny_encoder):
+    cfg = tiny(features="wavlm_base", model="logreg", n_mels=128, encoder_checkpoint=tiny_encoder,
+               normalize="speaker")
+    data = training.prepare(cfg)
+    groups = normalize.group_ids(data.corpus.clips, "speaker")
+    norm = heads.input_norm(data.features, data.split.train, groups)
+    speaker = np.flatnonzero(groups == 0)
+    batch = heads.FrameInputs(data.features, speaker, norm, torch.device("cpu"))[np.arange(len(speaker))]
+    frames = torch.cat([batch.x[j, :int(n)] for j, n in enumerate(batch.lengths)]).double()  # (frames, layers, dim)
+    assert torch.allclose(frames.mean(0), torch.zeros(()).double(), atol=2e-3)
+    assert torch.allclose(frames.std(0, unbiased=False), torch.ones(()).double(), atol=2e-3)
+
+
+@pytest.mark.parametrize("overrides", [dict(model="logreg"), dict(model="mlp", use_specaug=True),
+                                       dict(model="mlp", normalize="corpus")])
+def test_heads_and_classic_models_train_on_group_normalised_encoder_layers(overrides, tiny, tiny_encoder):
+    cfg = tiny(features="wavlm_base", n_mels=128, encoder_checkpoint=tiny_encoder,
+               **{"normalize": "speaker", **overrides})
+    data = training.prepare(cfg)
+    a, b = training.fit(cfg, data), training.fit(cfg, data)
+    assert a.history == b.history  # same seed, same numbers
+    test = training.score_test(a.model, data, a.norm, torch.device("cpu"))
+    assert 0.0 <= test["f1_macro"] <= 1.0 and np.isfinite(test["probs"]).all()
