@@ -153,7 +153,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"checkpoint: {args.out / 'best_model.pt'}; MLflow run {res['run_id']} in experiment {args.experiment!r}")
     return 0
 
-SUBCOMMAND_MODULES: dict[str, str] = {"suite": "suite.runner", "report": "report.render", "study": "study.search"}
+SUBCOMMAND_MODULES: dict[str, str] = {"suite": "suite.runner", "report": "report.render", "study": "study.search",
+                                      "predict": "predict.command", "register": "predict.registry"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

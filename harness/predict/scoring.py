@@ -1,0 +1,114 @@
+"""A set of trained models applied to new clips: features through the same entry points `prepare` uses,
+standardised as each model was trained, class probabilities averaged over the models.
+
+The models of one prediction must agree on what they read and what they answer (front-end and its
+settings, label set): `load` says which runs disagree, before any audio is read.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from harness.config import RunConfig
+from harness.errors import HarnessError
+
+# What the models of one prediction share: the front-end's input and the answer's meaning.
+SHARED = ("features", "sr", "n_mels", "n_fft", "hop_length", "layer", "mode")
+
+
+@dataclass
+class Ensemble:
+    models: list[torch.nn.Module]
+    checkpoints: list[dict]
+    cfg: RunConfig  # the first model's; SHARED is the same for all
+    classes: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.models)
+
+
+def load(paths: Sequence[Path], names: Sequence[str], device: torch.device) -> Ensemble:
+    """The checkpoints' models; HarnessError naming two runs that disagree on labels or front-end."""
+    from harness.train.run import load_checkpoint
+
+    models, ckpts = [], []
+    for p in paths:
+        model, ckpt = load_checkpoint(p, device="cpu")
+        models.append(model.to(device))
+        ckpts.append(ckpt)
+    first = ckpts[0]
+    for name, ck in zip(names[1:], ckpts[1:]):
+        if list(ck["classes"]) != list(first["classes"]):
+            raise HarnessError(f"the runs disagree on labels: {names[0]} answers {', '.join(first['classes'])}, "
+                               f"{name} {', '.join(ck['classes'])}: predict with one run (--run)")
+        for key in SHARED + ("normalize",):
+            a, b = first["config"].get(key), ck["config"].get(key)
+            if a != b:
+                raise HarnessError(f"the runs disagree on the front-end: {key} is {a!r} in {names[0]} and {b!r} in "
+                                   f"{name}: predict with one run (--run)")
+    return Ensemble(models=models, checkpoints=ckpts, cfg=RunConfig.from_dict(first["config"]),
+                    classes=tuple(first["classes"]))
+
+
+def features(cfg: RunConfig, corpus, cache_dir: Path | None, device: torch.device, progress: bool = False):
+    """The clips' features, exactly as training computed its own (`harness.train.run.prepare`)."""
+    from harness.train import frontends
+    from harness.train.features import compute_features
+
+    if cfg.features == "logmel":
+        return compute_features(corpus, cfg.sr, cfg.n_mels, cfg.n_fft, cfg.hop_length, cache_dir, progress)
+    feats, _ = frontends.features(cfg, corpus, cache_dir, device, progress)
+    return torch.from_numpy(feats) if isinstance(feats, np.ndarray) else feats
+
+
+def normalisation(cfg: RunConfig) -> str:
+    """How the models standardise their inputs: `train` (the training split's statistics, in each checkpoint)."""
+    return getattr(cfg, "normalize", "train")
+
+
+def probabilities(ens: Ensemble, feats, device: torch.device) -> np.ndarray:
+    """(models, clips, classes): each model's softmax, its inputs standardised with its own training statistics."""
+    from harness.train import heads
+    from harness.train.run import predict
+
+    idx = np.arange(len(feats))
+    out = []
+    with torch.inference_mode():
+        for model, ck in zip(ens.models, ens.checkpoints):
+            norm = ck["norm"]
+            x = heads.model_inputs(feats, idx, tuple(norm) if norm is not None else None, device)
+            out.append(torch.softmax(predict(model, x), 1).cpu().numpy())
+    return np.stack(out)
+
+
+def summarise(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean probabilities (clips, classes), predicted class index, spread): the spread is the standard
+    deviation over the models (ddof 1) of the predicted class's probability, 0 for one model."""
+    mean = probs.mean(0)
+    pred = mean.argmax(1)
+    picked = probs[:, np.arange(probs.shape[1]), pred]  # (models, clips)
+    spread = picked.std(0, ddof=1) if len(probs) > 1 else np.zeros(probs.shape[1])
+    return mean, pred, spread
+
+
+def predict_corpus(ens: Ensemble, corpus, cache_dir: Path | None, device: torch.device, progress: bool = False
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean probabilities, predicted class and spread of every clip of `corpus`."""
+    return summarise(probabilities(ens, features(ens.cfg, corpus, cache_dir, device, progress), device))
+
+
+def frame(paths: Sequence[str], classes: Sequence[str], mean: np.ndarray, pred: np.ndarray, spread: np.ndarray,
+          with_spread: bool):
+    """The predictions as a table: path, label, prob_<class>..., and for several models the spread."""
+    import pandas as pd
+
+    out = pd.DataFrame({"path": list(paths), "label": [classes[i] for i in pred]})
+    for j, c in enumerate(classes):
+        out[f"prob_{c}"] = mean[:, j].astype(float)
+    if with_spread:
+        out["spread"] = spread.astype(float)
+    return out
