@@ -24,7 +24,7 @@ def signature(classes):
     from mlflow.types.schema import Array, ColSpec, DataType, Schema
 
     inputs = Schema([ColSpec(DataType.string, "path", required=False),
-                     ColSpec(Array(DataType.float), "audio", required=False),
+                     ColSpec(Array(DataType.double), "audio", required=False),
                      ColSpec(DataType.long, "sample_rate", required=False)])
     outputs = Schema([ColSpec(DataType.string, "label"),
                       *(ColSpec(DataType.double, f"prob_{c}") for c in classes),

@@ -10,6 +10,7 @@ import argparse
 import json
 import re
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from harness.errors import HarnessError
@@ -42,7 +43,7 @@ def cmd_register(args: argparse.Namespace) -> int:
     uri = tracking.resolve_tracking_uri(args.tracking_uri)
     source = sources.from_row(c, args.experiment, args.row)
     name, version, run_id = register_row(c, uri, source, args.encoder_checkpoint)
-    print(f"predicting with {source.describe()}", file=sys.stderr)
+    print(f"registered {source.describe()}", file=sys.stderr)
     print(f"registered {name} version {version} (logged in run {run_id}, kind {KIND}, experiment "
           f"{source.experiment!r}); load it with mlflow.pyfunc.load_model('models:/{name}/{version}'), serve it "
           f"with: MLFLOW_TRACKING_URI={tracking.redact(uri)} mlflow models serve -m models:/{name}/{version} "
@@ -60,9 +61,12 @@ def register_row(c, uri: str, source, encoder_checkpoint: str | None = None) -> 
 
     import harness
     from harness import tracking
-    from harness.predict import pyfunc, scoring, sources
+    from harness.predict import scoring, sources
     from harness.predict.command import checked_weights
     from harness.train.run import default_cache_dir
+
+    with quiet():  # MLflow advises on type hints when the class is defined
+        from harness.predict import pyfunc
 
     name = model_name(source.experiment, source.row)
     with tempfile.TemporaryDirectory(prefix="harness-register-") as tmp:
@@ -90,17 +94,35 @@ def register_row(c, uri: str, source, encoder_checkpoint: str | None = None) -> 
                 "harness.source_row_run": source.parent_run_id, "harness.registered_model": name,
                 "harness.classes": ",".join(ens.classes)}
         mlflow.set_tracking_uri(uri)
-        with tracking.tracked_run(c, source.experiment_id, f"model-{source.row}", tags) as run_id:
-            with mlflow.start_run(run_id=run_id):
-                info = mlflow.pyfunc.log_model(
-                    name="model", python_model=pyfunc.HarnessModel(), artifacts=artifacts,
-                    code_paths=[str(Path(harness.__file__).parent)], signature=pyfunc.signature(ens.classes),
-                    pip_requirements=requirements, registered_model_name=name, metadata=meta)
+        with tracking.tracked_run(c, source.experiment_id, f"model-{source.row}", tags) as run_id, \
+                mlflow.start_run(run_id=run_id), quiet():
+            info = mlflow.pyfunc.log_model(
+                name="model", python_model=pyfunc.HarnessModel(), artifacts=artifacts,
+                code_paths=[str(Path(harness.__file__).parent)], signature=pyfunc.signature(ens.classes),
+                pip_requirements=requirements, registered_model_name=name, metadata=meta)
     version = str(info.registered_model_version)
     text = description(c, source, meta)
     c.update_registered_model(name, description=text)
     c.update_model_version(name, version, description=text)
     return name, version, run_id
+
+
+@contextmanager
+def quiet():
+    """MLflow's advice on logging (type hints, an input example, models from code) is not the user's to act on:
+    the signature is given, and the class travels with the harness code."""
+    import logging
+    import warnings
+
+    log = logging.getLogger("mlflow.pyfunc")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            yield
+    finally:
+        log.setLevel(level)
 
 
 def description(c, source, meta: dict) -> str:
