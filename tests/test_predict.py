@@ -83,6 +83,7 @@ def test_a_run_predicts_its_own_test_clips_as_its_training_run_scored_them(train
     assert any("one model (seed" in line for line in err)
 
 
+@pytest.mark.slow
 def test_a_rows_models_answer_alike_from_the_cli_the_registry_and_the_server(trained, synth_root, tracking_uri,
                                                                                tmp_path, capsys):
     """Predicted, registered, loaded back in a fresh process and served: the same probabilities all three ways."""
