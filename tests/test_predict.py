@@ -336,3 +336,33 @@ def test_a_model_trained_on_ravdess_scores_turev_without_retraining(ravdess_root
     (ev,) = [r for r in runs_of(c, "predict-real") if r.data.tags.get("harness.kind") == "evaluation"]
     assert ev.data.tags["harness.source_runs"] == res["run_id"]
     assert 0.0 <= ev.data.metrics["test_f1_macro"] <= 1.0 and ev.data.metrics["n_test_clips"] == len(table)
+
+
+# --- normalisation by speaker ------------------------------------------------------------
+
+def test_a_speaker_normalised_model_standardises_each_input_speaker_by_their_own_clips(tiny, synth_root,
+                                                                                        tracking_uri, tmp_path, capsys):
+    """Its own test speaker given whole, with the speaker column: the same numbers as its training run scored;
+    too few clips of a speaker: one line naming the fix, exit 2."""
+    from harness.train import run as training
+
+    res = training.run(tiny(normalize="speaker", epochs=1), experiment="predict-speaker", tracking_uri=tracking_uri,
+                       out_dir=tmp_path / "run")
+    c = tracking.client(tracking_uri)
+    scored = pd.read_csv(c.download_artifacts(res["run_id"], "test_predictions.csv", str(tmp_path)))
+    manifest = tmp_path / "test_speaker.csv"
+    pd.DataFrame({"path": [str(synth_root / p) for p in scored["clip"]], "speaker": scored["speaker"]}).to_csv(
+        manifest, index=False)
+    rc, err, _ = predict("--run", res["run_id"], str(manifest), "--out", str(tmp_path / "p.csv"), "--tracking_uri",
+                         tracking_uri, capsys=capsys)
+    assert rc == 0, err
+    assert any("standardised per speaker with the inputs' own statistics" in line for line in err)
+    got = pd.read_csv(tmp_path / "p.csv")
+    np.testing.assert_allclose(probs(got), probs(scored), atol=2e-6)
+
+    few = tmp_path / "few.csv"
+    pd.DataFrame({"path": [str(synth_root / p) for p in scored["clip"][:4]]}).to_csv(few, index=False)
+    rc, err, _ = predict("--run", res["run_id"], str(few), "--out", str(tmp_path / "few_out.csv"), "--tracking_uri",
+                         tracking_uri, capsys=capsys)
+    assert rc == 2 and len(err) == 1 and "4 clip(s), fewer than the 10" in err[0] and "speaker column" in err[0]
+    assert not (tmp_path / "few_out.csv").exists()

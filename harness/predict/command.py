@@ -77,7 +77,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         ens = scoring.load(sources.download(c, source, Path(tmp)), source.run_ids, device)
         ens.cfg = checked_weights(ens.cfg, source, args.encoder_checkpoint, cache_dir)
         inputs = read_inputs(args, ens, cache_dir)
-        print(f"predicting with {source.describe()}", file=sys.stderr)
+        scoring.check_groups(ens.cfg, inputs.corpus.clips, str(args.input or f"--data_root {args.data_root}"))
+        print(f"predicting with {source.describe()}; {scoring.describe_norm(ens.cfg)}", file=sys.stderr)
         for line in inputs.skipped:
             print(f"skipped: {line}", file=sys.stderr)
         mean, pred, spread = scoring.predict_corpus(ens, inputs.corpus, cache_dir, device, progress=True)

@@ -6,7 +6,9 @@ package itself (`code_paths`: MLflow puts it first on the path when the model lo
 without harness installed loads it too). Input: a table with a column `path` (an audio file the
 server can read), or columns `audio` (the samples, mono float) and `sample_rate`; output: one line per
 input line, `label`, `prob_<class>` for each class, and `spread` (the standard deviation over the
-models of the predicted class's probability).
+models of the predicted class's probability). A model trained with `--normalize speaker` standardises
+each `speaker` of the table by its own lines (at least `scoring.MIN_GROUP_CLIPS`), the whole table
+where that column is absent.
 """
 from __future__ import annotations
 
@@ -25,7 +27,8 @@ def signature(classes):
 
     inputs = Schema([ColSpec(DataType.string, "path", required=False),
                      ColSpec(Array(DataType.double), "audio", required=False),
-                     ColSpec(DataType.long, "sample_rate", required=False)])
+                     ColSpec(DataType.long, "sample_rate", required=False),
+                     ColSpec(DataType.string, "speaker", required=False)])
     outputs = Schema([ColSpec(DataType.string, "label"),
                       *(ColSpec(DataType.double, f"prob_{c}") for c in classes),
                       ColSpec(DataType.double, "spread")])
@@ -53,6 +56,7 @@ class HarnessModel(mlflow.pyfunc.PythonModel):
 
         with tempfile.TemporaryDirectory(prefix="harness-serve-") as tmp:
             corpus = table_corpus(model_input, Path(tmp))
+            scoring.check_groups(self.ensemble.cfg, corpus.clips, "the input table")
             # An encoder's frames go into a store on disk: a throwaway one; log-mel and functionals need none.
             cache = Path(tmp) / "cache" if self.ensemble.cfg.features not in ("logmel", "egemaps", "compare") else None
             mean, pred, spread = scoring.predict_corpus(self.ensemble, corpus, cache, self.device)
@@ -88,7 +92,8 @@ def table_corpus(table, tmp: Path):
         problem = readable(p)
         if problem:
             raise HarnessError(f"input line {i}: {problem}")
-        clips.append(Clip(path=p, relpath=p.name, corpus=SOURCE, speaker=f"{SOURCE}:", label="",
+        speaker = line.get("speaker") if isinstance(line.get("speaker"), str) else ""
+        clips.append(Clip(path=p, relpath=p.name, corpus=SOURCE, speaker=f"{SOURCE}:{speaker}", label="",
                           sha1=hashlib.sha1(p.read_bytes()).hexdigest()))
     if not clips:
         raise HarnessError("no input lines: expected a table with a column path, or columns audio and sample_rate")

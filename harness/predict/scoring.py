@@ -16,8 +16,11 @@ import torch
 from harness.config import RunConfig
 from harness.errors import HarnessError
 
-# What the models of one prediction share: the front-end's input and the answer's meaning.
-SHARED = ("features", "sr", "n_mels", "n_fft", "hop_length", "layer", "mode")
+# What the models of one prediction share: the front-end's input, its standardisation and the answer's meaning.
+SHARED = ("features", "sr", "n_mels", "n_fft", "hop_length", "layer", "mode", "normalize")
+# `--normalize corpus | speaker`: a group's statistics from fewer clips than this are refused. The z-scores'
+# scale is off by the std's relative error, about 1/sqrt(2(n-1)): 24% at 10 clips, 35% at 5, 71% at 2.
+MIN_GROUP_CLIPS = 10
 
 
 @dataclass
@@ -45,7 +48,7 @@ def load(paths: Sequence[Path], names: Sequence[str], device: torch.device) -> E
         if list(ck["classes"]) != list(first["classes"]):
             raise HarnessError(f"the runs disagree on labels: {names[0]} answers {', '.join(first['classes'])}, "
                                f"{name} {', '.join(ck['classes'])}: predict with one run (--run)")
-        for key in SHARED + ("normalize",):
+        for key in SHARED:
             a, b = first["config"].get(key), ck["config"].get(key)
             if a != b:
                 raise HarnessError(f"the runs disagree on the front-end: {key} is {a!r} in {names[0]} and {b!r} in "
@@ -65,22 +68,54 @@ def features(cfg: RunConfig, corpus, cache_dir: Path | None, device: torch.devic
     return torch.from_numpy(feats) if isinstance(feats, np.ndarray) else feats
 
 
-def normalisation(cfg: RunConfig) -> str:
-    """How the models standardise their inputs: `train` (the training split's statistics, in each checkpoint)."""
-    return getattr(cfg, "normalize", "train")
+def check_groups(cfg: RunConfig, clips, where: str) -> None:
+    """Before any work: under `--normalize corpus | speaker` every group of the inputs (a manifest's or a
+    corpus's speakers, else the whole input) has enough clips for its own statistics."""
+    from harness.train.normalize import TRANSDUCTIVE, group_ids
+
+    if cfg.normalize not in TRANSDUCTIVE:
+        return
+    groups = group_ids(clips, cfg.normalize)
+    counts = np.bincount(groups)
+    if counts.min() < MIN_GROUP_CLIPS:
+        names = sorted({c.corpus if cfg.normalize == "corpus" else c.speaker for c in clips})
+        small = names[int(counts.argmin())]
+        raise HarnessError(
+            f"{where}: the model standardises each {cfg.normalize} by its own clips (--normalize {cfg.normalize}) "
+            f"and {cfg.normalize} {small!r} has {counts.min()} clip(s), fewer than the {MIN_GROUP_CLIPS} its "
+            f"statistics need: give more clips"
+            + (", or a manifest with a speaker column (all clips of one speaker together)"
+               if cfg.normalize == "speaker" else ""))
 
 
-def probabilities(ens: Ensemble, feats, device: torch.device) -> np.ndarray:
-    """(models, clips, classes): each model's softmax, its inputs standardised with its own training statistics."""
+def describe_norm(cfg: RunConfig) -> str:
+    if cfg.normalize == "train":
+        return "inputs standardised with each model's training statistics"
+    return f"inputs standardised per {cfg.normalize} with the inputs' own statistics (--normalize {cfg.normalize})"
+
+
+def input_norms(ens: Ensemble, feats, clips) -> list:
+    """What standardises each model's inputs: its training statistics (`train`, in its checkpoint), or under
+    `corpus` / `speaker` the inputs' own groups' statistics (the same for every model)."""
+    from harness.train import heads
+    from harness.train.normalize import TRANSDUCTIVE, group_ids
+
+    if ens.cfg.normalize in TRANSDUCTIVE:
+        own = heads.input_norm(feats, None, group_ids(clips, ens.cfg.normalize))
+        return [own] * len(ens)
+    return [tuple(ck["norm"]) if ck["norm"] is not None else None for ck in ens.checkpoints]
+
+
+def probabilities(ens: Ensemble, feats, clips, device: torch.device) -> np.ndarray:
+    """(models, clips, classes): each model's softmax on its standardised inputs (`input_norms`)."""
     from harness.train import heads
     from harness.train.run import predict
 
     idx = np.arange(len(feats))
     out = []
     with torch.inference_mode():
-        for model, ck in zip(ens.models, ens.checkpoints):
-            norm = ck["norm"]
-            x = heads.model_inputs(feats, idx, tuple(norm) if norm is not None else None, device)
+        for model, norm in zip(ens.models, input_norms(ens, feats, clips)):
+            x = heads.model_inputs(feats, idx, norm, device)
             out.append(torch.softmax(predict(model, x), 1).cpu().numpy())
     return np.stack(out)
 
@@ -98,7 +133,8 @@ def summarise(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def predict_corpus(ens: Ensemble, corpus, cache_dir: Path | None, device: torch.device, progress: bool = False
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean probabilities, predicted class and spread of every clip of `corpus`."""
-    return summarise(probabilities(ens, features(ens.cfg, corpus, cache_dir, device, progress), device))
+    feats = features(ens.cfg, corpus, cache_dir, device, progress)
+    return summarise(probabilities(ens, feats, corpus.clips, device))
 
 
 def frame(paths: Sequence[str], classes: Sequence[str], mean: np.ndarray, pred: np.ndarray, spread: np.ndarray,
