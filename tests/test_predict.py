@@ -203,6 +203,12 @@ def test_another_labelled_corpus_is_scored_and_logged_as_an_evaluation_run(train
     assert np.array(eval(tags["harness.test_confusion"])).sum() == len(table) == m["n_test_clips"]
     assert {a.path for a in c.list_artifacts(run.info.run_id)} == {"eval_predictions.csv", "confusion_matrix.png"}
 
+    from harness.report.evaluations import evaluation_section, read_evaluations
+
+    section = evaluation_section(read_evaluations(c, run.info.experiment_id))
+    (line,) = [x for x in section if x.startswith("| baseline |")]
+    assert f"| {m['test_f1_macro']:.3f} |" in line and "emodb" in line and "boredom" in line
+
 
 def test_a_sentiment_model_takes_a_corpus_s_emotions_through_their_sentiments(tmp_path, cache_dir):
     from harness.corpora.base import SENTIMENT_OF_EMOTION, SENTIMENTS
