@@ -372,3 +372,29 @@ def test_a_speaker_normalised_model_standardises_each_input_speaker_by_their_own
                          tracking_uri, capsys=capsys)
     assert rc == 2 and len(err) == 1 and "4 clip(s), fewer than the 10" in err[0] and "speaker column" in err[0]
     assert not (tmp_path / "few_out.csv").exists()
+
+
+def test_a_row_says_whether_it_averages_fold_models_or_seeds():
+    from harness.predict.sources import design_of
+
+    cv = pd.DataFrame({"seed": [0, 0, 1, 1], "fold": pd.array([0, 1, 0, 1], dtype="Int64")})
+    split = pd.DataFrame({"seed": [0, 1, 2], "fold": pd.array([pd.NA] * 3, dtype="Int64")})
+    assert design_of(cv).startswith("cross-validation: 4 fold models (2 folds x 2 repeats, seeds 0, 1)")
+    assert design_of(split).startswith("split design: 3 models (seeds 0, 1, 2)")
+
+
+def test_a_rows_parent_run_stands_for_its_row(trained, synth_root, tracking_uri, tmp_path, capsys):
+    c = tracking.client(tracking_uri)
+    (parent,) = [r for r in runs_of(c, EXPERIMENT) if r.data.tags.get("harness.kind") == "row"]
+    clip = str(sorted((synth_root / "Actor_03").glob("*.wav"))[0])
+    rc, err, _ = predict("--run", parent.info.run_id, clip, "--out", str(tmp_path / "p.csv"), "--tracking_uri",
+                         tracking_uri, capsys=capsys)
+    assert rc == 0 and any("row `baseline`" in line and "2 models" in line for line in err), err
+    assert "spread" in pd.read_csv(tmp_path / "p.csv")
+
+
+def test_a_registered_models_name_is_harness_experiment_row_in_safe_characters():
+    from harness.predict.registry import model_name
+
+    assert model_name("demo", "class-weights") == "harness-demo-class-weights"
+    assert model_name("my suite/v2", "cw+bn") == "harness-my-suite-v2-cw-bn"
