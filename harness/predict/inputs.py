@@ -25,7 +25,6 @@ class Inputs:
     skipped: tuple[str, ...] = ()  # one line per clip left out because it could not be read
     truth: tuple[str, ...] = ()  # a labelled corpus: each clip's class among the model's
     dropped: str = ""  # a labelled corpus: what did not map onto the model's classes
-    has_speakers: bool = False  # the speakers are real (a manifest's column, a corpus), not one placeholder
     labels: dict = field(default_factory=dict)  # a labelled corpus: its label -> the model's class
 
 
@@ -71,7 +70,7 @@ def collect(path: Path) -> Inputs:
     if not clips:
         raise HarnessError(skipped[0] if len(skipped) == 1 else
                            f"no readable clip in {str(path)!r} ({len(skipped)} could not be read; first: {skipped[0]})")
-    return Inputs(corpus=corpus_of(clips, root), skipped=tuple(skipped), has_speakers=all(s for _, _, s in listed))
+    return Inputs(corpus=corpus_of(clips, root), skipped=tuple(skipped))
 
 
 def readable(path: Path) -> str:
@@ -121,14 +120,15 @@ def labelled(root: str, corpus: str, classes: tuple[str, ...], mode: str, label_
 
     data = load_corpus([root], [corpus], cache_dir, label_map)
     kept = [c for c in data.clips if class_of(c.label, mode) in classes]
-    left = sorted({c.label for c in data.clips} - {c.label for c in kept})
+    known = {c.label for c in kept}
+    left = sorted({c.label for c in data.clips} - known)
     if not kept:
         have = ", ".join(sorted({c.label for c in data.clips}))
         raise HarnessError(f"--data_root {root!r} ({data.name}) shares no label with the model: its labels "
                            f"{have}; the model's classes ({mode}) {', '.join(classes)}")
     dropped = ""
     if left:
-        n = sum(c.label not in {k.label for k in kept} for c in data.clips)
+        n = sum(c.label not in known for c in data.clips)
         dropped = f"{', '.join(left)}: {n} clip(s) left out (not among the model's classes)"
     clips, skipped = [], []
     for c in kept:
@@ -142,5 +142,4 @@ def labelled(root: str, corpus: str, classes: tuple[str, ...], mode: str, label_
                            f"{skipped[0]})")
     mapping = {c.label: class_of(c.label, mode) for c in clips}
     return Inputs(corpus=corpus_of(clips, data.root, base=data), skipped=tuple(skipped),
-                  truth=tuple(class_of(c.label, mode) for c in clips), dropped=dropped, has_speakers=True,
-                  labels=mapping)
+                  truth=tuple(class_of(c.label, mode) for c in clips), dropped=dropped, labels=mapping)
