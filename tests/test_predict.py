@@ -210,13 +210,13 @@ def test_another_labelled_corpus_is_scored_and_logged_as_an_evaluation_run(train
     assert f"| {m['test_f1_macro']:.3f} |" in line and "emodb" in line and "boredom" in line
 
 
-def test_a_sentiment_model_takes_a_corpus_s_emotions_through_their_sentiments(tmp_path, cache_dir):
+def test_a_sentiment_model_takes_a_corpus_s_emotions_through_their_sentiments(tmp_path):
     from harness.corpora.base import SENTIMENT_OF_EMOTION, SENTIMENTS
     from harness.predict.inputs import labelled
     from harness.train.synth import generate_corpus
 
     root = generate_corpus(tmp_path / "emodb", n_actors=1, seed=5, layout="emodb")
-    got = labelled(str(root), "emodb", SENTIMENTS, "sentiment", {}, cache_dir)
+    got = labelled(str(root), "emodb", SENTIMENTS, "sentiment", {})
     assert not got.dropped and len(got.truth) == len(got.corpus.clips)
     assert list(got.truth) == [SENTIMENT_OF_EMOTION[c.label] for c in got.corpus.clips]
     assert got.labels["boredom"] == "negative"

@@ -76,7 +76,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="harness-predict-") as tmp:
         ens = scoring.load(sources.download(c, source, Path(tmp)), source.run_ids, device)
         ens.cfg = checked_weights(ens.cfg, source, args.encoder_checkpoint, cache_dir)
-        inputs = read_inputs(args, ens, cache_dir)
+        inputs = read_inputs(args, ens)
         scoring.check_groups(ens.cfg, inputs.corpus.clips, str(args.input or f"--data_root {args.data_root}"))
         print(f"predicting with {source.describe()}; {scoring.describe_norm(ens.cfg)}", file=sys.stderr)
         for line in inputs.skipped:
@@ -94,12 +94,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_inputs(args: argparse.Namespace, ens, cache_dir: Path):
+def read_inputs(args: argparse.Namespace, ens):
     from harness.predict import inputs
 
     if args.input is not None:
         return inputs.collect(args.input)
-    return inputs.labelled(args.data_root, args.corpus, ens.classes, ens.cfg.mode, ens.cfg.label_mapping, cache_dir)
+    return inputs.labelled(args.data_root, args.corpus, ens.classes, ens.cfg.mode, ens.cfg.label_mapping)
 
 
 def checked_weights(cfg, source, override: str | None, cache_dir: Path):

@@ -111,14 +111,13 @@ def class_of(label: str, mode: str) -> str:
     return SENTIMENT_OF_EMOTION[label] if mode == "sentiment" else label
 
 
-def labelled(root: str, corpus: str, classes: tuple[str, ...], mode: str, label_map: dict,
-             cache_dir: Path | None) -> Inputs:
+def labelled(root: str, corpus: str, classes: tuple[str, ...], mode: str, label_map: dict) -> Inputs:
     """A labelled corpus through its adapter, its labels mapped onto the model's classes (a sentiment model
     takes emotions through SENTIMENT_OF_EMOTION; the model's own label map applies first). What maps onto
     none of them is left out and said; a corpus sharing no label with the model is a HarnessError."""
     from harness.corpora.load import load_corpus
 
-    data = load_corpus([root], [corpus], cache_dir, label_map)
+    data = load_corpus([root], [corpus], None, label_map)  # no hash memo in the cache: nothing written before the checks
     kept = [c for c in data.clips if class_of(c.label, mode) in classes]
     known = {c.label for c in kept}
     left = sorted({c.label for c in data.clips} - known)
