@@ -86,7 +86,8 @@ def design_of(cells) -> str:
     if cells["fold"].notna().any():
         folds = cells["fold"].nunique()
         return (f"cross-validation: {len(cells)} fold models ({folds} folds x {len(seeds)} repeat"
-                f"{'' if len(seeds) == 1 else 's'}, seeds {listed}), probabilities averaged")
+                f"{'' if len(seeds) == 1 else 's'}, seed{'' if len(seeds) == 1 else 's'} {listed}), "
+                f"probabilities averaged")
     return (f"split design: {len(cells)} model{'' if len(cells) == 1 else 's'} (seed{'' if len(seeds) == 1 else 's'} "
             f"{listed}), probabilities averaged")
 
