@@ -13,7 +13,6 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from harness.errors import HarnessError
 
 KIND = "model"
 
