@@ -116,8 +116,8 @@ def run_suite(suite: Suite, seeds: Sequence[int] | None = None, rows: Sequence[s
     selected = resolved
     probe = next(iter(probes.values()))
     fingerprint = probe.fingerprint
-    c = tracking.client(uri)
-    exp = c.get_experiment_by_name(experiment)
+    c = _store(uri, dry_run)
+    exp = c.get_experiment_by_name(experiment) if c is not None else None
     done = finished_cells(c, exp.experiment_id if exp else None, fingerprint, selected)
     all_cells = [cell for r in selected for cell in row_cells(r, seeds)]
     pending = [cell for cell in all_cells if cell.ident not in done]
@@ -183,6 +183,17 @@ def run_suite(suite: Suite, seeds: Sequence[int] | None = None, rows: Sequence[s
     for line in summary.failures:
         print(f"  FAILED {line}")
     return summary
+
+
+def _store(uri: str, dry_run: bool):
+    """The tracking store; for a dry run only one that exists (None: nothing done yet), as a dry run
+    creates nothing (no mlflow.db, no lock, no mlruns/)."""
+    if not dry_run:
+        return tracking.client(uri)
+    try:
+        return tracking.client(uri, must_exist=True)
+    except HarnessError:  # the URI passed the preflight: this says only that no local store is there yet
+        return None
 
 
 def _frontend_rows(suite: Suite, rows) -> list:
