@@ -405,6 +405,10 @@ def test_parent_runs_carry_a_note_with_mean_ci_n_and_the_paired_delta(tmp_path, 
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
     description = exp.tags[publish.NOTE_TAG]
     assert "| `plain` |" in description and "rules out (Δ)" in description and "baseline-cw" in description
+    # it opens with the report's bottom line, word for word
+    md = render_mod.render_markdown(render_mod.suite_report(c, exp))
+    assert description.splitlines()[0] == md.splitlines()[2]
+    assert md.splitlines()[2].startswith("Of 2 rows compared with `baseline-cw` on `test_f1_macro`: ")
 
 
 def test_the_note_pairs_resamples_on_seed_and_fold_and_names_what_the_profile_changed():

@@ -29,6 +29,7 @@ from typing import Sequence
 
 from harness import services, tracking
 from harness.errors import HarnessError
+from harness.report.repeat_cap import switch_warning
 from harness.suite import racing
 from harness.suite.file import RowSpec, Suite, load_suite
 from harness.suite.parents import close_parents, row_ci, row_parent
@@ -37,6 +38,7 @@ from harness.suite.planning import (
     Summary,
     cell_config,
     cell_runs,
+    cv_repeats,
     finished_cells,
     parse_seeds,
     print_plan,
@@ -129,11 +131,16 @@ def run_suite(suite: Suite, seeds: Sequence[int] | None = None, rows: Sequence[s
         raise HarnessError(f"invalid --budget {budget}: the first seeds alone are {len(all_cells)} training runs "
                            f"({len(selected)} rows x {len(seeds)} seeds{' x folds' if len(all_cells) > len(selected) * len(seeds) else ''})")
 
+    # a repeat past the default interval's cap widens the report's answers: said before it is run
+    most_rounds = racing.max_rounds(selected, baseline, budget, len(all_cells)) if until_decided else 0
+    cap_warning = switch_warning(cv_repeats(selected, seeds, done, most_rounds))
     if dry_run:
         print_plan(suite, selected, seeds, all_cells, done, data_root, experiment,
                    budget=budget if until_decided else None,
                    extraction=[extraction_status(r.config, fingerprint, len(probe.clips), default_cache_dir())
                                for r in frontend_rows])
+        if cap_warning:
+            print(cap_warning)
         return summary
 
     exp_id = tracking.get_or_create_experiment(c, experiment)
@@ -148,6 +155,8 @@ def run_suite(suite: Suite, seeds: Sequence[int] | None = None, rows: Sequence[s
                 extra_row_tags=dict(extra_row_tags or {}))
     print(f"suite {suite.name!r} ({suite.profile}) -> MLflow experiment {experiment!r} at {tracking.redact(uri)}: "
           f"{len(all_cells)} cells, {summary.skipped} already done, {len(pending)} to run, {workers} worker(s)")
+    if cap_warning:
+        print(cap_warning)
     rounds = 0
     while True:
         if plan.cells:
