@@ -214,6 +214,7 @@ def test_a_cv_suite_runs_row_seed_fold_cells_resumes_and_reports(tmp_path, synth
     (["--n-seeds", "3"], 0), (["--n-seeds", "4"], 4), (["--seeds", "0,1,2,3,4,5"], 6),
     (["--until-decided", "--budget", "15"], 0),  # one round: 3 repeats, the last the speaker method serves
     (["--until-decided", "--budget", "16"], 4),  # two rounds: a 4th repeat
+    (["--target-ci", "0.01", "--max-seeds", "3"], 0), (["--target-ci", "0.01", "--max-seeds", "5"], 5),
 ])
 def test_a_dry_run_warns_in_one_line_before_a_repeat_past_the_default_intervals_cap(
         tmp_path, synth_root, tracking_uri, experiment, capsys, flags, reaches):

@@ -207,7 +207,8 @@ def _resolution_table(t: pd.DataFrame) -> list[str]:
         if not isinstance(a, Answer) or not a.ev.var > 0:
             continue
         calls, equivalent = a.resolution()
-        lines.append([f"`{row}`", r["delta_method"] or "—", calls, equivalent, a.split(), a.more_repeats(), a.floor()])
+        lines.append([f"`{row}`", r["delta_method"] or "—", calls, equivalent, a.split(), a.more_repeats(),
+                      a.floor()])
     if not lines:
         return []
     return ["", "### What would sharpen each answer", "",

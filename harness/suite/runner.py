@@ -132,8 +132,9 @@ def run_suite(suite: Suite, seeds: Sequence[int] | None = None, rows: Sequence[s
                            f"({len(selected)} rows x {len(seeds)} seeds{' x folds' if len(all_cells) > len(selected) * len(seeds) else ''})")
 
     # a repeat past the default interval's cap widens the report's answers: said before it is run
-    most_rounds = racing.max_rounds(selected, baseline, budget, len(all_cells)) if until_decided else 0
-    cap_warning = switch_warning(cv_repeats(selected, seeds, done, most_rounds))
+    added = (racing.max_rounds(selected, baseline, budget, len(all_cells)) if until_decided
+             else max_seeds - len(seeds) if target_ci is not None else 0)  # the most repeats racing or --target-ci add
+    cap_warning = switch_warning(cv_repeats(selected, seeds, done, added))
     if dry_run:
         print_plan(suite, selected, seeds, all_cells, done, data_root, experiment,
                    budget=budget if until_decided else None,
