@@ -59,7 +59,7 @@ def test_what_would_decide_the_open_rows_is_said_once_per_kind_of_step():
     assert (f"Next: about {k} more repeat{'' if k == 1 else 's'} would decide `r1` and `r2` if Δ holds (`suite run "
             f"--until-decided` adds them only where needed); more speakers, not more repeats, would decide `spk` "
             f"(about {n} speakers); neither more repeats (up to 64 more) nor up to 100x today's speakers would decide "
-            f"`stuck` at today's Δ; no Δ yet for `new` (1 seed).") in line
+            f"`stuck` at today's Δ; `new` needs runs paired with the baseline's for a Δ (1 seed).") in line
     assert "4 undecided, 1 without a Δ" in line
     # the open row the cap keeps from deciding is told what the repeat past it would cost
     assert "A 4th repeat switches the default interval of `stuck` from the speaker method" in line

@@ -484,7 +484,8 @@ def test_the_report_opens_with_its_bottom_line_then_the_main_table_and_ends_with
     assert best == "cw-specaug-30ep" and (f"Best: `{best}`, Δ {t.loc[best, 'delta']:+.3f} "
                                           f"[{t.loc[best, 'delta_low']:.3f}, {t.loc[best, 'delta_high']:.3f}] "
                                           f"({t.loc[best, 'decision']})." in bottom)
-    assert "no Δ yet for `smallcnn-25ep` (1 seed)" in bottom  # what would decide it, said once for the suite
+    # what would decide it, said once for the suite
+    assert "Next: `smallcnn-25ep` needs runs paired with the baseline's for a Δ (1 seed)." in bottom
     # each row's answer in at most two short sentences; the detail in the tables below
     supports = md.split("## What the data supports")[1].split("## Details")[0]
     for row, r in compared.iterrows():

@@ -75,7 +75,9 @@ def _next(t: pd.DataFrame) -> str:
                    f"today's speakers would decide {_names(by['neither'])} at today's Δ")
     if no_delta:
         reasons = {row: t.loc[row, "delta_reason"] or "no paired resample" for row in no_delta}
-        out.append("no Δ yet for " + ", ".join(f"`{r}` ({why})" for r, why in reasons.items()))
+        out.append(f"{_names(no_delta)} need{'s' if len(no_delta) == 1 else ''} runs paired with the baseline's "
+                   f"for a Δ (" + "; ".join(f"`{r}`: {why}" if len(no_delta) > 1 else why
+                                           for r, why in reasons.items()) + ")")
     text = "; ".join(out)
     return f"Next: {text}."
 
