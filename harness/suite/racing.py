@@ -14,8 +14,9 @@ default speaker method serves the comparison: cross-corpus, or cross-validated o
 otherwise the corrected t's floor s² · n_test/n_train), so a small
 effect near the ROPE's edge can stay open forever (`verdict.Answer.floor_decides`).
 
-Decisions are the report's (the same method, numbers and ROPE; racing prints the
-report's answer for each row word for word), but a row stops only at a stricter threshold,
+Decisions are the report's (the same method, numbers and ROPE; racing prints the report's
+bottom line, which says where a repeat past the default interval's cap switched a comparison to
+the corrected t, and each row's answer, word for word), but a row stops only at a stricter threshold,
 `RACING_PROB` = 0.99 rather than the report's 0.95: looking at the data after
 every round and stopping when it looks decided is optional stopping, and each
 look is another chance to stop on noise. With up to ~5 looks per row,
