@@ -98,7 +98,7 @@ def test_the_speaker_interval_of_a_cross_corpus_row_is_the_crossed_design_of_its
     assert t.loc["better", "delta"] == pytest.approx(by_hand.estimate)
     assert (t.loc["better", "delta_low"], t.loc["better", "delta_high"]) == pytest.approx((by_hand.low, by_hand.high))
     assert t.loc["better", "decision"] == "better"
-    assert "the test corpus's speakers" in t.loc["better", "answer"].sentence() + t.loc["better", "answer"].split()
+    assert "the test corpus's speakers" in t.loc["better", "answer"].split()
     # one seed: no interval, and the reason says what a second seed would measure
     assert np.isnan(t.loc["one-seed", "ci_low"]) and t.loc["one-seed", "reason"] == table.ONE_MODEL_REASON
     assert np.isnan(t.loc["one-seed", "delta_low"])
@@ -126,7 +126,8 @@ def test_a_cross_corpus_suite_is_reported_on_its_test_speakers_by_default(tracki
     md = out.read_text()
     assert calibrated.CROSS_CORPUS_SPEAKER_IS_DEFAULT  # by benchmarks/registered/2026-12-02-cross-corpus.md's rule
     assert "- intervals: on the test corpus's speakers (`--ci speaker`, cross-corpus)" in md
-    assert "variance: the test corpus's speakers" in md
+    sharpen = md.split("### What would sharpen each answer")[1]
+    assert "| `better` | speaker | " in sharpen and "| the test corpus's speakers " in sharpen  # the variance's split
 
 
 def test_racing_on_a_cross_corpus_suite_decides_on_the_test_speakers_in_the_reports_words(tracking_uri, tmp_path):
@@ -160,4 +161,6 @@ def test_racing_on_a_cross_corpus_suite_decides_on_the_test_speakers_in_the_repo
     out = tmp_path / "race.md"
     assert main(["report", "--experiment", s.name, "--tracking_uri", tracking_uri, "--out", str(out)]) == 0
     said = racing.summary_lines(st, rounds=0, budget=6)
-    assert f"  better: {a.sentence()}" in said and a.sentence() in out.read_text()
+    assert f"  better: {a.short()}" in said and a.short() in out.read_text()
+    # and its bottom line is the report's, word for word
+    assert said[1] == st.bottom == out.read_text().splitlines()[2] and st.bottom.startswith("Of 1 row compared")

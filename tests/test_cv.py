@@ -194,9 +194,9 @@ def test_a_cv_suite_runs_row_seed_fold_cells_resumes_and_reports(tmp_path, synth
     md = out.read_text()
     # the default interval on 2 repeats is the speaker method (calibrated there): the pooled predictions'
     # variance split, named in the header; the header states the CV design
-    assert "4 (2 × 2-fold CV)" in md and "on the speaker (`--ci speaker`" in md and "variance: speakers" in md
+    assert "4 (2 × 2-fold CV)" in md and "on the speaker (`--ci speaker`" in md and "| speakers " in md
     assert "- design: 2 × 2-fold speaker CV" in md and "- split:" not in md
-    details = md.split("### Details")[1].split("## Failed")[0]
+    details = md.split("## Details")[1].split("### What would sharpen")[0]
     assert details.count("(2)") == 2  # pooled F1 over 2 complete repeats, for both rows
     # the corrected t on request
     assert main(["report", "--experiment", experiment, "--tracking_uri", tracking_uri, "--out", str(out),
@@ -211,6 +211,54 @@ def test_a_cv_suite_runs_row_seed_fold_cells_resumes_and_reports(tmp_path, synth
         folds_by_row.setdefault(r.data.tags["harness.row"], []).append(r.data.tags["harness.fold"])
     assert folds_by_row and all(sorted(f) == ["0", "1"] for f in folds_by_row.values())
     assert more.done == 2 * len(folds_by_row)
+
+
+# 2 rows x 2 seeds x 2 folds = 8 cells first; a racing round adds a repeat to the baseline and one row: 4 cells
+@pytest.mark.parametrize("flags, reaches", [
+    (["--n-seeds", "3"], 0), (["--n-seeds", "4"], 4), (["--seeds", "0,1,2,3,4,5"], 6),
+    (["--until-decided", "--budget", "15"], 0),  # one round: 3 repeats, the last the speaker method serves
+    (["--until-decided", "--budget", "16"], 4),  # two rounds: a 4th repeat
+    (["--target-ci", "0.01", "--max-seeds", "3"], 0), (["--target-ci", "0.01", "--max-seeds", "5"], 5),
+])
+def test_a_dry_run_warns_in_one_line_before_a_repeat_past_the_default_intervals_cap(
+        tmp_path, synth_root, tracking_uri, experiment, capsys, flags, reaches):
+    path = write_cv_suite(tmp_path / "cap.yaml", synth_root)
+    assert main(["suite", "run", str(path), "--data_root", str(synth_root), "--tracking_uri", tracking_uri,
+                 "--experiment", experiment, "--dry-run", *flags]) == 0
+    warnings = [line for line in capsys.readouterr().out.splitlines() if line.startswith("warning:")]
+    if not reaches:
+        assert warnings == []
+        return
+    line, = warnings
+    assert line.startswith(f"warning: this run can reach {reaches} repeats: from the 4th repeat of a cross-validated "
+                           f"comparison the report's default interval is the corrected t, not the speaker method")
+    assert "over twice as wide as needed (measured 2.2-2.6x: std(Δ̂)/SE 0.38-0.45 over 4 repeats" in line
+
+
+def test_a_split_suite_of_many_seeds_is_not_warned(tmp_path, synth_root, tracking_uri, experiment, capsys):
+    path = write_cv_suite(tmp_path / "split.yaml", synth_root)
+    doc = yaml.safe_load(path.read_text())
+    doc["base"].pop("cv_folds")
+    doc["base"]["train_ratio"] = 0.6
+    path.write_text(yaml.safe_dump(doc))  # no speaker method to switch from: the corrected t at every count
+    assert main(["suite", "run", str(path), "--data_root", str(synth_root), "--tracking_uri", tracking_uri,
+                 "--experiment", experiment, "--dry-run", "--n-seeds", "5"]) == 0
+    assert "warning:" not in capsys.readouterr().out
+
+
+def test_the_run_itself_warns_when_it_starts(tmp_path, synth_root, tracking_uri, experiment, capsys, monkeypatch):
+    from harness.suite import runner
+    from harness.train import run as training
+
+    monkeypatch.setattr(training, "prepare", lambda *a, **k: None)  # the warning, not the training, is tested
+    monkeypatch.setattr(runner, "drain", lambda *a, **k: None)
+    path = write_cv_suite(tmp_path / "start.yaml", synth_root)
+    run_suite(load_suite(path), seeds=(0, 1, 2, 3), data_root=str(synth_root), tracking_uri=tracking_uri,
+              experiment=experiment, storage=f"sqlite:///{tmp_path / 'q.db'}", progress=False,
+              out_dir=str(tmp_path / "art"))
+    lines = capsys.readouterr().out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("suite 'start'"))
+    assert lines[start + 1].startswith("warning: this run can reach 4 repeats: from the 4th repeat")
 
 
 def test_a_cv_suite_the_corpus_cannot_hold_is_refused_before_any_run(tmp_path, synth_root, tracking_uri, experiment):

@@ -117,5 +117,62 @@ def test_the_default_prices_repeats_past_its_cap_with_the_corrected_t_and_a_name
     # the same interval today; past 3 repeats the default would state the corrected t's
     assert capped.paired.low == named.paired.low and capped.paired.high == named.paired.high
     assert capped.answer.ev.se_at(6) == pytest.approx(corrected.answer.ev.se_at(6))
-    assert "4 more repeats" in capped.answer.sentence() and "(past 3 repeats the report states the corrected t)" in capped.answer.sentence()
-    assert "the corrected t" not in named.answer.sentence()
+    assert capped.answer.more_repeats().endswith("(the corrected t: past 3 repeats)")
+    assert "the corrected t" not in named.answer.more_repeats() + named.answer.floor()
+
+
+# --- what the cap costs, said where a user adds the repeat past it ---------------------------------------
+
+def bottom(sel: Selection, clips: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    from harness.report import bottomline, repeat_cap
+
+    _, _, t = repeat_cap.default_table(sel, clips, "test_f1_macro", "baseline")
+    return t, bottomline.bottom_line(t, "baseline", "test_f1_macro", 0.01)
+
+
+def test_at_three_repeats_the_bottom_line_prices_the_fourth_with_the_corrected_t_from_the_same_runs():
+    sel, clips = cv_suite(repeats=3)
+    t, line = bottom(sel, clips)
+    today = (t.loc["variant", "delta_high"] - t.loc["variant", "delta_low"]) / 2  # the speaker method's
+    # the corrected t's Δ on the same runs, projected to a 4th repeat (its training part shrinks as 3/4)
+    corrected = table.compare(sel, "variant", "baseline", "test_f1_macro", "corrected", clips=clips).answer.ev
+    fourth = corrected.half_at(4)
+    assert fourth == pytest.approx(t.loc["variant", "answer"].ev.half_at(4)) and fourth > today
+    assert (f"A 4th repeat switches the default interval of the comparison from the speaker method (calibrated up "
+            f"to 3 repeats) to the corrected t: a Δ half-width of ±{fourth:.3f} at 4 repeats, against "
+            f"±{today:.3f} today.") in line
+
+
+def test_past_the_cap_the_bottom_line_states_both_widths():
+    sel, clips = cv_suite(repeats=4)
+    t, line = bottom(sel, clips)
+    corrected = (t.loc["variant", "delta_high"] - t.loc["variant", "delta_low"]) / 2
+    named = table.compare(sel, "variant", "baseline", "test_f1_macro", speakers.METHOD, clips=clips).answer
+    speaker = (named.high - named.low) / 2
+    assert t.loc["variant", "speaker_half"] == pytest.approx(speaker) and speaker < corrected
+    assert (f"On more than 3 repeats the default interval of the comparison is the corrected t (the speaker "
+            f"method's calibration missed there): a Δ half-width of ±{corrected:.3f}, against ±{speaker:.3f} by the "
+            f"speaker method on the same runs (`report --ci speaker`, not calibrated there).") in line
+    assert "A 4th repeat" not in line
+
+
+def test_below_the_cap_a_comparison_the_repeats_within_it_decide_hears_nothing_of_it():
+    sel, clips = cv_suite(repeats=2)
+    t, line = bottom(sel, clips)
+    a = t.loc["variant", "answer"]
+    assert a.decision == "undecided" and a.extra_repeats == 1 and t["speaker_half"].isna().all()
+    assert "Next: about 1 more repeat would decide `variant` if Δ holds" in line
+    assert "repeat switches" not in line and "corrected t" not in line
+
+
+def test_a_raced_comparison_past_the_cap_is_named_and_one_within_it_is_not():
+    # the variant raced to 4 repeats beside the baseline, another row stopped at 2
+    sel, clips = cv_suite(repeats=4)
+    stopped = clips[(clips["row"] == "variant") & (clips["repeat"] < 2)].assign(row="stopped")
+    cells = sel.finished[(sel.finished["row"] == "variant") & (sel.finished["seed"] < 2)].assign(row="stopped")
+    rows = pd.concat([sel.rows, pd.DataFrame([{"row": "stopped", "claimed": "", "study": "", "profile": "",
+                                               "profile_changes": ""}])], ignore_index=True)
+    sel = Selection(rows=rows, finished=pd.concat([sel.finished, cells], ignore_index=True), failed=sel.failed)
+    t, line = bottom(sel, pd.concat([clips, stopped], ignore_index=True))
+    assert t.loc["variant", "delta_method"] == "corrected" and t.loc["stopped", "delta_method"] == speakers.METHOD
+    assert "On more than 3 repeats the default interval of `variant` is the corrected t" in line

@@ -109,6 +109,29 @@ def test_an_encoder_checkpoint_that_is_not_a_file_is_one_line(tiny):
                               encoder_checkpoint="/nonexistent.pt"))
 
 
+def test_a_corrupt_encoder_checkpoint_is_one_line_exit_2_before_any_work(tmp_path, synth_root, capsys):
+    from harness.cli import main
+
+    corrupt = tmp_path / "x.pth"
+    corrupt.write_bytes(bytes(range(1, 256)) * 40)  # neither a zip archive nor a pickle, as random bytes are
+    db = tmp_path / "mlflow.db"
+    rc = main(["train", "--features", "wavlm_base", "--model", "mlp", "--encoder_checkpoint", str(corrupt),
+               "--data_root", str(synth_root), "--tracking_uri", f"sqlite:///{db}"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert f"invalid --encoder_checkpoint {corrupt}: not a torch checkpoint" in err
+    assert not db.exists()  # nothing created: it was refused before any work
+
+
+def test_a_pickle_torch_cannot_load_is_one_line_too(tmp_path, tiny):
+    # past the cheap check (a pickle's first byte), torch's several-line refusal is cut to its first line
+    broken = tmp_path / "broken.pth"
+    broken.write_bytes(b"\x80\x02" + bytes(range(1, 200)))
+    with pytest.raises(HarnessError, match="invalid --encoder_checkpoint .*broken.pth: not a torch checkpoint") as e:
+        ssl.load_encoder("wavlm_base", broken)
+    assert "\n" not in str(e.value)
+
+
 @pytest.mark.parametrize("settings, flag", [
     ({"features": "egemaps", "model": "linear", "use_specaug": True}, "use_specaug"),
     ({"features": "compare", "model": "mlp", "layer": 3}, "layer"),

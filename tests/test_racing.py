@@ -176,3 +176,33 @@ def test_kill_9_mid_round_then_rerun_finishes_the_race_with_every_cell_once(tmp_
     assert {("baseline", 2), ("weighted", 2)} <= set(done)  # the interrupted round was finished
     assert not [r for r in runs if r.info.status == "RUNNING"]
     assert [r for r in runs if r.info.status == "KILLED"]
+
+
+@pytest.mark.parametrize("repeats, said", [
+    (3, "A 4th repeat switches the default interval of the comparison from the speaker method"),
+    (4, "On more than 3 repeats the default interval of the comparison is the corrected t (the speaker method's "
+        "calibration missed there): a Δ half-width of ±"),
+])
+def test_a_race_that_adds_a_repeat_past_the_default_intervals_cap_says_the_method_switched(monkeypatch, repeats,
+                                                                                             said):
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from harness.report import bottomline, repeat_cap
+    from test_default_interval import cv_suite
+
+    # racing's standing read from these cross-validated runs (the store's reading is tested elsewhere)
+    sel, clips = cv_suite(repeats=repeats)
+    monkeypatch.setattr(racing, "read_suite", lambda c, exp_id: (
+        pd.DataFrame({"row": ["baseline", "variant"], "config_hash": ["h", "h"]}), pd.DataFrame({"fingerprint": []})))
+    monkeypatch.setattr(racing, "select_cells", lambda parents, cells: sel)
+    monkeypatch.setattr(racing, "has_repeats", lambda finished: True)
+    monkeypatch.setattr(racing, "read_clips", lambda c, finished: clips)
+    rows = [SimpleNamespace(name=n, config=SimpleNamespace(config_hash="h")) for n in ("baseline", "variant")]
+    st = racing.standing(None, "0", rows, "baseline", "fp")
+    lines = racing.summary_lines(st, rounds=repeats - 2, budget=64)
+    # the report's bottom line on the same runs, word for word, cap included
+    _, _, t = repeat_cap.default_table(sel, clips, "test_f1_macro", "baseline")
+    assert lines[1] == st.bottom == bottomline.bottom_line(t, "baseline", "test_f1_macro", 0.01)
+    assert said in lines[1]

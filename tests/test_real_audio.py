@@ -4,6 +4,7 @@ cross-corpus suite.
 Skipped with a reason where RAVDESS_ROOT is unset (CI sets it)."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -66,10 +67,19 @@ def test_a_cv_suite_on_real_clips_answers_each_comparison(ravdess_root, tracking
     assert main(["report", "--out", str(out), "--ci", "speaker", *common]) == 0
     md = out.read_text()
     assert "- design: 2 × 4-fold speaker CV" in md and "- data: ravdess" in md and "on the speaker" in md
-    supports = md.split("## What the data supports")[1]
-    line = next(x for x in supports.splitlines() if x.startswith("- `class-weights`"))
-    assert "rules out" in line and "this design calls better or worse only at |Δ| ≥" in line
-    assert "variance: speakers" in line and "the 8 speakers alone limit it to ±" in line
+    def answer_and_detail(text: str) -> tuple[str, list[str]]:
+        """The class-weights row's answer and its cells in "What would sharpen each answer"."""
+        said = next(x for x in text.split("## What the data supports")[1].splitlines()
+                    if x.startswith("- `class-weights`"))
+        detail = next(x for x in text.split("### What would sharpen each answer")[1].splitlines()
+                      if x.startswith("| `class-weights` |"))
+        return said, [c.strip() for c in detail.split("|")[1:-1]]
+
+    line, cells = answer_and_detail(md)
+    # the answer in at most two short sentences; the resolution, the variance split and the floors in the table
+    assert len(re.findall(r"[.](?:\s|$)", line.split("`: ", 1)[1])) <= 2
+    assert cells[1] == "speaker" and cells[4].startswith("speakers ") and ", training runs " in cells[4]
+    assert cells[6].startswith("±") and "(8 speakers)" in cells[6] and "corrected" not in cells[5] + cells[6]
     assert (tmp_path / "report-delta.png").stat().st_size > 5_000
     from harness import tracking
 
@@ -77,21 +87,19 @@ def test_a_cv_suite_on_real_clips_answers_each_comparison(ravdess_root, tracking
     exp = c.get_experiment_by_name(experiment)
     row = c.search_runs([exp.experiment_id], "tags.`harness.kind` = 'row' and tags.`harness.row` = 'class-weights'")[0]
     decision = row.data.tags["harness.decision"]
-    assert decision in ("better", "worse", "equivalent", "undecided") and decision in md.split("### Details")[0]
-    assert "Decisions vs `baseline`" in exp.tags["mlflow.note.content"]
+    assert decision in ("better", "worse", "equivalent", "undecided") and decision in md.split("## Details")[0]
+    assert exp.tags["mlflow.note.content"].startswith("Of 1 row compared with `baseline` on `test_f1_macro`: ")
     # on 2 repeats the default report is the speaker method's, word for word up to what more repeats would
     # give: past the default's cap of 3 that is the corrected t's (a named --ci speaker has no cap)
     assert main(["report", "--out", str(out), *common]) == 0
-    default = next(x for x in out.read_text().split("## What the data supports")[1].splitlines()
-                   if x.startswith("- `class-weights`"))
-    assert default.split("; 4 more repeats")[0] == line.split("; 4 more repeats")[0]
-    assert "(past 3 repeats the report states the corrected t)" in default
-    assert "the corrected t" not in line
+    default, default_cells = answer_and_detail(out.read_text())
+    assert default.split(". ")[0] == line.split(". ")[0] and default_cells[:5] == cells[:5]
+    assert default_cells[5].endswith("(the corrected t: past 3 repeats)")
     # the corrected t answers in the same words, its floor named as the correction's
     assert main(["report", "--out", str(out), "--ci", "corrected", *common]) == 0
-    line = next(x for x in out.read_text().split("## What the data supports")[1].splitlines()
-                if x.startswith("- `class-weights`"))
-    assert "rules out" in line and "speakers (the corrected t's floor" in line and "the 8 speakers alone" in line
+    line, cells = answer_and_detail(out.read_text())
+    assert cells[1] == "corrected" and cells[4].startswith("speakers (the corrected t's floor")
+    assert "(8 speakers)" in cells[6]
 
 
 def test_a_cross_corpus_suite_trains_on_ravdess_and_tests_on_every_turev_clip(ravdess_root, turev_root, tracking_uri,

@@ -439,7 +439,7 @@ def table_lines(md: str) -> list[list[str]]:
 def test_markdown_tables_have_the_same_columns_on_every_line(built):
     md = report.render_markdown(built)
     blocks = [b for b in md.split("\n\n") if b.startswith("|")]
-    assert len(blocks) == 3  # the main table, its details and the failed runs
+    assert len(blocks) == 4  # the main table, its details, what would sharpen each answer and the failed runs
     for block in blocks:
         widths = {len(cells) for cells in table_lines(block)}
         assert len(widths) == 1, block
@@ -450,7 +450,7 @@ def test_markdown_states_what_was_measured_and_what_the_data_supports(built):
     md = report.render_markdown(built)
     assert "metric: `test_f1_macro`" in md and "fp-a" in md and "actor" in md and "resnet18" in md
     assert "Nadeau & Bengio" in md and "baycomp" in md and "Holm" in md and "ties ½" in md
-    main_table = md.split("### Details")[0]
+    main_table = md.split("## Details")[0]
     lines = {cells[1].strip(): [c.strip() for c in cells] for cells in table_lines(main_table)}
     assert lines["`smallcnn-25ep`"][3] == "0.450 (1 seed)" and lines["`smallcnn-25ep`"][4] == "n/a (1 seed)"
     assert lines["`baseline-resnet18-5ep`"][3].startswith(f"{np.mean(BASE):.3f} [")
@@ -464,6 +464,45 @@ def test_markdown_states_what_was_measured_and_what_the_data_supports(built):
     assert "`cw-specaug-aggressive-30ep` is **worse than** `baseline-resnet18-5ep`" in supports
     assert "\"label smoothing performed similarly\"" in supports and "synthetic corpus" not in supports
     assert "WARNING" not in md
+
+
+def test_the_report_opens_with_its_bottom_line_then_the_main_table_and_ends_with_its_methods(built):
+    md = report.render_markdown(built)
+    lines = md.splitlines()
+    t = built.table
+    compared = t[(t["n"] > 0) & ~t["baseline"].astype(bool)]
+    # the title, one paragraph, then the main table
+    assert lines[0] == "# Ablation report: report-suite" and lines[1] == "" and lines[3] == ""
+    assert lines[4].startswith("| # | row | n |")
+    bottom = lines[2]
+    counts = {d: int((compared["decision"] == d).sum()) for d in ("better", "equivalent", "worse", "undecided")}
+    assert bottom.startswith(
+        f"Of {len(compared)} rows compared with `baseline-resnet18-5ep` on `test_f1_macro`: {counts['better']} "
+        f"better, {counts['equivalent']} equivalent (within ±0.01), {counts['worse']} worse, "
+        f"{counts['undecided']} undecided, 1 without a Δ.")
+    best = compared["delta"].astype(float).idxmax()
+    assert best == "cw-specaug-30ep" and (f"Best: `{best}`, Δ {t.loc[best, 'delta']:+.3f} "
+                                          f"[{t.loc[best, 'delta_low']:.3f}, {t.loc[best, 'delta_high']:.3f}] "
+                                          f"({t.loc[best, 'decision']})." in bottom)
+    # what would decide it, said once for the suite
+    assert "Next: `smallcnn-25ep` needs runs paired with the baseline's for a Δ (1 seed)." in bottom
+    # each row's answer in at most two short sentences; the detail in the tables below
+    supports = md.split("## What the data supports")[1].split("## Details")[0]
+    for row, r in compared.iterrows():
+        if r["decision"]:
+            line = next(x for x in supports.splitlines() if x.startswith(f"- `{row}` "))
+            answer_words = line.split("`: ", 1)[1].split(" The seed's claimed gain")[0]
+            assert answer_words.replace("**", "") == r["answer"].short()
+            assert len(re.findall(r"[.](?:\s|$)", answer_words)) <= 2, line
+    sharpen = md.split("### What would sharpen each answer")[1].split("## Failed")[0]
+    a = t.loc["cw-specaug-ls-30ep", "answer"]
+    assert (f"| `cw-specaug-ls-30ep` | corrected | {a.resolution()[0]} | {a.resolution()[1]} | {a.split()} | "
+            f"{a.more_repeats()} | {a.floor()} |") in sharpen
+    # the methods last: what was measured, the interval's and the decisions' methods, how to read the tables
+    body, methods = md.split("\n## Methods\n")
+    assert "- intervals:" not in body and "How to read this" not in body and "- data fingerprint:" not in body
+    assert "- intervals: corrected resampled t" in methods and "**How to read this.**" in methods
+    assert "- data fingerprint: fp-a" in methods and "\n## " not in methods
 
 
 def test_different_data_fingerprints_are_a_loud_warning(tracking_uri, experiment):

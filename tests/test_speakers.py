@@ -248,12 +248,15 @@ def evidence(delta, floor_sd, train_sd, repeats=2, df=20):
 def test_a_small_effect_within_the_speaker_floor_is_one_more_seeds_cannot_decide():
     a = answer(evidence(0.003, 0.012, 0.02))
     assert a.decision == "undecided" and not a.floor_decides
-    text = a.sentence()
-    assert text.startswith("undecided (ROPE ±0.01; likeliest")
-    assert f"rules out a gain above {a.high:+.3f} and a loss larger than {-a.low:.3f} (95% CI)" in text
-    assert "variance: speakers 26%, training runs 74%" in text
-    assert "the 24 speakers alone limit it to ±0.024: more seeds cannot decide this, more speakers could" in text
-    assert "more repeats would tell" not in text
+    # the answer, in two short sentences: the decision, then what would decide it
+    assert a.short() == (f"undecided (ROPE ±0.01; likeliest {max(('better', a.p_better), ('equivalent', a.p_equivalent), ('worse', a.p_worse), key=lambda kv: kv[1])[0]}, "
+                         f"P {max(a.p_better, a.p_equivalent, a.p_worse):.2f}). More seeds cannot decide it; about "
+                         f"{a.speakers_needed[0]} speakers and more repeats could.")
+    assert a.route() == "speakers"
+    # the detail, for the details table
+    assert a.ruled_out() == f"rules out a gain above {a.high:+.3f} and a loss larger than {-a.low:.3f} (95% CI)"
+    assert a.split() == "speakers 26%, training runs 74%"
+    assert a.floor() == "±0.024 (24 speakers)"
 
 
 def test_more_speakers_could_says_about_how_many_would_decide_it():
@@ -261,7 +264,7 @@ def test_more_speakers_could_says_about_how_many_would_decide_it():
     assert a.decision == "undecided" and a.extra_repeats is None and a.speakers_needed is not None
     n, repeats_too = a.speakers_needed
     assert n > 24 and not repeats_too
-    assert f"more speakers could (about {n} speakers would decide it at today's Δ and variance split)" in a.sentence()
+    assert a.route() == "speakers" and a.next_step() == f"more seeds cannot decide it; about {n} speakers could"
     # the speakers' share of the variance scales as 1/S: with n speakers the same Δ is decided, with fewer not
     with_n = Evidence(delta=0.04, floor_var=0.02 ** 2 * 24 / n, train_var=0.01 ** 2, repeats=2, df=20, n_speakers=n)
     assert answer(with_n).decision == "better"
@@ -271,13 +274,15 @@ def test_more_speakers_could_says_about_how_many_would_decide_it():
     # where today's training runs alone are too wide, more repeats are named as well
     b = answer(evidence(0.003, 0.012, 0.02))
     assert b.speakers_needed is not None and b.speakers_needed[1]
-    assert "and more repeats would decide it" in b.sentence()
+    assert b.next_step().endswith("speakers and more repeats could")
 
 
 def test_an_effect_seeds_can_still_decide_says_how_many_more_repeats():
     a = answer(evidence(-0.05, 0.005, 0.025))
     assert a.decision == "undecided" and a.floor_decides and a.extra_repeats is not None
-    assert f"about {a.extra_repeats} more repeat" in a.sentence() and "would decide it if Δ stays near -0.050" in a.sentence()
+    k = a.extra_repeats
+    assert a.route() == "repeats" and a.short().endswith(
+        f". About {k} more repeat{'' if k == 1 else 's'} would decide it if Δ stays near -0.050.")
     more = answer(evidence(-0.05, 0.005, 0.025 * math.sqrt(2 / (2 + a.extra_repeats)), repeats=2 + a.extra_repeats))
     assert more.decision == "worse"  # and so it does
 
@@ -285,8 +290,8 @@ def test_an_effect_seeds_can_still_decide_says_how_many_more_repeats():
 def test_with_no_speaker_variance_measured_more_repeats_are_what_would_decide_it():
     # σ²_s estimated at 0: the floor is 0, and unlimited repeats shrink the whole variance away
     a = answer(evidence(0.09, 0.0, 0.06))
-    assert a.decision == "undecided" and a.floor_decides and "more seeds cannot decide this" not in a.sentence()
-    assert "more repeat" in a.sentence()
+    assert a.decision == "undecided" and a.floor_decides and a.route() == "repeats"
+    assert "more repeat" in a.short() and "cannot" not in a.short()
 
 
 def test_a_decided_row_states_what_it_rules_out_and_the_designs_resolution():
@@ -297,14 +302,16 @@ def test_a_decided_row_states_what_it_rules_out_and_the_designs_resolution():
     assert worse.decision == "worse" and worse.ruled_out() == (
         f"rules out any gain, a loss smaller than {-worse.high:.3f} and a loss larger than {-worse.low:.3f} (95% CI)")
     assert a.min_effect == pytest.approx(0.01 + 1.725 * math.sqrt(2) * 0.01, rel=0.01)  # rope + t(0.95, 20) · SE
-    assert "could call this Δ equivalent" not in a.resolution()
+    assert a.resolution() == (f"{a.min_effect:.3f}", "—")  # no ROPE to call it equivalent: it is better
+    assert a.short() == f"better (P {a.p_better:.2f}, ROPE ±0.01). It {a.ruled_out()}." and a.route() == ""
     eq = answer(evidence(0.001, 0.001, 0.002))
-    assert eq.decision == "equivalent" and eq.min_rope < 0.01 and "ROPE of ±" in eq.resolution()
+    assert eq.decision == "equivalent" and eq.min_rope < 0.01 and eq.resolution()[1] == f"±{eq.min_rope:.3f}"
 
 
 def test_identical_differences_decide_nothing():
     a = answer(evidence(0.02, 0.0, 0.0))
-    assert a.decision == "undecided" and "no spread to judge from" in a.sentence()
+    assert a.decision == "undecided" and a.short() == ("undecided: every paired difference is the same (Δ +0.020), "
+                                                       "no spread to judge from. More repeats would spread it.")
 
 
 @pytest.mark.parametrize("n_speakers,n_folds", [(10, 5), (24, 4)], ids=["10 speakers in 5 folds", "24 in 4"])
@@ -377,13 +384,13 @@ def test_past_the_defaults_cap_more_repeats_are_priced_with_the_corrected_t_the_
     ev = capped(0.02, 0.01, 0.02, 0.03, 0.02)
     a = answer(ev)
     at6 = stats.t.ppf(0.975, 7) * math.sqrt(0.03 ** 2 + 0.02 ** 2 * 2 / 6)  # the corrected t's, at 6 repeats
-    assert f"4 more repeats: about ±{at6:.3f} (past 3 repeats the report states the corrected t)" in a.sentence()
+    assert a.more_repeats() == f"±{at6:.3f} (the corrected t: past 3 repeats)" and ev.half_at(6) == pytest.approx(at6)
     # both floors are named: the speakers' limit is the speaker method's, the projection the corrected t's
-    assert "the 24 speakers alone limit the speaker method to ±0.020 (the corrected t's floor: ±0.059)" in a.sentence()
+    assert a.floor() == "±0.020 (24 speakers); the corrected t past 3 repeats: ±0.059"
     # one more repeat (3) is still the speaker method's
     assert ev.se_at(3) == pytest.approx(math.sqrt(0.01 ** 2 + 0.02 ** 2 * 2 / 3))
     uncapped = answer(evidence(0.02, 0.01, 0.02))
-    assert "the corrected t" not in uncapped.sentence()
+    assert "the corrected t" not in uncapped.more_repeats() + uncapped.floor()
 
 
 def test_a_delta_only_the_uncalibrated_speaker_floor_would_decide_is_not_promised_to_more_seeds():
@@ -393,22 +400,21 @@ def test_a_delta_only_the_uncalibrated_speaker_floor_would_decide_is_not_promise
     assert free.extra_repeats is not None and free.extra_repeats > 1
     a = answer(capped(0.05, 0.005, 0.03, 0.03, 0.03))
     assert a.decision == "undecided" and a.extra_repeats is None and not a.floor_decides
-    assert "more seeds cannot decide this (past 3 repeats the report states the corrected t, whose floor is wider)" \
-        in a.sentence()
+    assert a.floor() == "±0.010 (24 speakers); the corrected t past 3 repeats: ±0.059"  # why: the corrected t's floor is wider
     # more speakers are priced at the cap's repeats at most: here the training runs alone are too wide
-    assert a.speakers_needed is None and a.sentence().endswith("nor would 100x today's speakers at today's Δ.")
+    assert a.speakers_needed is None and a.route() == "neither"
+    assert a.short().endswith("More seeds cannot decide it, nor would 100x today's speakers at today's Δ.")
     # here today's 2 repeats are too few even with many speakers, and the cap's 3 are enough
     b = answer(capped(0.03, 0.008, 0.012, 0.03, 0.012))
     n, repeats_too = b.speakers_needed
-    assert repeats_too and f"more speakers could (about {n} speakers and up to 3 repeats would decide it" in b.sentence()
+    assert repeats_too and b.next_step() == f"more seeds cannot decide it; about {n} speakers and up to 3 repeats could"
 
 
 def test_a_delta_the_caps_own_repeats_decide_is_priced_within_the_cap_though_the_corrected_floor_never_would():
     # 3 repeats (the cap) decide Δ 0.05 by the speaker method; the corrected t's floor past it would not
     a = answer(capped(0.05, 0.005, 0.025, 0.03, 0.025))
     assert a.decision == "undecided" and a.floor_decides and a.extra_repeats == 1
-    assert "about 1 more repeat would decide it if Δ stays near +0.050" in a.sentence()
-    assert "more seeds cannot decide this" not in a.sentence()
+    assert a.next_step() == "about 1 more repeat would decide it if Δ stays near +0.050"
     # at the cap itself nothing within it is left, and the corrected floor decides nothing
     at_cap = answer(capped(0.05, 0.005, 0.025, 0.03, 0.025, repeats=3))
     assert not at_cap.floor_decides and at_cap.extra_repeats is None

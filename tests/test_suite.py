@@ -114,6 +114,21 @@ def test_dry_run_plans_without_running(tmp_path, synth_root, tracking_uri, exper
     assert cells(tracking_uri, experiment) == []
 
 
+def test_a_dry_run_creates_nothing_where_no_store_is_yet(tmp_path, synth_root, monkeypatch, capsys):
+    # the defaults: ./mlflow.db for MLflow, optuna.db beside it for the work queue
+    path = write_suite(tmp_path / "plan.yaml", synth_root)
+    work = tmp_path / "fresh"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert main(["suite", "run", str(path), "--data_root", str(synth_root), "--dry-run"]) == 0
+    assert "4 cells: 0 already done, 4 to run" in capsys.readouterr().out
+    assert list(work.iterdir()) == []  # no mlflow.db, no .init-lock, no mlruns/, no optuna.db
+    # nor in a store folder named by the flags
+    assert main(["suite", "run", str(path), "--data_root", str(synth_root), "--dry-run", "--tracking_uri",
+                 f"sqlite:///{work / 'db' / 'mlflow.db'}", "--storage", f"sqlite:///{work / 'q' / 'q.db'}"]) == 0
+    assert list(work.iterdir()) == []
+
+
 def test_resume_skips_finished_cells_and_a_changed_row_reruns_alone(tmp_path, synth_root, tracking_uri, experiment,
                                                                     capsys):
     path = write_suite(tmp_path / "resume.yaml", synth_root)
@@ -390,6 +405,10 @@ def test_parent_runs_carry_a_note_with_mean_ci_n_and_the_paired_delta(tmp_path, 
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
     description = exp.tags[publish.NOTE_TAG]
     assert "| `plain` |" in description and "rules out (Δ)" in description and "baseline-cw" in description
+    # it opens with the report's bottom line, word for word
+    md = render_mod.render_markdown(render_mod.suite_report(c, exp))
+    assert description.splitlines()[0] == md.splitlines()[2]
+    assert md.splitlines()[2].startswith("Of 2 rows compared with `baseline-cw` on `test_f1_macro`: ")
 
 
 def test_the_note_pairs_resamples_on_seed_and_fold_and_names_what_the_profile_changed():

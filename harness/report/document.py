@@ -1,5 +1,5 @@
-"""The markdown of a suite report: its header, the one-glance main table, details, failures, what the
-data supports. Numbers in (a `SuiteReport`), text out; no MLflow."""
+"""The markdown of a suite report: its bottom line, the one-glance main table, each row's answer, the
+details, failures, then the methods. Numbers in (a `SuiteReport`), text out; no MLflow."""
 from __future__ import annotations
 
 import json
@@ -12,7 +12,9 @@ from harness import speakers
 from harness.report.markdown import fmt_ci, fmt_delta, fmt_p, md_table, na, num
 from harness.report.runs import Selection
 from harness.report.calibrated import SPEAKER_DEFAULT_MAX_REPEATS, is_cross_corpus
+from harness.report.bottomline import bottom_line
 from harness.report.table import ClaimCheck, what_the_data_supports
+from harness.report.verdict import MORE_REPEATS, Answer
 from harness.stats import DECISION_PROB, ROPE, higher_is_better
 
 
@@ -196,28 +198,51 @@ def main_table(t: pd.DataFrame, metric: str, claims: bool = True) -> list[str]:
                      "rules out (Δ)", "p (Holm)", *(["seed's claim"] if claims else [])], lines)
 
 
-def render_markdown(rep: SuiteReport, plots: dict[str, str] | None = None, pooled: pd.DataFrame | None = None) -> str:
+def _resolution_table(t: pd.DataFrame) -> list[str]:
+    """Each comparison's technical detail: resolution, where Δ's variance comes from, what more repeats and
+    more speakers would give (the answers above say only what would decide it)."""
+    lines = []
+    for row, r in t[(t["n"] > 0) & ~t["baseline"].astype(bool)].iterrows():
+        a = r["answer"]
+        if not isinstance(a, Answer) or not a.ev.var > 0:
+            continue
+        calls, equivalent = a.resolution()
+        lines.append([f"`{row}`", r["delta_method"] or "—", calls, equivalent, a.split(), a.more_repeats(),
+                      a.floor()])
+    if not lines:
+        return []
+    return ["", "### What would sharpen each answer", "",
+            f"*calls at |Δ| ≥*: the smallest Δ this design can call better or worse; *equivalent at ROPE*: the "
+            f"smallest ROPE at which today's Δ could be called equivalent; *variance*: where Δ's variance comes "
+            f"from (the first part more repeats cannot lower); *+{MORE_REPEATS} repeats*: Δ's half-width with "
+            f"{MORE_REPEATS} more repeats, as the report would state it; *speakers' limit*: the half-width the "
+            f"speakers alone allow, whatever the repeats.", "",
+            *md_table(["row", "Δ method", "calls at |Δ| ≥", "equivalent at ROPE", "variance",
+                       f"+{MORE_REPEATS} repeats: Δ ±", "speakers' limit: Δ ±"], lines)]
+
+
+def methods(rep: SuiteReport) -> list[str]:
+    """The Methods section: what was measured, the interval and decision methods, how to read the tables."""
     t, metric = rep.table, rep.metric
-    facts, warn = header_facts(rep.sel)
+    facts, _ = header_facts(rep.sel)
     n_holm = int(t["p"].notna().sum())
-    out = [f"# Ablation report: {rep.experiment}", "",
+    out = ["## Methods", "",
            f"- experiment: `{rep.experiment}`; metric: `{metric}` "
            f"({'higher' if higher_is_better(metric) else 'lower'} is better); baseline: `{rep.baseline}`"]
     out += [f"- {k}: {v}" for k, v in facts]
     out += [f"- intervals: {ci_name(rep.ci, is_cross_corpus(rep.sel))}", *_fallback_lines(rep),
             f"- decisions: correlated Bayesian t-test (Benavoli et al. 2017, `baycomp`) of Δ vs the baseline with a "
             f"region of practical equivalence ±{rep.rope:g}; a row is **better**, **worse** or **equivalent** when "
-            f"that probability is ≥ {DECISION_PROB}, else **undecided**"]
-    out += ["", *[f"> {w}" for w in warn], *([""] if warn else [])]
+            f"that probability is ≥ {DECISION_PROB}, else **undecided**", ""]
     speaker = rep.ci == speakers.METHOD
     unit = ("*mean* is a row's pooled test macro-F1 (every clip scored once per repeat) averaged over its "
             "repeats; its *95% CI* treats the speakers as a sample (they do not average out with more repeats) "
             "and the training runs as another (they do). *Δ* is the row minus the baseline on the same clips of "
-            "the same repeats" + ("; for the rows the header lists, the corrected t's over resamples"
+            "the same repeats" + ("; for the rows the intervals line lists, the corrected t's over resamples"
                                   if fallback_rows(rep) else "") if speaker else
             "*mean* is over a row's resamples and its *95% CI* is for that same mean, not the range of a single "
-            "run (see min–max below). *Δ* is the row minus the baseline on the same resamples (same actors held "
-            "out)")
+            "run (see min–max in the details). *Δ* is the row minus the baseline on the same resamples (same "
+            "actors held out)")
     out += [f"**How to read this.** A *resample* is one training run: a seed's split, or under cross-validation "
             f"a seed's fold (every speaker tested once per seed). {unit}, with its 95% CI. *Decision* says which of "
             f"better / equivalent / worse the data makes at least {DECISION_PROB:.0%} probable; *rules out* what "
@@ -226,19 +251,30 @@ def render_markdown(rep: SuiteReport, plots: dict[str, str] | None = None, poole
             f"baseline; the decisions are per row and not adjusted for how many rows are compared, so where "
             f"they and Holm's p disagree, the p is the more cautious reading. A decision is one-sided "
             f"(P ≥ {DECISION_PROB} that Δ lies beyond the ROPE), the Δ interval two-sided: a row can be "
-            f"**better** while its 95% interval still touches 0. Each comparison's whole answer (resolution, "
-            f"where the variance comes from, what would sharpen it) is under *What the data supports*.", ""]
+            f"**better** while its 95% interval still touches 0. What would sharpen each answer (resolution, "
+            f"where the variance comes from, more repeats, more speakers) is in its table under the details."]
+    return out
+
+
+def render_markdown(rep: SuiteReport, plots: dict[str, str] | None = None, pooled: pd.DataFrame | None = None) -> str:
+    """The report: its bottom line, the main table, each row's answer, the details, then the methods."""
+    t, metric = rep.table, rep.metric
+    _, warn = header_facts(rep.sel)
+    out = [f"# Ablation report: {rep.experiment}", "", bottom_line(t, rep.baseline, metric, rep.rope), ""]
+    out += [*[f"> {w}" for w in warn], *([""] if warn else [])]
     out += main_table(t, metric)
     never = list(t.index[t["n"] == 0])
     if never:
-        out += ["", f"No finished run yet: {', '.join(f'`{r}`' for r in never)}"
-                + ("" if not rep.sel.failed.empty else "") + "."]
+        out += ["", f"No finished run yet: {', '.join(f'`{r}`' for r in never)}."]
+    kinds = rep.sel.finished["data"].unique()
+    data_kind = kinds[0] if len(kinds) == 1 else ""
+    out += ["", "## What the data supports", "",
+            *[f"- {s}" for s in what_the_data_supports(t, rep.checks, metric, rep.baseline, data_kind, rep.rope)]]
 
     pooled_mean = (pooled.groupby("row")["pooled_f1"].agg(["mean", "count"]) if pooled is not None and len(pooled)
                    else pd.DataFrame(columns=["mean", "count"]))
     details = []
-    ran = t[t["n"] > 0]
-    for row, r in ran.iterrows():
+    for row, r in t[t["n"] > 0].iterrows():
         pm = pooled_mean.loc[row] if row in pooled_mean.index else None
         details.append([f"`{row}`", num(r["std"]) if r["n"] >= 2 else "n/a", f"{num(r['min'])}–{num(r['max'])}",
                         int(r["failed"]), f"{r['ratio']:.3f}" if math.isfinite(r["ratio"]) else "n/a",
@@ -246,16 +282,15 @@ def render_markdown(rep: SuiteReport, plots: dict[str, str] | None = None, poole
                         f"{r['p_better']:.2f} / {r['p_equivalent']:.2f} / {r['p_worse']:.2f}",
                         "—" if r["baseline"] else num(r["p_improve"], 2),
                         f"{num(pm['mean'])} ({int(pm['count'])})" if pm is not None else "—",
-                        f"{r['speaker_share']:.0%}" if math.isfinite(r["speaker_share"]) else "—",
                         r["claimed"] or "—", num(r["accuracy"]), num(r["best_epoch"], 1), num(r["wall_time_s"], 1)])
-    out += ["", "### Details", "",
+    out += ["", "## Details", "",
             "*n_test/n_train* is the correction's ratio; *P(b/e/w)* the Bayesian probabilities of better / "
             "equivalent / worse; *wins* the share of paired resamples where the row beats the baseline (ties ½); "
             "*pooled F1* (cross-validation only) the macro-F1 of a repeat's pooled test predictions, every clip "
-            "scored once, averaged over repeats (how many in brackets); *speakers* the share of Δ's variance that "
-            "comes from which speakers were recorded (more repeats cannot lower it)."]
+            "scored once, averaged over repeats (how many in brackets)."]
     out += [""] + md_table(["row", "std", "min–max", "failed", "n_test/n_train", "P(b/e/w)", "wins",
-                            "pooled F1", "speakers", "claimed (single run)", "accuracy", "best epoch", "wall s/run"], details)
+                            "pooled F1", "claimed (single run)", "accuracy", "best epoch", "wall s/run"], details)
+    out += _resolution_table(t)
     fb = sorted(set(t.index[t["ci_method"] == "percentile"]))
     if fb:
         out += ["", f"Bootstrap BCa was degenerate for {', '.join(f'`{r}`' for r in fb)}: percentile interval used."]
@@ -274,10 +309,5 @@ def render_markdown(rep: SuiteReport, plots: dict[str, str] | None = None, poole
         out += ["", "## Notes on run selection", "", *[f"- {n}" for n in rep.sel.notes]]
     if plots:
         out += ["", "## Plots", ""] + [f"![{title}]({name})" for title, name in plots.items()]
-    kinds = rep.sel.finished["data"].unique()
-    data_kind = kinds[0] if len(kinds) == 1 else ""
-    out += ["", "## What the data supports", "",
-            *[f"- {s}" for s in what_the_data_supports(t, rep.checks, metric, rep.baseline, data_kind, rep.rope)]]
+    out += ["", *methods(rep)]
     return "\n".join(out) + "\n"
-
-

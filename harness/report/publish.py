@@ -3,10 +3,10 @@
 - Each row's parent run: the mean and its 95% CI as metrics (`test_f1_macro_mean`,
   `test_f1_macro_ci95_low/high`, `n_seeds`, `n_resamples`), the decision as tag `harness.decision`
   (the UI can filter on it), and the answer as the run's note (`mlflow.note.content`, the runs
-  table's Description column): "mean [CI], Δ delta [CI]" first, then the whole answer.
+  table's Description column): "mean [CI], Δ delta [CI]" first, then the answer in the report's words.
 - The experiment: `mlflow.experimentKind = custom_model_development`, so MLflow 3 opens it on its
-  training runs rather than its GenAI overview, and the report's main table as its description
-  (the experiment's `mlflow.note.content`).
+  training runs rather than its GenAI overview, and the report's bottom line and main table as its
+  description (the experiment's `mlflow.note.content`).
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import math
 import pandas as pd
 
 from harness import speakers, tracking
+from harness.report.bottomline import bottom_line
 from harness.report.document import SuiteReport, ci_label, main_table
 from harness.report.verdict import Answer
 
@@ -55,26 +56,19 @@ def row_note(t: pd.Series, baseline: str, ci: str, changes: str = "", profile: s
                     f"(same seed and fold){', and its 95% CI' if dci else ''}"
                     + (f" ({dm})" if dci and isinstance(dm, str) and dm and dm != ci else ""))
         if isinstance(t["answer"], Answer):
-            lines.append(f"**{t['decision']}**: {t['answer'].sentence()}")
+            lines.append(f"**{t['decision']}**: {t['answer'].short()}")
     out = [head, "; ".join(what) + ".", *lines]
     if changes:
         out.append(f"Profile `{profile or '?'}` changes the training ({changes}): not the suite file's setting.")
     return "  \n".join(out)
 
 
-def decisions_line(rep: SuiteReport) -> str:
-    """"Decisions vs `baseline`: cw better, ls undecided": first, so that the experiments list's Description
-    column shows it."""
-    t = rep.table[(rep.table["n"] > 0) & ~rep.table["baseline"].astype(bool)]
-    each = [f"{row} {r['decision'] or 'n/a'}" for row, r in t.iterrows()]
-    return f"**Decisions vs `{rep.baseline}`**: {', '.join(each) or 'none yet'}."
-
-
 def experiment_note(rep: SuiteReport) -> str:
-    """The experiment's description: the decisions at a glance, the method, and the report's main table."""
+    """The experiment's description: the report's bottom line (its first sentence, the counts of decisions,
+    is what the experiments list's Description column shows), the method, and the report's main table."""
     kinds = ", ".join(sorted(set(rep.sel.finished["data"]))) or "no finished run"
     return "\n".join([
-        decisions_line(rep), "",
+        bottom_line(rep.table, rep.baseline, rep.metric, rep.rope), "",
         f"Every row vs `{rep.baseline}` on `{rep.metric}`; intervals `{ci_label(rep)}`, decisions at P ≥ 0.95 with a ROPE "
         f"of ±{rep.rope:g} (data: {kinds}). Refreshed by every `suite run` and `report`; the whole report: "
         f"`python -m harness report --experiment {rep.experiment}`.", "",

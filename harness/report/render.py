@@ -23,15 +23,11 @@ import pandas as pd
 from harness import services, speakers, tracking
 from harness.errors import HarnessError
 from harness.figures import confusion_png
-from harness.report.calibrated import (
-    SPEAKER_DEFAULT_MAX_REPEATS,
-    SPEAKER_METRIC,
-    default_interval,
-    speaker_ready,
-)
+from harness.report.calibrated import SPEAKER_DEFAULT_MAX_REPEATS, SPEAKER_METRIC, speaker_ready
 from harness.report.document import SuiteReport, ci_label, header_facts, render_markdown
 from harness.report.plots import plot_delta, plot_forest, plot_val_curves
 from harness.report.publish import publish
+from harness.report.repeat_cap import default_table
 from harness.report.runs import (
     available_metrics,
     column,
@@ -95,15 +91,16 @@ def suite_report(c, exp, metric: str = DEFAULT_METRIC, baseline: str | None = No
         raise HarnessError(f"unknown --baseline {baseline!r}; rows: {', '.join(names)}")
     clips = read_clips(c, sel.finished) if has_repeats(sel.finished) else None
     max_repeats = None
-    if ci is None:
-        ci, max_repeats = default_interval(sel, clips, metric)
+    if ci is None:  # with the speaker method's Δ beside those its repeat cap handed to the corrected t
+        ci, max_repeats, t = default_table(sel, clips, metric, baseline, rope, threshold)
     elif ci == speakers.METHOD and not speaker_ready(sel, clips, metric):
         raise HarnessError(f"--ci speaker needs a cross-validated or cross-corpus suite (every row with runs has "
                            f"a complete repeat whose runs logged {PREDICTIONS}; a cross-corpus row two seeds) and "
                            f"--metric {SPEAKER_METRIC}; "
                            f"experiment {exp.name!r} is not one: use --ci corrected")
-    return SuiteReport(experiment=exp.name, metric=metric, ci=ci, baseline=baseline, sel=sel,
-                       table=build_table(sel, metric, baseline, ci, rope, threshold, clips, max_repeats),
+    else:
+        t = build_table(sel, metric, baseline, ci, rope, threshold, clips)
+    return SuiteReport(experiment=exp.name, metric=metric, ci=ci, baseline=baseline, sel=sel, table=t,
                        checks=check_seed_claims(sel, metric, ci=ci, rope=rope, clips=clips, max_repeats=max_repeats),
                        rope=rope, clips=clips, max_repeats=max_repeats)
 

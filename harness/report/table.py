@@ -335,11 +335,11 @@ def what_the_data_supports(table: pd.DataFrame, checks: Sequence[ClaimCheck], me
         what = {"better": "better than", "worse": "worse than",
                 "equivalent": f"equivalent (within ±{rope:g}) to"}.get(t["decision"])
         a = t["answer"]
-        if isinstance(a, Answer):
+        if isinstance(a, Answer):  # its numbers are the main table's, its detail the details'
             gain = f" The seed's {t['gain_verdict']}." if t["gain_verdict"] else ""
-            words = a.sentence() if what else a.sentence().replace("undecided", "**undecided**", 1)
+            words = a.short() if what else a.short().replace("undecided", "**undecided**", 1)
             out.append((f"`{row}` is **{what}** `{baseline}`: " if what else f"`{row}` vs `{baseline}`: ")
-                       + f"{words} ({numbers}).{gain}")
+                       + f"{words}{gain}")
             continue
         if what:
             out.append(f"`{row}` is **{what}** `{baseline}`: {_probs(t)} ({numbers}).")

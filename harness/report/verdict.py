@@ -3,7 +3,9 @@ design's resolution, where the uncertainty comes from and what would sharpen it.
 
 Pure functions on an `Evidence` (Δ, its variance split into a part that more repeats cannot lower
 and a part they can, degrees of freedom). The report, each row's parent run in MLflow and the
-racing summary all print `Answer.sentence()`, so they say the same thing in the same words.
+racing summary all print `Answer.short()` (at most two short sentences: the decision, then what it
+rules out or what would decide it), so they say the same thing in the same words; the technical
+detail (`resolution`, `split`, `more_repeats`, `floor`) fills the report's details table.
 """
 from __future__ import annotations
 
@@ -49,6 +51,12 @@ class Evidence:
     def df_at(self, repeats: float) -> float:
         return max(self.beyond.df if self.past_cap(repeats) else self.df, 1.0)
 
+    def half_at(self, repeats: float) -> float:
+        """The 95% half-width of Δ the report would state with `repeats` repeats (past a cap: the corrected t's)."""
+        from scipy import stats
+
+        return float(stats.t.ppf(0.975, self.df_at(repeats))) * self.se_at(repeats)
+
 
 @dataclass(frozen=True)
 class Answer:
@@ -80,50 +88,66 @@ class Answer:
             parts = [f"a gain above {hi:+.3f}", f"a loss larger than {-lo:.3f}"]
         return f"rules out {', '.join(parts[:-1])} and {parts[-1]} (95% CI)"
 
-    def resolution(self) -> str:
-        out = f"this design calls better or worse only at |Δ| ≥ {self.min_effect:.3f} (ROPE {self.rope:g})"
-        if self.decision in ("undecided", "equivalent"):
-            out += f" and could call this Δ equivalent only with a ROPE of ±{self.min_rope:.3f}"
-        return out
+    def resolution(self) -> tuple[str, str]:
+        """(the smallest |Δ| this design calls better or worse, the smallest ROPE that could call this Δ
+        equivalent: "—" where the decision is better or worse), for the details table."""
+        equivalent = f"±{self.min_rope:.3f}" if self.decision in ("undecided", "equivalent") else "—"
+        return f"{self.min_effect:.3f}", equivalent
 
     def split(self) -> str:
         v = self.ev.var
         if not v > 0:
             return "no spread to split"
         share = self.ev.floor_var / v
-        return f"variance: {self.ev.floor_what} {share:.0%}, training runs {1 - share:.0%}"
+        return f"{self.ev.floor_what} {share:.0%}, training runs {1 - share:.0%}"
 
-    def sharpen(self) -> str:
-        from scipy import stats
-
+    def more_repeats(self) -> str:
+        """Δ's half-width with MORE_REPEATS more repeats, as the report would state it then."""
         ev = self.ev
         at = ev.repeats + MORE_REPEATS
-        t = float(stats.t.ppf(0.975, ev.df_at(at)))
-        more = f"{MORE_REPEATS} more repeats: about ±{t * ev.se_at(at):.3f}"
-        who = f"the {ev.n_speakers} speakers" if ev.n_speakers else "the speakers sampled"
-        floor = f"{who} alone limit it to ±{1.96 * math.sqrt(ev.floor_var):.3f}"
-        if ev.past_cap(at):  # both floors: the projection is the corrected t's, the speakers' limit the method's
-            more += f" (past {ev.cap} repeats the report states the corrected t)"
-            floor = (f"{who} alone limit the speaker method to ±{1.96 * math.sqrt(ev.floor_var):.3f} "
-                     f"(the corrected t's floor: ±{1.96 * ev.se_at(math.inf):.3f})")
+        return f"±{ev.half_at(at):.3f}" + (f" (the corrected t: past {ev.cap} repeats)" if ev.past_cap(at) else "")
+
+    def floor(self) -> str:
+        """What the speakers alone limit Δ's half-width to, whatever the repeats (past a cap, both methods')."""
+        ev = self.ev
+        who = f"{ev.n_speakers} speakers" if ev.n_speakers else "the speakers sampled"
+        out = f"±{1.96 * math.sqrt(ev.floor_var):.3f} ({who})"
+        if ev.past_cap(math.inf):
+            out += f"; the corrected t past {ev.cap} repeats: ±{1.96 * ev.se_at(math.inf):.3f}"
+        return out
+
+    def route(self) -> str:
+        """What would decide the comparison at today's Δ: "" (it is decided), "repeats", "speakers" or
+        "neither" (not more repeats, nor MAX_SPEAKER_FACTOR times today's speakers)."""
         if self.decision != "undecided":
-            return f"{more}; {floor}"
-        if self.extra_repeats is None and self.floor_decides:
-            return f"{more}; {floor}: more than {MAX_EXTRA_REPEATS} more repeats would be needed at Δ {ev.delta:+.3f}"
-        if self.extra_repeats is None:
-            seeds = "more seeds cannot decide this"
-            if ev.past_cap(math.inf) and _decides(ev.delta, ev.floor_var, 1e6, self.rope, self.threshold):
-                seeds += f" (past {ev.cap} repeats the report states the corrected t, whose floor is wider)"
-            if self.speakers_needed:
-                n, repeats_too = self.speakers_needed
-                more_repeats = f" and up to {ev.cap} repeats" if ev.cap else " and more repeats"
-                return (f"{more}; {floor}: {seeds}, more speakers could (about {n} speakers"
-                        f"{more_repeats if repeats_too else ''} would decide it at today's Δ and variance split)")
-            if ev.n_speakers:
-                return f"{more}; {floor}: {seeds}, nor would {MAX_SPEAKER_FACTOR}x today's speakers at today's Δ"
-            return f"{more}; {floor}: {seeds}, more speakers could"
-        return (f"{more}; {floor}: about {self.extra_repeats} more repeat{'' if self.extra_repeats == 1 else 's'} "
-                f"would decide it if Δ stays near {self.ev.delta:+.3f}")
+            return ""
+        if not self.ev.var > 0 or self.extra_repeats is not None:
+            return "repeats"
+        if self.speakers_needed or (not self.floor_decides and not self.ev.n_speakers):
+            return "speakers"
+        return "neither"
+
+    def next_step(self) -> str:
+        """What would decide it, in a few words ("" when it is decided)."""
+        ev, route = self.ev, self.route()
+        if route == "repeats" and not ev.var > 0:
+            return "more repeats would spread the differences"
+        if route == "repeats":
+            k = self.extra_repeats
+            return f"about {k} more repeat{'' if k == 1 else 's'} would decide it if Δ stays near {ev.delta:+.3f}"
+        seeds = (f"it would take more than {MAX_EXTRA_REPEATS} more repeats" if self.floor_decides
+                 else "more seeds cannot decide it")
+        if route == "speakers" and self.speakers_needed:
+            n, repeats_too = self.speakers_needed
+            also = (f" and up to {ev.cap} repeats" if ev.cap else " and more repeats") if repeats_too else ""
+            return f"{seeds}; about {n} speakers{also} could"
+        if route == "speakers":
+            return f"{seeds}; more speakers could"
+        if route == "neither" and ev.n_speakers:
+            return f"{seeds}, nor would {MAX_SPEAKER_FACTOR}x today's speakers at today's Δ"
+        if route == "neither":
+            return f"{seeds} at Δ {ev.delta:+.3f}"
+        return ""
 
     def headline(self) -> str:
         probs = {"better": self.p_better, "worse": self.p_worse, "equivalent": self.p_equivalent}
@@ -132,12 +156,16 @@ class Answer:
             return f"undecided (ROPE ±{self.rope:g}; likeliest {name}, P {p:.2f})"
         return f"{self.decision} (P {probs[self.decision]:.2f}, ROPE ±{self.rope:g})"
 
-    def sentence(self) -> str:
-        """The whole answer in one line, as the report, the parent run's note and racing print it."""
+    def short(self) -> str:
+        """The answer in at most two short sentences, as the report, the parent run's note and racing print it:
+        the decision, then what it rules out (decided) or what would decide it (undecided)."""
         if not self.ev.var > 0:
             return (f"undecided: every paired difference is the same (Δ {self.ev.delta:+.3f}), no spread to judge "
-                    f"from (a posterior without spread is certainty from coincidence); more repeats would spread it.")
-        return f"{self.headline()}; {self.ruled_out()}; {self.resolution()}; {self.split()}; {self.sharpen()}."
+                    f"from. More repeats would spread it.")
+        if self.decision != "undecided":
+            return f"{self.headline()}. It {self.ruled_out()}."
+        step = self.next_step()
+        return f"{self.headline()}. {step[0].upper()}{step[1:]}."
 
 
 def _probs(delta: float, var: float, df: float, rope: float, higher_better: bool) -> tuple[float, float, float]:

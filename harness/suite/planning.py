@@ -114,6 +114,14 @@ def search_runs(c, exp_id: str, filter_string: str) -> list:
             return runs
 
 
+def cv_repeats(rows: Sequence[RowSpec], seeds: Sequence[int], done: dict, extra: int = 0) -> int:
+    """The most repeats a cross-validated row will rest on once this run is through: its seeds finished and
+    to run, plus `extra` (racing's rounds); 0 without a cross-validated row."""
+    counts = [len({s for (name, s, _, h) in done if name == r.name and h == r.config.config_hash} | set(seeds))
+              for r in rows if r.config.cv_folds]
+    return max(counts) + extra if counts else 0
+
+
 def print_plan(suite: Suite, rows: Sequence[RowSpec], seeds: Sequence[int], cells: Sequence[Cell],
                done: dict, data_root: str | None, experiment: str, budget: int | None = None,
                extraction: Sequence[str] = ()) -> None:

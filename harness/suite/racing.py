@@ -14,8 +14,9 @@ default speaker method serves the comparison: cross-corpus, or cross-validated o
 otherwise the corrected t's floor s² · n_test/n_train), so a small
 effect near the ROPE's edge can stay open forever (`verdict.Answer.floor_decides`).
 
-Decisions are the report's (the same method, numbers and ROPE; racing prints the
-report's answer for each row word for word), but a row stops only at a stricter threshold,
+Decisions are the report's (the same method, numbers and ROPE; racing prints the report's
+bottom line, which says where a repeat past the default interval's cap switched a comparison to
+the corrected t, and each row's answer, word for word), but a row stops only at a stricter threshold,
 `RACING_PROB` = 0.99 rather than the report's 0.95: looking at the data after
 every round and stopping when it looks decided is optional stopping, and each
 look is another chance to stop on noise. With up to ~5 looks per row,
@@ -32,9 +33,9 @@ import pandas as pd
 
 from harness import tracking
 from harness.errors import HarnessError
+from harness.report.bottomline import bottom_line
+from harness.report.repeat_cap import default_table
 from harness.report.runs import has_repeats, read_clips, read_suite, select_cells
-from harness.report.calibrated import default_interval
-from harness.report.table import build_table
 from harness.report.verdict import Answer, answer
 from harness.stats import DECISION_PROB, ROPE, decide
 from harness.suite.file import RowSpec, Suite
@@ -53,6 +54,7 @@ class Standing:
     finished: frozenset[tuple[str, int, int | None]]  # (row, seed, fold) of finished cells
     spent: int  # finished cells of the raced rows
     answers: dict[str, Answer] = field(default_factory=dict)  # row -> the report's answer (its threshold, 0.95)
+    bottom: str = ""  # the report's bottom line on these runs, word for word (what the cap costs included)
 
 
 def standing(c, exp_id: str, rows: Sequence[RowSpec], baseline: str, fingerprint: str,
@@ -70,10 +72,11 @@ def standing(c, exp_id: str, rows: Sequence[RowSpec], baseline: str, fingerprint
     decisions = {r.name: "undecided" for r in rows}
     decisions[baseline] = "baseline"
     answers: dict[str, Answer] = {}
+    bottom = ""
     if len(fin):
         clips = read_clips(c, fin) if has_repeats(fin) else None
-        ci, cap = default_interval(sel, clips, "test_f1_macro")
-        table = build_table(sel, "test_f1_macro", baseline, ci, rope, DECISION_PROB, clips, cap)
+        _, _, table = default_table(sel, clips, "test_f1_macro", baseline, rope, DECISION_PROB)
+        bottom = bottom_line(table, baseline, "test_f1_macro", rope)
         for row, t in table.iterrows():
             a = t["answer"]
             if row == baseline or row not in decisions or a is None:
@@ -86,11 +89,12 @@ def standing(c, exp_id: str, rows: Sequence[RowSpec], baseline: str, fingerprint
             repeats = fin.loc[fin["row"] == row, "seed"].nunique()
             if decisions[row] == "undecided" and repeats >= FUTILITY_AFTER and not strict.floor_decides:
                 decisions[row] = "undecidable"
-    return Standing(decisions=decisions, finished=finished, spent=len(finished), answers=answers)
+    return Standing(decisions=decisions, finished=finished, spent=len(finished), answers=answers, bottom=bottom)
 
 
 def summary_lines(st: Standing, rounds: int, budget: int) -> list[str]:
-    """Racing's closing words: what stopped it, then each row's answer as the report words it."""
+    """Racing's closing words: what stopped it, then the report's bottom line and each row's answer, as the
+    report words them."""
     decided = [f"{r} ({d})" for r, d in st.decisions.items() if d in ("better", "worse", "equivalent")]
     given_up = [r for r, d in st.decisions.items() if d == "undecidable"]
     still = [r for r, d in st.decisions.items() if d == "undecided"]
@@ -101,7 +105,10 @@ def summary_lines(st: Standing, rounds: int, budget: int) -> list[str]:
         parts.append(f"given up as undecidable (more seeds cannot decide them at today's Δ): {', '.join(given_up)}")
     if still:
         parts.append(f"still open: {', '.join(still)}")
-    return [f"{head}; " + "; ".join(parts)] + [f"  {r}: {a.sentence()}" for r, a in st.answers.items()]
+    # then the report's words: its bottom line (which says so where a repeat past the default's cap switched a
+    # comparison to the corrected t) and each row's answer
+    return ([f"{head}; " + "; ".join(parts)] + ([st.bottom] if st.bottom else [])
+            + [f"  {r}: {a.short()}" for r, a in st.answers.items()])
 
 
 def complete_seeds(row: RowSpec, finished: frozenset) -> set[int]:
@@ -125,6 +132,15 @@ def next_round(rows: Sequence[RowSpec], baseline: str, st: Standing) -> list[Cel
     for r in [base, *open_rows]:
         cells += [c for c in row_cells(r, [seed]) if (c.row, c.seed, c.fold) not in st.finished]
     return cells
+
+
+def max_rounds(rows: Sequence[RowSpec], baseline: str, budget: int, first: int) -> int:
+    """The most racing rounds `budget` allows after the `first` cells: each round adds a repeat to the baseline
+    and at least one open row, the cheapest such round (fewest folds) every time."""
+    folds = {r.name: max(r.config.cv_folds, 1) for r in rows}
+    others = [n for name, n in folds.items() if name != baseline]
+    cost = folds.get(baseline, 1) + (min(others) if others else 0)
+    return max(0, budget - first) // cost
 
 
 def race_tags(rounds: int, budget: int, threshold: float, start_seeds: Sequence[int]) -> dict[str, str]:

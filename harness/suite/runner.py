@@ -29,6 +29,7 @@ from typing import Sequence
 
 from harness import services, tracking
 from harness.errors import HarnessError
+from harness.report.repeat_cap import switch_warning
 from harness.suite import racing
 from harness.suite.file import RowSpec, Suite, load_suite
 from harness.suite.parents import close_parents, row_ci, row_parent
@@ -37,6 +38,7 @@ from harness.suite.planning import (
     Summary,
     cell_config,
     cell_runs,
+    cv_repeats,
     finished_cells,
     parse_seeds,
     print_plan,
@@ -116,8 +118,8 @@ def run_suite(suite: Suite, seeds: Sequence[int] | None = None, rows: Sequence[s
     selected = resolved
     probe = next(iter(probes.values()))
     fingerprint = probe.fingerprint
-    c = tracking.client(uri)
-    exp = c.get_experiment_by_name(experiment)
+    c = _store(uri, dry_run)
+    exp = c.get_experiment_by_name(experiment) if c is not None else None
     done = finished_cells(c, exp.experiment_id if exp else None, fingerprint, selected)
     all_cells = [cell for r in selected for cell in row_cells(r, seeds)]
     pending = [cell for cell in all_cells if cell.ident not in done]
@@ -129,11 +131,17 @@ def run_suite(suite: Suite, seeds: Sequence[int] | None = None, rows: Sequence[s
         raise HarnessError(f"invalid --budget {budget}: the first seeds alone are {len(all_cells)} training runs "
                            f"({len(selected)} rows x {len(seeds)} seeds{' x folds' if len(all_cells) > len(selected) * len(seeds) else ''})")
 
+    # a repeat past the default interval's cap widens the report's answers: said before it is run
+    added = (racing.max_rounds(selected, baseline, budget, len(all_cells)) if until_decided
+             else max_seeds - len(seeds) if target_ci is not None else 0)  # the most repeats racing or --target-ci add
+    cap_warning = switch_warning(cv_repeats(selected, seeds, done, added))
     if dry_run:
         print_plan(suite, selected, seeds, all_cells, done, data_root, experiment,
                    budget=budget if until_decided else None,
                    extraction=[extraction_status(r.config, fingerprint, len(probe.clips), default_cache_dir())
                                for r in frontend_rows])
+        if cap_warning:
+            print(cap_warning)
         return summary
 
     exp_id = tracking.get_or_create_experiment(c, experiment)
@@ -148,6 +156,8 @@ def run_suite(suite: Suite, seeds: Sequence[int] | None = None, rows: Sequence[s
                 extra_row_tags=dict(extra_row_tags or {}))
     print(f"suite {suite.name!r} ({suite.profile}) -> MLflow experiment {experiment!r} at {tracking.redact(uri)}: "
           f"{len(all_cells)} cells, {summary.skipped} already done, {len(pending)} to run, {workers} worker(s)")
+    if cap_warning:
+        print(cap_warning)
     rounds = 0
     while True:
         if plan.cells:
@@ -183,6 +193,17 @@ def run_suite(suite: Suite, seeds: Sequence[int] | None = None, rows: Sequence[s
     for line in summary.failures:
         print(f"  FAILED {line}")
     return summary
+
+
+def _store(uri: str, dry_run: bool):
+    """The tracking store; for a dry run only one that exists (None: nothing done yet), as a dry run
+    creates nothing (no mlflow.db, no lock, no mlruns/)."""
+    if not dry_run:
+        return tracking.client(uri)
+    try:
+        return tracking.client(uri, must_exist=True)
+    except HarnessError:  # the URI passed the preflight: this says only that no local store is there yet
+        return None
 
 
 def _frontend_rows(suite: Suite, rows) -> list:

@@ -53,6 +53,9 @@ def locate_weights(name: str, checkpoint: str | None) -> Path:
         if not path.is_file():
             raise HarnessError(f"invalid --encoder_checkpoint {checkpoint}: no such file (expected the weights of "
                                f"{name}: torchaudio's {Path(weights_url(name)).name} or a tiny_checkpoint file)")
+        if not _torch_file(path):  # before any work, not when the first cell loads it
+            raise HarnessError(f"invalid --encoder_checkpoint {checkpoint}: not a torch checkpoint (neither a zip "
+                               f"archive nor a pickle, as torch.save writes them)")
         return path
     path = hub_file(name)
     if path.is_file():
@@ -74,6 +77,14 @@ def locate_weights(name: str, checkpoint: str | None) -> Path:
     return path
 
 
+def _torch_file(path: Path) -> bool:
+    """What torch.save writes: a zip archive, or (the legacy format) a pickle, protocol 2 or later."""
+    import zipfile
+
+    with open(path, "rb") as f:
+        return f.read(1) == b"\x80" or zipfile.is_zipfile(f)
+
+
 def load_encoder(name: str, path: Path) -> tuple[torch.nn.Module, bool]:
     """The encoder in eval mode, and whether its bundle normalises the waveform first (the large ones)."""
     from torchaudio.models import wav2vec2_model, wavlm_model
@@ -81,8 +92,10 @@ def load_encoder(name: str, path: Path) -> tuple[torch.nn.Module, bool]:
     b = bundle(name)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise HarnessError(f"invalid --encoder_checkpoint {path}: not a torch checkpoint ({e})") from None
+    except Exception as e:  # torch's message runs to several lines: keep the one naming the fault
+        lines = [x.strip() for x in str(e).split("WeightsUnpickler error:")[-1].splitlines() if x.strip()]
+        first = lines[0] if lines else type(e).__name__
+        raise HarnessError(f"invalid --encoder_checkpoint {path}: not a torch checkpoint ({first})") from None
     if isinstance(obj, dict) and "state_dict" in obj and "params" in obj:
         params, state, normalise = {**b._params, **obj["params"]}, obj["state_dict"], bool(obj.get("normalize_waveform"))
     else:
