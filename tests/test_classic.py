@@ -164,3 +164,45 @@ def test_heads_and_classic_models_train_on_group_normalised_encoder_layers(overr
     assert a.history == b.history  # same seed, same numbers
     test = training.score_test(a.model, data, a.norm, torch.device("cpu"))
     assert 0.0 <= test["f1_macro"] <= 1.0 and np.isfinite(test["probs"]).all()
+
+
+def test_a_suite_varies_normalisation_as_a_row_and_the_report_says_which_rows_were_transductive(
+        tmp_path, synth_root, tracking_uri, experiment):
+    import yaml
+
+    from harness.cli import main
+
+    doc = {"name": experiment, "seeds": [0, 1],
+           "base": {"features": "egemaps", "model": "logreg", "train_ratio": 0.6, "val_ratio": 0.2},
+           "rows": [{"name": "logreg", "config": {}}, {"name": "logreg-speaker", "config": {"normalize": "speaker"}}]}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(doc))
+    assert main(["suite", "run", str(tmp_path / "s.yaml"), "--data_root", str(synth_root),
+                 "--tracking_uri", tracking_uri, "--storage", f"sqlite:///{tmp_path / 'q.db'}"]) == 0
+    assert main(["report", "--experiment", experiment, "--tracking_uri", tracking_uri,
+                 "--out", str(tmp_path / "r.md")]) == 0
+    text = (tmp_path / "r.md").read_text()
+    top = text.split("## What the data supports")[0]
+    assert "**Transductive normalisation:** `logreg-speaker` z-scores each speaker by its own clips" in top
+    assert "`logreg`" not in top.split("Transductive normalisation")[1].split("\n")[0]
+    assert "normalisation" in text.split("## Methods")[1] and "speaker: `logreg-speaker`" in text
+
+
+def test_a_split_classic_row_runs_beside_a_cross_validated_row_listed_first(tmp_path, synth_root, tracking_uri,
+                                                                              experiment, capsys):
+    import yaml
+
+    from harness.cli import main
+
+    doc = {"name": experiment, "seeds": [0],
+           "base": {"n_mels": 32, "epochs": 1, "batch_size": 64, "val_ratio": 0.2},
+           "rows": [{"name": "cnn-cv", "config": {"cv_folds": 2}},
+                    {"name": "logreg", "config": {"features": "egemaps", "model": "logreg", "n_mels": 128,
+                                                  "train_ratio": 0.6}}]}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(doc))
+    argv = ["suite", "run", str(tmp_path / "s.yaml"), "--data_root", str(synth_root), "--tracking_uri", tracking_uri,
+            "--storage", f"sqlite:///{tmp_path / 'q.db'}"]
+    assert main([*argv, "--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    assert "logreg@egemaps      -   split" in plan  # a classic row has no epochs to count
+    assert main(argv) == 0
+    assert "3 done, 0 skipped" in capsys.readouterr().out

@@ -208,6 +208,13 @@ def test_another_labelled_corpus_is_scored_and_logged_as_an_evaluation_run(train
     section = evaluation_section(read_evaluations(c, run.info.experiment_id))
     (line,) = [x for x in section if x.startswith("| baseline |")]
     assert f"| {m['test_f1_macro']:.3f} |" in line and "emodb" in line and "boredom" in line
+    # the suite's report lists it beside the rows
+    from harness.cli import main
+
+    assert main(["report", "--experiment", EXPERIMENT, "--tracking_uri", tracking_uri,
+                 "--out", str(tmp_path / "report.md")]) == 0
+    report = (tmp_path / "report.md").read_text()
+    assert "## On other corpora, without retraining" in report and line in report
 
 
 def test_a_sentiment_model_takes_a_corpus_s_emotions_through_their_sentiments(tmp_path):

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from harness import speakers
+from harness.report.evaluations import evaluation_section
 from harness.report.markdown import fmt_ci, fmt_delta, fmt_p, md_table, na, num
 from harness.report.runs import Selection
 from harness.report.calibrated import SPEAKER_DEFAULT_MAX_REPEATS, is_cross_corpus
@@ -35,6 +36,7 @@ class SuiteReport:
     rope: float = ROPE
     clips: pd.DataFrame | None = None  # pooled test predictions of complete CV repeats (`runs.read_clips`)
     max_repeats: int | None = None  # the default speaker method serves comparisons on up to this many repeats
+    evaluations: pd.DataFrame | None = None  # its rows scored on other corpora (`harness predict --data_root`)
 
 
 def header_facts(sel: Selection) -> tuple[list[tuple[str, str]], list[str]]:
@@ -60,8 +62,33 @@ def header_facts(sel: Selection) -> tuple[list[tuple[str, str]], list[str]]:
              ("profile", _values_summary(sel.rows["profile"])),
              *([("seeds added", racing_text)] if (racing_text := _racing(sel.rows)) else []),
              ("git commit", _values_summary(f["git_commit"], 12)),
-             ("mode", _values_summary(f["mode"])), ("model", _values_summary(f["model"]))]
-    return facts, warn
+             ("mode", _values_summary(f["mode"])), ("model", _values_summary(f["model"])),
+             ("normalisation", normalisation_text(f))]
+    transductive = normalisation_note(f)
+    return facts, warn + ([transductive] if transductive else [])
+
+
+def normalisation_text(finished: pd.DataFrame) -> str:
+    """Each row's `--normalize` (runs before the flag normalised with the training split's statistics)."""
+    if "normalize" not in finished or not len(finished):
+        return "train"
+    by = finished.assign(normalize=finished["normalize"].replace("", "train")).groupby("normalize")["row"].unique()
+    if len(by) == 1:
+        return by.index[0]
+    return "; ".join(f"{n}: {', '.join(f'`{r}`' for r in rows)}" for n, rows in by.items())
+
+
+def normalisation_note(finished: pd.DataFrame) -> str:
+    """A line for the top of the report when a row read its test side's unlabelled features."""
+    if "normalize" not in finished:
+        return ""
+    rows = {n: sorted(set(finished.loc[finished["normalize"] == n, "row"])) for n in ("corpus", "speaker")}
+    said = [f"{', '.join(f'`{r}`' for r in rs)} z-score{'s' if len(rs) == 1 else ''} each {n} by its own clips"
+            for n, rs in rows.items() if rs]
+    if not said:
+        return ""
+    return ("**Transductive normalisation:** " + "; ".join(said) + " (`--normalize`), the test speakers' "
+            "included: their features, never their labels, are read before they are scored.")
 
 
 def cv_design(finished: pd.DataFrame) -> tuple[str, str] | None:
@@ -305,6 +332,8 @@ def render_markdown(rep: SuiteReport, plots: dict[str, str] | None = None, poole
         out += ["", "They are counted (column *failed*: resamples without a finished rerun) and never averaged."]
     else:
         out.append("None.")
+    if rep.evaluations is not None and len(rep.evaluations):
+        out += ["", *evaluation_section(rep.evaluations)]
     if rep.sel.notes:
         out += ["", "## Notes on run selection", "", *[f"- {n}" for n in rep.sel.notes]]
     if plots:

@@ -24,6 +24,7 @@ from harness import services, speakers, tracking
 from harness.errors import HarnessError
 from harness.figures import confusion_png
 from harness.report.calibrated import SPEAKER_DEFAULT_MAX_REPEATS, SPEAKER_METRIC, speaker_ready
+from harness.report.evaluations import read_evaluations
 from harness.report.document import SuiteReport, ci_label, header_facts, render_markdown
 from harness.report.plots import plot_delta, plot_forest, plot_val_curves
 from harness.report.publish import publish
@@ -169,6 +170,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if exp is not None:
         try:
             rep = suite_report(c, exp, args.metric, args.baseline, args.ci, args.rope)
+            rep.evaluations = read_evaluations(c, exp.experiment_id)
         except NoSuiteRuns as e:
             if not args.study:  # without rows, an experiment given beside --study is where the study lives
                 studies = search_frame(c, [exp.experiment_id], "study")

@@ -77,7 +77,7 @@ CELL_TAGS = {"seed": "harness.seed", "row": "harness.row", "config_hash": "harne
              "parent_id": tracking.PARENT_TAG, "fingerprint": "harness.data_fingerprint", "data": "harness.data",
              "split": "harness.split", "git_commit": "harness.git_commit", "confusion": "harness.test_confusion",
              "failure_reason": "harness.failure_reason", "fold": "harness.fold", "duplicate": "harness.duplicate",
-             "classes": "harness.classes", "corpora": "harness.corpora"}
+             "classes": "harness.classes", "corpora": "harness.corpora", "normalize": "harness.normalize"}
 
 
 def cells_frame(children: pd.DataFrame) -> pd.DataFrame:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-from harness.config import RunConfig, did_you_mean
+from harness.config import CLASSIC_MODELS, RunConfig, did_you_mean
 from harness.errors import HarnessError
 from harness.suite.file import RowSpec, Suite
 
@@ -137,11 +137,13 @@ def print_plan(suite: Suite, rows: Sequence[RowSpec], seeds: Sequence[int], cell
     for r in rows:
         mine = [cell for cell in cells if cell.row == r.name]
         todo = [cell for cell in mine if cell.ident not in done]
-        total_epochs += len(todo) * r.config.epochs
+        classic = r.config.model in CLASSIC_MODELS  # fitted by scikit-learn: no epochs
+        total_epochs += 0 if classic else len(todo) * r.config.epochs
         n_pending += len(todo)
         design = f"cv{r.config.cv_folds}" if r.config.cv_folds else "split"
         seeds_todo = sorted({cell.seed for cell in todo})
-        print(f"{r.name:<28} {models[r.name]:<{w}} {r.config.epochs:>6} {design:>7}  {len(mine) - len(todo):>4}  "
+        print(f"{r.name:<28} {models[r.name]:<{w}} {'-' if classic else r.config.epochs:>6} {design:>7}  "
+              f"{len(mine) - len(todo):>4}  "
               f"{len(todo):>6}  {','.join(map(str, seeds_todo)) or '-'}")
     est = _estimate_seconds(done.values(), rows, cells, done)
     print(f"{len(cells)} cells: {len(cells) - n_pending} already done, {n_pending} to run "
@@ -152,11 +154,20 @@ def print_plan(suite: Suite, rows: Sequence[RowSpec], seeds: Sequence[int], cell
         # Worst case: every round adds a repeat to the most expensive rows until the budget is spent.
         spent = sum(1 for key in done if key[0] in {r.name for r in rows})
         extra = max(0, budget - max(spent, len(cells)))
-        costliest = max(rows, key=lambda r: r.config.epochs)
+        costliest = max(rows, key=lambda r: steps(r.config))
         worst = [Cell(costliest.name, -1, costliest.config.config_hash)] * extra
         print(f"--until-decided: at most {budget} training runs in all ({max(spent, len(cells))} in the first seeds "
               f"or already done, at most {extra} more in racing rounds); worst case "
               f"{_estimate_seconds(done.values(), [costliest], worst, {}).removeprefix('; ')} for those rounds")
+
+
+def steps(cfg) -> int:
+    """What a cell logs as `epochs_run`: its epochs, or for a classic model its fits (one per C tried)."""
+    if cfg.model in CLASSIC_MODELS:
+        from harness.train.classic import C_GRID
+
+        return 1 if cfg.C is not None else len(C_GRID)
+    return cfg.epochs
 
 
 def _estimate_seconds(runs: Iterable, rows: Sequence[RowSpec], cells: Sequence[Cell], done: dict) -> str:
@@ -177,7 +188,7 @@ def _estimate_seconds(runs: Iterable, rows: Sequence[RowSpec], cells: Sequence[C
         todo = sum(1 for cell in cells if cell.row == r.name and cell.ident not in done)
         rates = per_epoch.get((r.config.model, r.config.features))
         if rates:
-            secs += todo * r.config.epochs * sum(rates) / len(rates)
+            secs += todo * steps(r.config) * sum(rates) / len(rates)
         else:
             unknown += todo
     extra = f", plus {unknown} cell(s) of a model not timed yet" if unknown else ""

@@ -149,8 +149,10 @@ def run_suite(suite: Suite, seeds: Sequence[int] | None = None, rows: Sequence[s
     queue = open_queue(storage, experiment)
     # Features cached once before workers start: log-mel, and each front-end the rows use.
     for r in [selected[0], *frontend_rows]:
-        # An extraction says how far it is (clips/s, time left) on a terminal or in a log alike.
-        prepare(cell_config(r, all_cells[0], data_root), progress=progress or r.config.features != "logmel")
+        # An extraction says how far it is (clips/s, time left) on a terminal or in a log alike. Each row's own
+        # first cell: a fold of a CV row means nothing to a split row (ConfigError before this was per row).
+        first = next(cell for cell in all_cells if cell.row == r.name)
+        prepare(cell_config(r, first, data_root), progress=progress or r.config.features != "logmel")
     plan = Plan(suite=suite, experiment=experiment, tracking_uri=uri, storage=storage, data_root=data_root,
                 out_dir=out_dir, parents=parents, cells=tuple(pending), fingerprint=fingerprint,
                 extra_row_tags=dict(extra_row_tags or {}))
