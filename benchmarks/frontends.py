@@ -52,7 +52,8 @@ def extraction_rates(corpus, n_clips: int, devices) -> list[str]:
     import torch
     from torchaudio.models import wav2vec2_model, wavlm_model
 
-    from harness.train.frontends import functionals, read_audio, ssl
+    from harness.corpora.base import read_audio
+    from harness.train.frontends import functionals, ssl
     from harness.train.frontends.resample import ToRate
 
     clips = corpus.clips[:n_clips]
@@ -157,7 +158,7 @@ def accuracy(data_root: Path, tmp: Path, write_reports: bool) -> list[str]:
               experiment="frontends", out_dir=str(tmp / "suite-art"), progress=False)
     lines = [f"(d) {', '.join(rows)}: 4-fold speaker CV x 2 repeats in {time.perf_counter() - t0:.0f} s"]
     out = REPO / "reports" if write_reports else tmp
-    for metric, name in (("test_f1_macro", "frontends.md"), ("test_unweighted_accuracy", "frontends-ua.md")):
+    for metric, name in (("test_f1_macro", "frontends.md"), ("test_ua", "frontends-ua.md")):
         harness_main(["report", "--experiment", "frontends", "--tracking_uri", uri, "--metric", metric,
                       "--out", str(out / name)])
         lines.append(f"    {metric}: {out / name}")
@@ -168,7 +169,7 @@ def accuracy(data_root: Path, tmp: Path, write_reports: bool) -> list[str]:
     exp = c.get_experiment_by_name("frontends")
     runs = c.search_runs([exp.experiment_id], "tags.`harness.kind` = 'cell'", max_results=1000)
     df = pd.DataFrame([{"row": r.data.tags["harness.row"], "f1": r.data.metrics["test_f1_macro"],
-                        "ua": r.data.metrics["test_unweighted_accuracy"], "s": r.data.metrics["wall_time_s"]}
+                        "ua": r.data.metrics["test_ua"], "s": r.data.metrics["wall_time_s"]}
                        for r in runs])
     for row, g in df.groupby("row", sort=False):
         lines.append(f"    {row:<16} macro-F1 {g.f1.mean():.3f}  UA {g.ua.mean():.3f}  (mean of {len(g)} fold runs; "
@@ -184,7 +185,8 @@ def frame_head_cell(corpus, data_root: Path, cache_dir: Path, epochs: int, uri: 
 
     from harness.config import RunConfig
     from harness.train import run as training
-    from harness.train.frontends import read_audio, store
+    from harness.corpora.base import read_audio
+    from harness.train.frontends import store
 
     rng = np.random.default_rng(0)
     frames = [max(1, len(s) * 16000 // r // 320) for s, r in (read_audio(c.path) for c in corpus.clips)]
