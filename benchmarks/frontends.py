@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--check", action="store_true", help="exit 1 when a goal is missed")
     p.add_argument("--quick", action="store_true", help="smoke run: few clips, 1 short round, no (d)")
     p.add_argument("--rounds", type=int, default=2, help="(b): interleaved rounds of cells (default 2)")
-    p.add_argument("--clips", type=int, default=24, help="(a): clips per front-end (default 24)")
+    p.add_argument("--clips", type=int, default=None, help="(a): clips per front-end (default 24; 6 with --quick)")
     p.add_argument("--frame-head", type=int, default=0, dest="frame_head", metavar="EPOCHS",
                    help="(e): also time a head cell of EPOCHS epochs on base-size encoder frames (1.6 GB on disk)")
     p.add_argument("--write-reports", action="store_true", dest="write_reports",
@@ -243,7 +243,7 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
     print(f"corpus  : {label}")
     corpus = scan_data(RunConfig(data_root=str(root)))
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
-    notes = extraction_rates(corpus, 6 if args.quick else args.clips, devices)
+    notes = extraction_rates(corpus, args.clips or (6 if args.quick else 24), devices)
     share, lines = cached_share(corpus, default_cache_dir())
     notes += lines
     epochs = {"smallcnn": 2, "head": 2} if args.quick else {"smallcnn": 25, "head": 30}

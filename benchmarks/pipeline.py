@@ -46,6 +46,7 @@ to a temporary directory (feature cache included); no MLflow or Optuna store is 
 
     RAVDESS_ROOT=/path/to/ravdess [TUREV_ROOT=/path/to/turev] python benchmarks/pipeline.py [--check]
     ... python benchmarks/pipeline.py --first-pass-only [--first-pass-rounds 3]   # (d) only
+    python benchmarks/pipeline.py --quick      # every part once, briefly (tests/test_benchmarks.py)
 
 Exit code 0 (a measurement), or with --check 1 when a goal is missed.
 """
@@ -506,7 +507,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="(c): interleaved timing windows per layout (default 5)")
     p.add_argument("--first-pass-rounds", type=int, default=3, dest="first_pass_rounds",
                    help="(d): interleaved rounds of every case (default 3; the figure is their median)")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run of every part: 1 fit of 2 epochs, 1 layout round, 1 first-pass round, 1 repeat run")
     args = p.parse_args(argv)
+    if args.quick:
+        args.epochs, args.rounds, args.layout_rounds, args.first_pass_rounds = 2, 1, 1, 1
     if args.epochs < 2:
         p.error("--epochs must be >= 2 (the first epoch is discarded)")
     if args.layout_rounds < 1:
@@ -553,7 +558,7 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
     # (a) ------------------------------------------------------------------------
     print(f"\n(a) features: scan + log-mel (sr {cfg.sr}, {cfg.n_mels} mels, n_fft {cfg.n_fft}, hop {cfg.hop_length})",
           flush=True)
-    ft = bench_features(root, cache, cfg.sr, cfg.n_mels, cfg.n_fft, cfg.hop_length)
+    ft = bench_features(root, cache, cfg.sr, cfg.n_mels, cfg.n_fft, cfg.hop_length, repeats=1 if args.quick else 5)
     feat_ratio = ft.repeat_median_s / ft.first_s
     print(f"    first run (fresh cache) : {ft.first_s:8.3f} s  = {ft.n_clips / ft.first_s:.1f} clips/s "
           f"({ft.n_clips} clips)")
