@@ -94,13 +94,14 @@ def extraction_rates(corpus, n_clips: int, devices) -> list[str]:
     return lines
 
 
-def cell_seconds(data_root: Path, rounds: int, epochs: dict, uri: str) -> tuple[dict, list[str]]:
-    """(b): wall seconds of whole cells, interleaved, features cached beforehand."""
+def cell_seconds(data_root: Path, rounds: int, epochs: dict, uri: str, quick: bool = False) -> tuple[dict, list[str]]:
+    """(b): wall seconds of whole cells, interleaved, features cached beforehand; `quick`: SmallCNN on 64 mels x 65."""
     from harness.config import RunConfig
     from harness.train import run as training
 
+    small = {"n_mels": 64, "hop_length": 1024} if quick else {}
     cfgs = {"smallcnn": RunConfig(data_root=str(data_root), model="smallcnn", epochs=epochs["smallcnn"],
-                                  batch_size=16, device="cpu"),
+                                  batch_size=16, device="cpu", **small),
             "egemaps-linear": RunConfig(data_root=str(data_root), features="egemaps", model="linear",
                                         epochs=epochs["head"], batch_size=32, device="cpu"),
             "egemaps-mlp": RunConfig(data_root=str(data_root), features="egemaps", model="mlp",
@@ -220,7 +221,8 @@ def frame_head_cell(corpus, data_root: Path, cache_dir: Path, epochs: int, uri: 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--check", action="store_true", help="exit 1 when a goal is missed")
-    p.add_argument("--quick", action="store_true", help="smoke run: few clips, 1 short round, no (d)")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: few clips, 1 short round (SmallCNN on 64 mels x 65), no (d)")
     p.add_argument("--rounds", type=int, default=2, help="(b): interleaved rounds of cells (default 2)")
     p.add_argument("--clips", type=int, default=None, help="(a): clips per front-end (default 24; 6 with --quick)")
     p.add_argument("--frame-head", type=int, default=0, dest="frame_head", metavar="EPOCHS",
@@ -247,7 +249,8 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
     share, lines = cached_share(corpus, default_cache_dir())
     notes += lines
     epochs = {"smallcnn": 2, "head": 2} if args.quick else {"smallcnn": 25, "head": 30}
-    med, lines = cell_seconds(root, 1 if args.quick else args.rounds, epochs, f"sqlite:///{tmp / 'cells.db'}")
+    med, lines = cell_seconds(root, 1 if args.quick else args.rounds, epochs, f"sqlite:///{tmp / 'cells.db'}",
+                              args.quick)
     notes += lines
     if args.frame_head:
         notes += frame_head_cell(corpus, root, default_cache_dir(), args.frame_head, f"sqlite:///{tmp / 'cells.db'}")
