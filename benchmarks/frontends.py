@@ -52,7 +52,8 @@ def extraction_rates(corpus, n_clips: int, devices) -> list[str]:
     import torch
     from torchaudio.models import wav2vec2_model, wavlm_model
 
-    from harness.train.frontends import functionals, read_audio, ssl
+    from harness.corpora.base import read_audio
+    from harness.train.frontends import functionals, ssl
     from harness.train.frontends.resample import ToRate
 
     clips = corpus.clips[:n_clips]
@@ -93,13 +94,14 @@ def extraction_rates(corpus, n_clips: int, devices) -> list[str]:
     return lines
 
 
-def cell_seconds(data_root: Path, rounds: int, epochs: dict, uri: str) -> tuple[dict, list[str]]:
-    """(b): wall seconds of whole cells, interleaved, features cached beforehand."""
+def cell_seconds(data_root: Path, rounds: int, epochs: dict, uri: str, quick: bool = False) -> tuple[dict, list[str]]:
+    """(b): wall seconds of whole cells, interleaved, features cached beforehand; `quick`: SmallCNN on 64 mels x 65."""
     from harness.config import RunConfig
     from harness.train import run as training
 
+    small = {"n_mels": 64, "hop_length": 1024} if quick else {}
     cfgs = {"smallcnn": RunConfig(data_root=str(data_root), model="smallcnn", epochs=epochs["smallcnn"],
-                                  batch_size=16, device="cpu"),
+                                  batch_size=16, device="cpu", **small),
             "egemaps-linear": RunConfig(data_root=str(data_root), features="egemaps", model="linear",
                                         epochs=epochs["head"], batch_size=32, device="cpu"),
             "egemaps-mlp": RunConfig(data_root=str(data_root), features="egemaps", model="mlp",
@@ -157,7 +159,7 @@ def accuracy(data_root: Path, tmp: Path, write_reports: bool) -> list[str]:
               experiment="frontends", out_dir=str(tmp / "suite-art"), progress=False)
     lines = [f"(d) {', '.join(rows)}: 4-fold speaker CV x 2 repeats in {time.perf_counter() - t0:.0f} s"]
     out = REPO / "reports" if write_reports else tmp
-    for metric, name in (("test_f1_macro", "frontends.md"), ("test_unweighted_accuracy", "frontends-ua.md")):
+    for metric, name in (("test_f1_macro", "frontends.md"), ("test_ua", "frontends-ua.md")):
         harness_main(["report", "--experiment", "frontends", "--tracking_uri", uri, "--metric", metric,
                       "--out", str(out / name)])
         lines.append(f"    {metric}: {out / name}")
@@ -168,7 +170,7 @@ def accuracy(data_root: Path, tmp: Path, write_reports: bool) -> list[str]:
     exp = c.get_experiment_by_name("frontends")
     runs = c.search_runs([exp.experiment_id], "tags.`harness.kind` = 'cell'", max_results=1000)
     df = pd.DataFrame([{"row": r.data.tags["harness.row"], "f1": r.data.metrics["test_f1_macro"],
-                        "ua": r.data.metrics["test_unweighted_accuracy"], "s": r.data.metrics["wall_time_s"]}
+                        "ua": r.data.metrics["test_ua"], "s": r.data.metrics["wall_time_s"]}
                        for r in runs])
     for row, g in df.groupby("row", sort=False):
         lines.append(f"    {row:<16} macro-F1 {g.f1.mean():.3f}  UA {g.ua.mean():.3f}  (mean of {len(g)} fold runs; "
@@ -184,7 +186,8 @@ def frame_head_cell(corpus, data_root: Path, cache_dir: Path, epochs: int, uri: 
 
     from harness.config import RunConfig
     from harness.train import run as training
-    from harness.train.frontends import read_audio, store
+    from harness.corpora.base import read_audio
+    from harness.train.frontends import store
 
     rng = np.random.default_rng(0)
     frames = [max(1, len(s) * 16000 // r // 320) for s, r in (read_audio(c.path) for c in corpus.clips)]
@@ -218,9 +221,10 @@ def frame_head_cell(corpus, data_root: Path, cache_dir: Path, epochs: int, uri: 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--check", action="store_true", help="exit 1 when a goal is missed")
-    p.add_argument("--quick", action="store_true", help="smoke run: few clips, 1 short round, no (d)")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: few clips, 1 short round (SmallCNN on 64 mels x 65), no (d)")
     p.add_argument("--rounds", type=int, default=2, help="(b): interleaved rounds of cells (default 2)")
-    p.add_argument("--clips", type=int, default=24, help="(a): clips per front-end (default 24)")
+    p.add_argument("--clips", type=int, default=None, help="(a): clips per front-end (default 24; 6 with --quick)")
     p.add_argument("--frame-head", type=int, default=0, dest="frame_head", metavar="EPOCHS",
                    help="(e): also time a head cell of EPOCHS epochs on base-size encoder frames (1.6 GB on disk)")
     p.add_argument("--write-reports", action="store_true", dest="write_reports",
@@ -241,11 +245,12 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
     print(f"corpus  : {label}")
     corpus = scan_data(RunConfig(data_root=str(root)))
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
-    notes = extraction_rates(corpus, 6 if args.quick else args.clips, devices)
+    notes = extraction_rates(corpus, args.clips or (6 if args.quick else 24), devices)
     share, lines = cached_share(corpus, default_cache_dir())
     notes += lines
     epochs = {"smallcnn": 2, "head": 2} if args.quick else {"smallcnn": 25, "head": 30}
-    med, lines = cell_seconds(root, 1 if args.quick else args.rounds, epochs, f"sqlite:///{tmp / 'cells.db'}")
+    med, lines = cell_seconds(root, 1 if args.quick else args.rounds, epochs, f"sqlite:///{tmp / 'cells.db'}",
+                              args.quick)
     notes += lines
     if args.frame_head:
         notes += frame_head_cell(corpus, root, default_cache_dir(), args.frame_head, f"sqlite:///{tmp / 'cells.db'}")

@@ -46,6 +46,7 @@ to a temporary directory (feature cache included); no MLflow or Optuna store is 
 
     RAVDESS_ROOT=/path/to/ravdess [TUREV_ROOT=/path/to/turev] python benchmarks/pipeline.py [--check]
     ... python benchmarks/pipeline.py --first-pass-only [--first-pass-rounds 3]   # (d) only
+    python benchmarks/pipeline.py --quick      # every part once, briefly (tests/test_benchmarks.py)
 
 Exit code 0 (a measurement), or with --check 1 when a goal is missed.
 """
@@ -422,21 +423,23 @@ WINDOW_SAMPLES = {("cpu", "smallcnn", 64): 160, ("cpu", "smallcnn", 128): 96,
 LAYOUT_SHAPES = ((64, 65), (128, 130))  # the cpu profile's input, the seed's
 
 
-def throughput_report(layout_rounds: int = 5) -> list[LayoutTiming]:
-    """(c): samples/s in the layout the harness uses, then both layouts side by side."""
+def throughput_report(layout_rounds: int = 5, quick: bool = False) -> list[LayoutTiming]:
+    """(c): samples/s in the layout the harness uses, then both layouts side by side; `quick`: one batch per
+    window, one window."""
     import torch
 
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     print("\n(c) throughput, input (16, 1, 128, 130), batch 16, random data, in the harness's layout, after one "
-          "warm-up batch; best of 3 windows" + ("; CUDA with fp16 autocast" if len(devices) > 1 else ""))
+          f"warm-up batch; best of {1 if quick else 3} window(s)"
+          + ("; CUDA with fp16 autocast" if len(devices) > 1 else ""))
     print(f"    {'model':<10} {'device':<6} {'layout':<14} {'train samples/s':>16} {'eval samples/s':>15}  "
           f"samples per window")
     from harness.train.models import layout_name
 
     for dev in devices:
         for name in ("smallcnn", "resnet18"):
-            n_train = WINDOW_SAMPLES.get((dev.type, name, 128), 800)
-            tr_sps, ev_sps = throughput(name, dev, n_train, 2 * n_train)
+            n_train = 16 if quick else WINDOW_SAMPLES.get((dev.type, name, 128), 800)
+            tr_sps, ev_sps = throughput(name, dev, n_train, 2 * n_train, windows=1 if quick else 3)
             print(f"    {name:<10} {dev.type:<6} {layout_name(name, dev.type):<14} {tr_sps:>16.1f} {ev_sps:>15.1f}  "
                   f"{n_train} / {2 * n_train}", flush=True)
     print(f"\n    memory layout: training samples/s (forward, backward, Adam), batch 16, contiguous (NCHW) and "
@@ -447,7 +450,8 @@ def throughput_report(layout_rounds: int = 5) -> list[LayoutTiming]:
     for dev in devices:
         for name in ("smallcnn", "resnet18"):
             for n_mels, frames in LAYOUT_SHAPES:
-                t = layout_ratio(name, dev, n_mels, frames, 16, WINDOW_SAMPLES.get((dev.type, name, n_mels), 800),
+                t = layout_ratio(name, dev, n_mels, frames, 16,
+                                 16 if quick else WINDOW_SAMPLES.get((dev.type, name, n_mels), 800),
                                  layout_rounds)
                 out.append(t)
                 print(f"    {name:<10} {dev.type:<6} {f'{n_mels}x{frames}':<9} {t.contiguous_sps:>11.1f} "
@@ -506,7 +510,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="(c): interleaved timing windows per layout (default 5)")
     p.add_argument("--first-pass-rounds", type=int, default=3, dest="first_pass_rounds",
                    help="(d): interleaved rounds of every case (default 3; the figure is their median)")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run of every part: 64 mels x 65 frames, 1 fit of 2 epochs, one batch per throughput "
+                        "window, 1 layout round, 1 first-pass round, 1 repeat run")
     args = p.parse_args(argv)
+    if args.quick:
+        args.epochs, args.rounds, args.layout_rounds, args.first_pass_rounds = 2, 1, 1, 1
     if args.epochs < 2:
         p.error("--epochs must be >= 2 (the first epoch is discarded)")
     if args.layout_rounds < 1:
@@ -515,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--first-pass-rounds must be >= 1")
     if args.throughput_only:
         print("\n".join(machine_lines()))
-        throughput_report(args.layout_rounds)
+        throughput_report(args.layout_rounds, args.quick)
         print(f"\n  load avg at end: {load_average()} (1/5/15 min)")
         return 0
 
@@ -548,12 +557,14 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
     print(f"data    : {data_label}")
     device = resolve_device("auto")
     cfg = RunConfig(data_root=str(root), epochs=args.epochs, device=device.type)
+    if args.quick:  # the cpu profile's input (64 x 65): the same code on a quarter of the pixels
+        cfg = cfg.replace(n_mels=64, hop_length=1024)
     cache = tmp / "cache"
 
     # (a) ------------------------------------------------------------------------
     print(f"\n(a) features: scan + log-mel (sr {cfg.sr}, {cfg.n_mels} mels, n_fft {cfg.n_fft}, hop {cfg.hop_length})",
           flush=True)
-    ft = bench_features(root, cache, cfg.sr, cfg.n_mels, cfg.n_fft, cfg.hop_length)
+    ft = bench_features(root, cache, cfg.sr, cfg.n_mels, cfg.n_fft, cfg.hop_length, repeats=1 if args.quick else 5)
     feat_ratio = ft.repeat_median_s / ft.first_s
     print(f"    first run (fresh cache) : {ft.first_s:8.3f} s  = {ft.n_clips / ft.first_s:.1f} clips/s "
           f"({ft.n_clips} clips)")
@@ -586,7 +597,7 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
 
     # (c) ------------------------------------------------------------------------
     if not args.no_throughput:
-        throughput_report(args.layout_rounds)
+        throughput_report(args.layout_rounds, args.quick)
 
     # (d) ------------------------------------------------------------------------
     d_ratios, d_notes = first_pass_report(tmp, cfg.sr, cfg.n_mels, cfg.n_fft, cfg.hop_length, args.first_pass_rounds)

@@ -10,6 +10,7 @@ macro-F1 and the wall time of each.
 Ratio (epochs trained with the pruner) / (without), goal <= 0.6.
 
     python benchmarks/pruning.py [--check] [--n-trials 12] [--profile quick] [--file F]
+    python benchmarks/pruning.py --quick     # 3 trials of SmallCNN, 2 epochs: a smoke run
 
 The two runs see the same first trials only until the first prune: after it the TPE
 sampler conditions on different histories, so the best values are two searches, not a pair.
@@ -63,7 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", default="quick", help="profile of the file (default: quick)")
     p.add_argument("--n-trials", type=int, default=12, dest="n_trials", help="trials per run (default 12)")
     p.add_argument("--data_root", default=None, help="RAVDESS root (default: the synthetic corpus)")
+    p.add_argument("--quick", action="store_true", help="smoke run: 3 trials of SmallCNN for 2 epochs per run")
     args = p.parse_args(argv)
+    if args.quick:
+        args.n_trials = 3
     # Absolute, so both runs (each in its own folder) share one warm feature cache.
     os.environ["HARNESS_CACHE"] = str(Path(os.environ.get("HARNESS_CACHE", ".cache")).expanduser().resolve())
 
@@ -72,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print("\n".join(machine_lines()))
     spec = load_spec(args.file, args.profile, args.data_root)
+    if args.quick:  # the same study code path, on the cheapest model
+        spec = dataclasses.replace(spec, base=spec.base.replace(model="smallcnn", epochs=2))
     cfg = spec.base
     print(f"data    : {args.data_root or 'synthetic corpus (harness.synth, 8 actors)'}")
     print(f"study   : {spec.name}, {args.n_trials} trials per run, sampler {spec.sampler}; {cfg.model}, "

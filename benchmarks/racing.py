@@ -37,7 +37,7 @@ Defaults: N = 12, 8 epochs (90 training runs, 4.5 min on a quiet 2-core machine)
 base): each seed trains one model on the 8-actor synthetic RAVDESS-layout corpus (its actor split for
 validation) and scores every clip of a synthetic EmoDB-layout corpus of 10 new speakers (corpus seed
 1). There the report's default interval, and so racing's, is the speaker method (the test corpus's
-speakers crossed with one model per seed: `harness.speakers`, calibrated in benchmarks/calibration.py),
+speakers crossed with one model per seed: `harness.speakers`, calibrated in benchmarks/calibration/),
 whose floor is the test speakers' σ²_s/S; the rows' roles are what they are named for, their effects
 across corpora are what the long run measures (the notes above are the split design's).
 

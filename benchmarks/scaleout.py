@@ -2,6 +2,7 @@
 tracking server, and the tracking overhead per cell (server vs a local sqlite store), in one run.
 
     .venv/bin/python benchmarks/scaleout.py [--cells 8] [--epochs 3] [--check]
+    .venv/bin/python benchmarks/scaleout.py --quick     # 2 cells of 1 epoch per configuration: a smoke run
 
 Starts its own services (scripts/services.sh into a /tmp folder, stopped at the end), a synthetic
 corpus and a feature cache in a temporary folder; your .services/, mlflow.db and .cache/ are never
@@ -78,7 +79,11 @@ def main() -> int:
     ap.add_argument("--cells", type=int, default=8, help="cells per configuration (even; default 8)")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--check", action="store_true")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run: 2 cells of 1 epoch per configuration, no warm-up run (local-1 pays the features)")
     a = ap.parse_args()
+    if a.quick:
+        a.cells, a.epochs = 2, 1
     import torch
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
@@ -105,9 +110,9 @@ def main() -> int:
         s = sh_services(svc, "start")
         print(f"services started in {time.perf_counter() - t0:.1f}s: MLflow at {s['MLFLOW_TRACKING_URI']}, "
               f"PostgreSQL on 127.0.0.1:{s['PG_PORT']}")
-        # Warm the feature cache once so that no configuration pays for it.
-        run_config("warmup", suite, root, tmp, f"sqlite:///{tmp / 'warm.db'}", f"sqlite:///{tmp / 'warmq.db'}", 1,
-                   env)
+        if not a.quick:  # warm the feature cache once so that no configuration pays for it
+            run_config("warmup", suite, root, tmp, f"sqlite:///{tmp / 'warm.db'}", f"sqlite:///{tmp / 'warmq.db'}", 1,
+                       env)
         results = {}
         configs = [("local-1", f"sqlite:///{tmp / 'mlflow.db'}", f"sqlite:///{tmp / 'optuna.db'}", 1),
                    ("server-1", s["MLFLOW_TRACKING_URI"], s["HARNESS_STORAGE"], 1),

@@ -16,6 +16,7 @@ outside cells (start-up, spawning, imports, queue, idle tail) and the ceiling
 when a cell on 1 thread takes twice as long as on 2, no number of workers can beat 1.0.
 
     python benchmarks/workers.py [--check] [--seeds 6] [--epochs 4] [--rounds 1]
+    python benchmarks/workers.py --quick     # 2 cells of 1 epoch: a smoke run
 
 With --rounds 2 the runs go 1, 2, 2, 1 workers and the median of each is used, so
 load that drifts during the benchmark hits both sides alike.
@@ -112,7 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=4, help="epochs per cell (default 4)")
     p.add_argument("--rounds", type=int, default=1, help="1: one run each; 2: 1,2,2,1 workers (default 1)")
     p.add_argument("--data_root", default=None, help="RAVDESS root (default: the synthetic corpus)")
+    p.add_argument("--quick", action="store_true", help="smoke run: 2 cells of 1 epoch, one round")
     args = p.parse_args(argv)
+    if args.quick:
+        args.seeds, args.epochs, args.rounds = 2, 1, 1
 
     os.environ["PYTHONWARNINGS"] = ",".join(f"ignore:{m}" for m in QUIET)  # for the spawned workers
     for m in QUIET:

@@ -79,7 +79,7 @@ def test_cross_corpus_cells_are_complete_repeats_of_the_test_corpus(cross):
     assert not calibrated.speaker_ready(sel, clips, "test_f1_macro")
     two = runs.Selection(rows=sel.rows, finished=sel.finished[sel.finished["row"] != "one-seed"], failed=sel.failed)
     assert calibrated.speaker_ready(two, clips, "test_f1_macro")
-    # ... and is the default, calibrated by benchmarks/calibration.py's cross_corpus setting, at any seed count
+    # ... and is the default, calibrated by the cross_corpus setting of benchmarks/calibration/, at any seed count
     assert calibrated.default_ci(two, clips, "test_f1_macro") == "speaker"
     assert calibrated.default_max_repeats(two, "speaker") is None
 
@@ -124,7 +124,8 @@ def test_a_cross_corpus_suite_is_reported_on_its_test_speakers_by_default(tracki
     out = tmp_path / "cross.md"
     assert main(["report", "--experiment", s.name, "--tracking_uri", tracking_uri, "--out", str(out)]) == 0
     md = out.read_text()
-    assert calibrated.CROSS_CORPUS_SPEAKER_IS_DEFAULT  # by benchmarks/registered/2026-12-02-cross-corpus.md's rule
+    # by the rule of benchmarks/calibration/registered/2026-12-02-cross-corpus.md
+    assert calibrated.CROSS_CORPUS_SPEAKER_IS_DEFAULT
     assert "- intervals: on the test corpus's speakers (`--ci speaker`, cross-corpus)" in md
     sharpen = md.split("### What would sharpen each answer")[1]
     assert "| `better` | speaker | " in sharpen and "| the test corpus's speakers " in sharpen  # the variance's split

@@ -1,4 +1,4 @@
-"""benchmarks/seed_families.py's figures on constructed populations: a row whose seeds share a part across
+"""benchmarks/calibration/seed_families.py's figures on constructed populations: a row whose seeds share a part across
 repeats is found, and rows of one recipe with independent seeds are not."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks" / "calibration"))
 
 import seed_families as sf  # noqa: E402
 

@@ -106,7 +106,7 @@ def test_one_repeat_cannot_tell_speakers_from_the_residual():
 def test_what_the_training_speakers_add_to_an_effect_is_covered_for_this_corpus_not_for_a_new_one():
     # Each speaker also moves Δ by b_j / n_train in every fold model it trains. Within a repeat the folds'
     # training parts average to exactly Σb / S, the same in every repeat: a population term no repeat, fold
-    # or speaker shows (benchmarks/population_term.py). The speaker method states the error around the Δ of
+    # or speaker shows (benchmarks/calibration/population_term.py). The speaker method states the error around the Δ of
     # models trained on these speakers; around a new population's Δ it is short by exactly that term.
     rng = np.random.default_rng(5)
     n_train, share = S - S // K, 0.35  # the population term's share of Var(Δ̂), as in the calibration runs
@@ -133,7 +133,7 @@ def test_a_fold_models_effect_that_differs_between_its_men_and_women_is_charged_
     # whose Δ differs between them (σ_i per cell and gender) moves each half of its cell together. The ANOVA
     # counts part of that as within-cell variance: the models' component comes out below the cell means'
     # model variance (σ²_m + σ²_i/2), the residual above σ²_e, and the stated variance stays what the
-    # spread is (the probe run's 14% model-part gap; benchmarks/stratified_anova.py has the level apart).
+    # spread is (the probe run's 14% model-part gap; benchmarks/calibration/stratified_anova.py has the level apart).
     from harness.train.splits import cv_folds
 
     rng = np.random.default_rng(9)

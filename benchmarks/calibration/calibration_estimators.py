@@ -1,4 +1,4 @@
-"""The figures of benchmarks/calibration.py from the predictions it saved: what each estimator states per
+"""The figures of benchmarks/calibration/calibration.py from the predictions it saved: what each estimator states per
 population and contrast, and how that compares with the truth over populations. No training here.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""What a population's repeats share, from the predictions benchmarks/calibration.py saved (no training here).
+"""What a population's repeats share, from the predictions benchmarks/calibration/calibration.py saved (no training here).
 
 Within one population the repeats of a row are independent draws (new seeds, a new fold deal), so for any
 contrast Var(Δ̂) over populations splits without a model into

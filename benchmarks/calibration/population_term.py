@@ -32,7 +32,7 @@ Part B says, analytically, how many fold models a design would need to see the p
 cell), and repeated 2-fold CV (Dietterich 1998; Alpaydın 1999), where the two halves' training sets are
 disjoint and the term appears at full size in each repeat.
 
-    python benchmarks/population_term.py [--draws N] [--seed S]
+    python benchmarks/calibration/population_term.py [--draws N] [--seed S]
 
 No training, a few seconds; exit 0 (a measurement: there is no goal to check).
 """
@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from harness import speakers  # noqa: E402
 from harness.stats import corrected_var  # noqa: E402

@@ -1,4 +1,4 @@
-"""A comparator for benchmarks/calibration.py, not the report's method: the speaker method's nested ANOVA
+"""A comparator for benchmarks/calibration/calibration.py, not the report's method: the speaker method's nested ANOVA
 with the fold deal's strata as a level of their own.
 
 `harness.train.splits.cv_folds` deals each (corpus, gender) stratum round-robin, so every fold cell of 24
@@ -19,7 +19,7 @@ Where a cell's stratum holds one speaker (EmoDB's 10 in 5 folds: a man and a wom
 told from the residual and counts as much in the variance: one within-cell level, as in the report.
 The df are Satterthwaite's on the four mean squares (gradient form, as `harness.speakers.Components.df`).
 
-    python benchmarks/stratified_anova.py [--tables 3000] [--seed 0]   # numpy, 30-50 s on a 2-core VM
+    python benchmarks/calibration/stratified_anova.py [--tables 3000] [--seed 0]   # numpy, 30-50 s on a 2-core VM
 
 prints std(Δ̂)/RMS(SE) of both ANOVAs on constructed tables (3 designs × 4 mixes of the components, folds
 dealt like `cv_folds`): informational, no goal.
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     import sys
     from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from harness import speakers
 
     ap = argparse.ArgumentParser(description="the report's ANOVA and the stratified one on constructed tables")

@@ -1,7 +1,7 @@
 """New A/A rows on the populations of a saved calibration run: is what its repeats share a property of the
 design, or of one pair of seed families?
 
-benchmarks/calibration.py's aa row is the plain recipe trained with the repeat's seed + 500000. On the
+benchmarks/calibration/calibration.py's aa row is the plain recipe trained with the repeat's seed + 500000. On the
 24-speaker 4-repeat setting its repeats' Δ correlated within a population in two fresh runs (+0.11, +0.13),
 which independent seeds rule out. This trains the plain recipe again with other offsets (seed + offset, the
 repeat's folds and validation speakers unchanged) on the same populations, regenerated from their corpus
@@ -15,8 +15,8 @@ seeds, so every row's repeats can be compared with every other's:
   with a percentile-bootstrap interval over populations: 0 for an A/A pair, the effect's spread over
   populations for ep3.
 
-    python benchmarks/seed_families.py --run DIR --seed S --save DIR2 [--offsets 100000,200000] [--workers 2]
-    python benchmarks/seed_families.py --run DIR --families DIR2      # the figures, no training
+    python benchmarks/calibration/seed_families.py --run DIR --seed S --save DIR2 [--offsets 100000,200000] [--workers 2]
+    python benchmarks/calibration/seed_families.py --run DIR --families DIR2      # the figures, no training
 
 DIR: a calibration.py `--save` folder (its plain, aa and ep3 predictions); S: that run's `--seed`. About 80 s
 of training per population per worker on the 2-core VM (2 offsets x 16 fold models).
@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 HERE = Path(__file__).resolve().parent
-for p in (str(HERE.parent), str(HERE)):
+for p in (str(HERE.parent.parent), str(HERE.parent), str(HERE)):  # the repo, benchmarks/, this folder
     if p not in sys.path:
         sys.path.insert(0, p)
 

@@ -52,7 +52,7 @@ Every replication's test predictions are kept (`--save DIR`, default a folder un
 populations already drawn, and a fresh run (new `--seed`) is the test. `--train-only` trains and saves
 without printing a figure: a registered run's populations can be drawn before its candidate is final.
 
-    python benchmarks/calibration.py [--setting ravdess24,emodb10,two_corpus] [--replications M]
+    python benchmarks/calibration/calibration.py [--setting ravdess24,emodb10,two_corpus] [--replications M]
         [--epochs E] [--workers W] [--seed S] [--rows plain,aa,cw,ep3] [--save DIR | --load DIR]
         [--quick] [--check] [--train-only]
 
@@ -68,7 +68,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-for p in (str(HERE.parent), str(HERE)):  # the repo (harness) and this folder (pipeline helpers)
+for p in (str(HERE.parent.parent), str(HERE.parent), str(HERE)):  # the repo, benchmarks/ (pipeline), this folder
     if p not in sys.path:
         sys.path.insert(0, p)
 
