@@ -25,7 +25,7 @@ and the estimate is its mean over the R repeats. Its variance has three sources:
     Var(estimate) = σ²_s / S + σ²_m · Σ n_cell² / (S R)² + σ²_e / (S R)
 
 The first term is the floor (more repeats cannot lower it; more speakers can), the others the training
-noise. Calibration (benchmarks/calibration.py, 2 × K-fold CV, new synthetic speaker populations never
+noise. Calibration (benchmarks/calibration/calibration.py, 2 × K-fold CV, new synthetic speaker populations never
 seen while this was designed, 2026-12-02; an A/A null and a true effect per population): with a seed
 per fold, std(Δ̂)/RMS(SE) was 0.99 with 24 speakers and 3 classes (coverage of the 95% interval
 77/80), 0.87 with 10 speakers and 7 classes (138/140) and 0.96 with two corpora pooled (53/60); with
@@ -52,7 +52,7 @@ speaker of the test corpus) has one fold cell per repeat: the model is the repea
 corpus's speakers, and the components come from the two-way table without replication (`_crossed`):
 Var = σ²_s/S + σ²_m/R + σ²_e/(SR), the population being new speakers of the test corpus, scored by models
 of the training corpora as recorded. With one repeat σ²_m cannot be measured and no interval is stated.
-Calibrated on 80 new synthetic test corpora with 4 seeds (benchmarks/calibration.py --setting cross_corpus,
+Calibrated on 80 new synthetic test corpora with 4 seeds (benchmarks/calibration/calibration.py --setting cross_corpus,
 2026-12-02): coverage 152/160 = 0.950, std(Δ̂)/SE 0.89; the report's default for cross-corpus suites.
 
 Speakers of several corpora (a pooled comparison) are nested in their corpora: the population is new

@@ -27,6 +27,8 @@ QUICK = {
     "frontends.py": ["--quick", "--clips", "1"],
     "pruning.py": ["--quick"],
     "scaleout.py": ["--quick"],
+    "field.py": ["--quick"],
+    "predict.py": ["--quick"],
     "calibration/population_term.py": ["--draws", "50"],
     "calibration/stratified_anova.py": ["--tables", "20"],
 }

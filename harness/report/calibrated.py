@@ -1,7 +1,7 @@
 """Which interval the report uses by default, by design of the suite: where it was measured calibrated.
 
 A method becomes the default for a design only by a rule written down before the calibration run that
-decides it (benchmarks/registered/), on populations it was not designed on (benchmarks/calibration.py).
+decides it (benchmarks/calibration/registered/), on populations it was not designed on (benchmarks/calibration/calibration.py).
 This module holds those outcomes and nothing else; `table` computes, `document` words them.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ SPEAKER_METRIC = "test_f1_macro"  # the speaker method recomputes it from the po
 
 # Cross-validated suites, one corpus or several pooled (speakers nested in corpora): the speaker method
 # (delete-a-cell values between cells, as at 0f79c1f) is the default by the rules registered in
-# benchmarks/registered/2026-12-03-cell-jackknife.md and 2026-12-03-second-cell-run.md. Its two fresh
+# benchmarks/calibration/registered/2026-12-03-cell-jackknife.md and 2026-12-03-second-cell-run.md. Its two fresh
 # 2-repeat runs pooled: 24 speakers 375/400 = 0.9375 (std/SE 0.98, 10/400 false calls), 10 speakers
 # 375/400 = 0.9375 (1.05, 11/400); two corpora pooled (fresh160) 191/200 = 0.955 (0.99, 6/200). Every
 # goal met. The first run alone had missed with 10 speakers (0.920); the pooling rule was written before it.
@@ -29,7 +29,7 @@ SPEAKER_IS_DEFAULT = True
 # measured designs and fall under the 2-repeat rule, which named no repeat count.
 SPEAKER_DEFAULT_MAX_REPEATS = 3
 # Cross-corpus suites (the test corpus's speakers crossed with one model per seed), by their own rule
-# (benchmarks/registered/2026-12-02-cross-corpus.md): 80 new test corpora (seeds 213000-213079), 4 seeds
+# (benchmarks/calibration/registered/2026-12-02-cross-corpus.md): 80 new test corpora (seeds 213000-213079), 4 seeds
 # each, aa and ep3: coverage 152/160 = 0.950, std/SE 0.89, false calls 4/160 (the corrected t there:
 # 0.975, 0.42). No repeat cap: the calibration's design was 4 seeds.
 CROSS_CORPUS_SPEAKER_IS_DEFAULT = True

@@ -108,7 +108,7 @@ CI_NAMES = {
                      "residual (shrink with repeats), estimated by ANOVA on each speaker's jackknife pseudo-value "
                      "per repeat, each fold cell valued between cells by its delete-a-cell pseudo-value; Student t "
                      "with Satterthwaite's df (`harness.speakers`). Measured on new synthetic speaker populations "
-                     "(`benchmarks/calibration.py`, 2 × K-fold, two fresh runs, 2026-12-03, each by a rule registered "
+                     "(`benchmarks/calibration/calibration.py`, 2 × K-fold, two fresh runs, 2026-12-03, each by a rule registered "
                      "before it): its 95% intervals covered 375/400 = 0.938 with 24 speakers (std(Δ̂)/SE 0.98, false "
                      "better/worse calls 10/400), 375/400 = 0.938 with 10 (1.05, 11/400) and 191/200 = 0.955 on two "
                      "corpora pooled (0.99, 6/200). The default serves it to cross-validated comparisons on up to "
@@ -117,7 +117,7 @@ CI_NAMES = {
     "corrected": "corrected resampled t (Nadeau & Bengio 2003; Bouckaert & Frank 2004): the variance of the mean "
                  "is s² · (1/J + n_test/n_train), because resamples that share most of their training data are "
                  "correlated and a plain t interval over them is too narrow, more so the more resamples are added. "
-                 "Measured on new synthetic speaker populations (`benchmarks/calibration.py`): safe but about "
+                 "Measured on new synthetic speaker populations (`benchmarks/calibration/calibration.py`): safe but about "
                  "twice as wide as the truth needs (std(Δ̂)/SE 0.47-0.58 under 2 × K-fold speaker CV, 0.38-0.45 under 4 ×, 0.42 on "
                  "cross-corpus suites of 4 seeds)",
     "t": "plain Student t over resamples, as if they were independent (too narrow when training sets overlap; "
@@ -129,7 +129,7 @@ CROSS_CORPUS_SPEAKER = (
     "test corpus; a row's mean is its seeds' pooled test macro-F1 averaged, its variance split into the test "
     "speakers (σ²_s/S: does not shrink with seeds), the models (σ²_m/R) and a residual, from the two-way speaker × "
     "seed table of jackknife pseudo-values; Student t with Satterthwaite's df (`harness.speakers`). Measured on 80 "
-    "new synthetic test corpora (`benchmarks/calibration.py --setting cross_corpus`, 4 seeds, 2026-12-02): coverage "
+    "new synthetic test corpora (`benchmarks/calibration/calibration.py --setting cross_corpus`, 4 seeds, 2026-12-02): coverage "
     "152/160 = 0.950, std(Δ̂)/SE 0.89, false better/worse calls 4/160; the population is new speakers of the test "
     "corpus, scored by models of the training corpora as recorded")
 

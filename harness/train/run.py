@@ -130,7 +130,7 @@ def train_seed(cfg: RunConfig) -> int:
 
     Folds that shared the repeat's seed started from the same weights and drew the same batch orders, which
     tied their errors together: on synthetic populations of 24 and 10 speakers a repeat's pooled Δ spread
-    2-7x (in 5 of 6 contrasts) what independent fold models would give (benchmarks/calibration.py), a
+    2-7x (in 5 of 6 contrasts) what independent fold models would give (benchmarks/calibration/calibration.py), a
     variance the repeat shares and no estimator can see with 2 repeats. Independent fold models average
     out within the repeat."""
     if cfg.fold is None:
