@@ -5,8 +5,9 @@ its arguments) so that a spawned worker can build its own. The first few clips a
 when the rest would take longer than `PARALLEL_AFTER_SECONDS` at the rate just measured, up to
 `HARNESS_EXTRACT_WORKERS` (default: the cores) processes share it: this process and spawned workers
 (the `spawn` context: torch is not fork-safe), all at one torch thread, taking chunks of about a
-second of clips, this process from the front of the queue and the workers from the back. Workers
-write each clip's entry into the cache themselves (atomically) and return nothing but errors; without
+quarter second of clips: this process from the front, the workers from the back through a queue that
+holds a few, which this process takes back when it runs out first (a worker still starting). Workers
+write each clip's entry into the cache themselves (atomically) and report nothing but errors; without
 a cache they return the arrays. Small corpora (the tests') never pay for starting a process.
 
 Every clip is extracted at one torch thread wherever it runs, so an entry's bits do not depend on
@@ -27,9 +28,11 @@ import numpy as np
 
 from harness.errors import DataError, HarnessError
 
-PARALLEL_AFTER_SECONDS = 4.0  # starting a worker costs 1-3 s (importing torch): not worth it for less
+PARALLEL_AFTER_SECONDS = 8.0  # a worker takes 2-7 s to start (importing torch) here: worth it past twice that
 PROBE_CLIPS = 3  # extracted here first, to measure the rate
-CHUNK_SECONDS = 1.0  # a worker's share at a time: small enough to balance the end, large enough to batch
+TAKE_BACK = True  # off (tests): the chunks queued for the workers are theirs, however long they take to start
+QUEUED = 3  # chunks handed to each worker ahead: one in hand, more waiting while this process refills
+CHUNK_SECONDS = 0.25  # a share of the work at a time: small enough to balance the end, large enough to batch
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,7 @@ class Progress:
         self.t0 = self.last = time.time()
         self.done = 0
         self.processes = 1  # how many processes extracted (set by `extract`): recorded with the rate
+        self.by_workers = 0  # of the clips done, those the spawned workers extracted
         self.bar = None
         if show and sys.stderr.isatty():
             from tqdm import tqdm
@@ -86,7 +90,7 @@ class Progress:
             print(f"{self.what}: {self.done} clips extracted in {secs:.1f} s "
                   f"({self.done / max(secs, 1e-9):.1f} clips/s), cached", file=sys.stderr, flush=True)
         return {"extract_seconds": secs, "clips_per_second": self.done / max(secs, 1e-9),
-                "processes": self.processes}
+                "processes": self.processes, "clips_by_spawned_workers": self.by_workers}
 
 
 def extract(clips: Sequence, make: Recipe | Callable, cache, bar: Progress, parallel: bool = True) -> dict:
@@ -126,49 +130,80 @@ def _keep(out: dict, clip, x: np.ndarray | None) -> None:
 
 def _share(rest: list, extractor: Callable, recipe: Recipe, cache, bar: Progress, out: dict, workers: int,
            per_clip: float) -> None:
-    """Extract `rest` here and in `workers - 1` spawned processes, a chunk at a time."""
+    """Extract `rest` here and in `workers - 1` spawned processes, a chunk at a time. This process takes chunks
+    from the front; a queue holds a few from the back for the workers, and what no worker has taken yet when
+    this process runs out (a worker still starting) it takes back, so no clip waits for a process's start."""
+    import itertools
     import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    import queue
+    from concurrent.futures import ProcessPoolExecutor
 
     size = max(1, min(64, round(CHUNK_SECONDS / max(per_clip, 1e-6))))
     chunks = deque(rest[j:j + size] for j in range(0, len(rest), size))
     spawn = min(workers - 1, len(chunks) - 1)
-    bar.processes = 1 + max(spawn, 0)
-    pool = ProcessPoolExecutor(spawn, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_worker_init) if spawn > 0 else None
-    pending: dict = {}
+    if spawn < 1:
+        for clip in rest:
+            _keep(out, clip, _one(extractor, clip, cache))
+            bar.step()
+        return
+    bar.processes = 1 + spawn
+    ctx = multiprocessing.get_context("spawn")
+    tasks, results, stop = ctx.Queue(), ctx.Queue(), ctx.Event()
+    pool = ProcessPoolExecutor(spawn, mp_context=ctx, initializer=_worker_init,
+                               initargs=(recipe, cache, tasks, results, stop))
+    loops = [pool.submit(_worker_loop) for _ in range(spawn)]
+    queued: dict[int, list] = {}  # handed to the workers' queue, not reported yet
+    ids = itertools.count()
 
-    def top_up() -> None:
-        while pool is not None and chunks and len(pending) < 2 * spawn:
-            chunk = chunks.pop()  # from the back: this process works from the front
-            pending[pool.submit(_work, recipe, cache, [(c.path, c.sha1) for c in chunk])] = chunk
+    def feed() -> None:
+        while chunks and len(queued) < QUEUED * spawn:
+            chunk, cid = chunks.pop(), next(ids)
+            queued[cid] = chunk
+            tasks.put((cid, [(c.path, c.sha1) for c in chunk]))
+
+    def take_back() -> list | None:
+        try:
+            return queued.pop(tasks.get_nowait()[0])
+        except queue.Empty:
+            return None
 
     def collect(block: bool) -> None:
-        done, _ = wait(pending, timeout=None if block else 0, return_when=FIRST_COMPLETED)
-        for f in done:
-            chunk = pending.pop(f)
-            error, arrays = f.result()
+        while queued:
+            try:
+                cid, error, arrays = results.get(timeout=0.5) if block else results.get_nowait()
+            except queue.Empty:
+                for f in loops:
+                    if f.done():
+                        f.result()  # a worker that died (not a clip's error): its exception, as it is
+                return
+            chunk = queued.pop(cid)
             if error is not None:
                 raise DataError(error)  # the worker's one line (an unreadable clip), not a pool's traceback
             for clip, x in zip(chunk, arrays):
                 _keep(out, clip, x)
+            bar.by_workers += len(chunk)
             bar.step(len(chunk))
+            if block:
+                return
 
     try:
-        top_up()
-        while chunks:
-            for clip in chunks.popleft():
+        feed()
+        while chunks or queued:
+            chunk = chunks.popleft() if chunks else take_back() if TAKE_BACK else None
+            if chunk is None:
+                collect(block=True)
+                continue
+            for clip in chunk:
                 _keep(out, clip, _one(extractor, clip, cache))
                 bar.step()
-                if pending:
-                    collect(block=False)
-                    top_up()
-        while pending:
-            collect(block=True)
-            top_up()
+                collect(block=False)
+                feed()
     finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        stop.set()
+        for _ in loops:
+            tasks.put(None)
+        tasks.cancel_join_thread()
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 @contextmanager
@@ -186,22 +221,32 @@ def _one_thread(on: bool):
         torch.set_num_threads(before)
 
 
-_BUILT: dict = {}  # a worker's extractors, built once per recipe
+_WORKER: dict = {}  # in a worker: its extractor, cache and queues
 
 
-def _worker_init() -> None:
+def _worker_init(recipe: Recipe, cache, tasks, results, stop) -> None:
     import torch
 
     torch.set_num_threads(1)
+    _WORKER.update(recipe=recipe, cache=cache, tasks=tasks, results=results, stop=stop)
 
 
-def _work(recipe: Recipe, cache, items: list) -> tuple[str | None, list]:
-    """In a worker: (None, arrays or Nones) for a chunk of (path, sha1), or (the error's line, [])."""
+def _worker_loop() -> None:
+    """In a worker: chunks of (path, sha1) from the queue until told to stop, each reported as (id, None,
+    arrays or Nones); an unreadable clip as (id, its error's line, None), after which the worker stops."""
     from types import SimpleNamespace
 
-    try:
-        if recipe not in _BUILT:
-            _BUILT[recipe] = recipe.build()
-        return None, [_one(_BUILT[recipe], SimpleNamespace(path=p, sha1=s), cache) for p, s in items]
-    except HarnessError as e:
-        return str(e), []
+    w = _WORKER
+    extractor = None
+    while not w["stop"].is_set():
+        task = w["tasks"].get()
+        if task is None:
+            return
+        cid, items = task
+        try:
+            extractor = extractor or w["recipe"].build()
+            arrays = [_one(extractor, SimpleNamespace(path=p, sha1=s), w["cache"]) for p, s in items]
+        except HarnessError as e:
+            w["results"].put((cid, str(e), None))
+            return
+        w["results"].put((cid, None, arrays))
