@@ -211,3 +211,14 @@ def test_an_unreadable_clip_in_a_spawned_process_is_one_line_naming_the_file(two
         logmel(load_corpus([copy], ["auto"], None), tmp_path / "cache")
     assert victim not in parallel  # found by the worker
     assert str(victim) in str(e.value) and "\n" not in str(e.value) and "Traceback" not in str(e.value)
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-1"])
+def test_a_worker_count_that_is_not_a_positive_number_is_one_line_naming_the_variable(monkeypatch, value):
+    from harness.errors import HarnessError
+
+    monkeypatch.setenv("HARNESS_EXTRACT_WORKERS", value)
+    with pytest.raises(HarnessError, match=f"invalid HARNESS_EXTRACT_WORKERS='{value}': expected a number"):
+        extract.workers_wanted()
+    monkeypatch.setenv("HARNESS_EXTRACT_WORKERS", "3")
+    assert extract.workers_wanted() == 3

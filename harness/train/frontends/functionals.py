@@ -54,7 +54,7 @@ class Functionals:
         samples, rate = read_audio(path)
         x = self.smile.process_signal(self.to_rate(samples, rate).numpy(), RATE).to_numpy(dtype=np.float32)[0]
         # A silent or very short clip can give NaN in a few F0 functionals: 0 keeps it a valid input.
-        return np.nan_to_num(x, copy=False)
+        return np.nan_to_num(x)
 
 
 def functionals(corpus, name: str, cache_dir: Path | None, progress: bool = False) -> tuple[np.ndarray, dict]:
