@@ -138,7 +138,7 @@ def run_suite(suite: Suite, seeds: Sequence[int] | None = None, rows: Sequence[s
     if dry_run:
         print_plan(suite, selected, seeds, all_cells, done, data_root, experiment,
                    budget=budget if until_decided else None,
-                   extraction=[extraction_status(r.config, fingerprint, len(probe.clips), default_cache_dir())
+                   extraction=[extraction_status(r.config, fingerprint, len(probe.clips), default_cache_dir(), probe.clips)
                                for r in frontend_rows])
         if cap_warning:
             print(cap_warning)

@@ -9,15 +9,16 @@ resampled (only the centre and the filter's reach are resampled, see
 `cut_for_resampling`), so a 10 s clip costs little more than a 3 s one; the
 samples kept are those of resampling the whole clip and cutting after.
 
-The cache key is the corpus content fingerprint (one hash per file's bytes)
-plus every feature parameter, so a changed file or parameter is a miss.
+Each clip's features are cached once (`harness.train.clipcache`), under its content hash and every
+feature parameter, so a changed file or parameter is a miss and a pooled corpus, a label filter or
+an added corpus extracts only clips never seen; extraction runs in parallel when it pays
+(`harness.train.extract`).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,8 @@ import torch
 
 from harness.corpora.base import read_audio
 from harness.corpora.load import Corpus
+from harness.train import clipcache
+from harness.train.extract import Recipe
 
 CLIP_SECONDS = 3.0
 TOP_DB = 80.0
@@ -41,6 +44,7 @@ def n_frames(sr: int, hop_length: int) -> int:
 
 
 def cache_key(corpus: Corpus, params: dict) -> str:
+    """The key of a corpus-level array (`features/KEY.npy`), what the cache held before per-clip entries."""
     blob = json.dumps({"data": corpus.fingerprint, **params}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
@@ -100,36 +104,39 @@ class LogMel:
         return self.to_db(self.mel(wave))
 
 
+class ClipLogMel:
+    """A clip's file -> its log-mel (n_mels, frames) float32: what `compute_features` extracts per clip."""
+
+    def __init__(self, sr: int, n_mels: int, n_fft: int, hop_length: int):
+        self.logmel = LogMel(sr, n_mels, n_fft, hop_length)
+
+    def __call__(self, path: Path) -> np.ndarray:
+        samples, rate = read_audio(path)
+        with torch.inference_mode():
+            return self.logmel(samples, rate).numpy()
+
+
 def compute_features(corpus: Corpus, sr: int, n_mels: int, n_fft: int, hop_length: int,
                      cache_dir: Path | None, progress: bool = False) -> torch.Tensor:
     """Float32 tensor (n_clips, 1, n_mels, frames), in corpus order."""
     params = feature_params(sr, n_mels, n_fft, hop_length)
-    path = None
+    clip_params = {"frontend": "logmel", **params}
     if cache_dir is not None:
-        path = Path(cache_dir) / "features" / f"{cache_key(corpus, params)}.npy"
-        if path.exists():
+        # A corpus-level array of the cache before per-clip entries is read: it is keyed by this corpus's
+        # content and these parameters, so it is right; its rows become per-clip entries (once).
+        legacy = Path(cache_dir) / "features" / f"{cache_key(corpus, params)}.npy"
+        if legacy.exists():
             try:
-                return torch.from_numpy(np.load(path))
+                out = np.load(legacy)
             except (OSError, ValueError):
-                pass  # a damaged entry is recomputed and overwritten
-    extractor = LogMel(sr, n_mels, n_fft, hop_length)
-    out = np.empty((len(corpus.clips), 1, n_mels, n_frames(sr, hop_length)), dtype=np.float32)
-    clips = corpus.clips
-    if progress:
-        from tqdm import tqdm
-        clips = tqdm(clips, desc="log-mel", unit="clip", leave=False, disable=None)  # None: only on a terminal
-    with torch.inference_mode():
-        for i, clip in enumerate(clips):
-            samples, rate = read_audio(clip.path)
-            out[i, 0] = extractor(samples, rate).numpy()
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
-        np.save(tmp, out)
-        os.replace(tmp, path)  # atomic: concurrent workers see a whole file or none
-        (path.with_suffix(".json")).write_text(json.dumps(
-            {"data_root": str(corpus.root), "fingerprint": corpus.fingerprint, **params}, indent=1))
-    return torch.from_numpy(out)
+                out = None  # damaged: the per-clip entries decide
+            if out is not None and out.shape == (len(corpus.clips), 1, n_mels, n_frames(sr, hop_length)):
+                clipcache.seed_from(cache_dir, clip_params, corpus.clips, out[:, 0])
+                return torch.from_numpy(out)
+    out = clipcache.arrays(corpus.clips, Recipe("harness.train.features:ClipLogMel", (sr, n_mels, n_fft, hop_length)),
+                           clip_params, (n_mels, n_frames(sr, hop_length)), cache_dir, "log-mel", progress,
+                           lines=False)  # as before: a bar on a terminal, no lines
+    return torch.from_numpy(out[:, None])
 
 
 class SpecAugment(torch.nn.Module):

@@ -8,6 +8,7 @@ builder keyword arguments, "state_dict": ...}`: what `tiny_checkpoint` writes, s
 machine run every family's code path on a small randomly initialised model.
 
 Layer N is the output of transformer layer N (1..L), as torchaudio's `extract_features` returns them.
+Each clip's frames are cached once, by its content (`harness.train.clipcache`, read by `clipframes`).
 """
 from __future__ import annotations
 
@@ -17,7 +18,11 @@ from pathlib import Path
 import torch
 
 from harness.errors import HarnessError
+from harness.train import clipcache
+from harness.train.clipcache import ClipCache
+from harness.train.extract import extract
 from harness.train.frontends import store
+from harness.train.frontends.clipframes import open_clips
 from harness.train.frontends.resample import ToRate
 
 BUNDLES = {"wav2vec2_base": "WAV2VEC2_BASE", "wav2vec2_large": "WAV2VEC2_LARGE", "hubert_base": "HUBERT_BASE",
@@ -138,62 +143,78 @@ def n_layers(model: torch.nn.Module) -> int:
 
 
 def cache_key(fingerprint: str, name: str, digest: str, layers: list[int] | str) -> str:
+    """A corpus's key: its `harness.feature_key` tag, and the name of its store in the cache before per-clip entries."""
     return store.store_key(fingerprint, {"frontend": name, "weights_sha256": digest, "layers": layers,
                                          "sr": bundle(name).sample_rate})
 
 
 def candidate_keys(fingerprint: str, name: str, digest: str, layer: int | None) -> list[str]:
-    """The stores that can serve a request, best first: all layers, then the one layer alone."""
+    """The corpus-level stores that can serve a request, best first: all layers, then the one layer alone."""
     return [cache_key(fingerprint, name, digest, "all")] + (
         [cache_key(fingerprint, name, digest, [layer])] if layer is not None else [])
 
 
-def encoder_frames(corpus, name: str, checkpoint: str | None, layer: int | None, cache_dir: Path,
-                   device: torch.device, progress: bool = False) -> tuple[store.FrameStore, dict]:
-    """Every clip's frames of `name` (all layers, or `layer` alone), extracted once into the cache."""
-    from harness.corpora.base import read_audio
+def clip_caches(cache_dir: Path, name: str, digest: str, layer: int | None) -> list[ClipCache]:
+    """The per-clip entries that can serve a request: all layers first, then (for one layer) that layer's."""
+    def params(layers: list[int] | str) -> dict:
+        return {"frontend": name, "weights_sha256": digest, "layers": layers, "sr": bundle(name).sample_rate,
+                "store_version": store.STORE_VERSION}
+    return [ClipCache(cache_dir, params("all"))] + ([ClipCache(cache_dir, params([layer]))] if layer is not None else [])
 
+
+class Embedder:
+    """A clip's file -> its frames (frames, len(layers), dim) float16, from a loaded encoder."""
+
+    def __init__(self, model: torch.nn.Module, rate: int, layers: list[int], normalise: bool, device: torch.device):
+        self.model, self.layers, self.normalise, self.device = model, layers, normalise, device
+        self.to_rate = ToRate(rate)
+
+    def __call__(self, path: Path):
+        from harness.corpora.base import read_audio
+
+        samples, sr = read_audio(path)
+        return embed(self.model, self.to_rate(samples, sr).to(self.device), self.layers, self.normalise)
+
+
+def encoder_frames(corpus, name: str, checkpoint: str | None, layer: int | None, cache_dir: Path | None,
+                   device: torch.device, progress: bool = False):
+    """Every clip's frames of `name` (all layers, or `layer` alone): a `clipframes.ClipFrameStore` of the
+    per-clip cache, each clip extracted once whatever corpus it is read in; or a corpus's old store."""
     path = locate_weights(name, checkpoint)
+    cache_dir = Path(cache_dir) if cache_dir is not None else clipcache.scratch_dir()  # frames live in files
     digest = store.sha256_file(path, cache_dir)
     rate = bundle(name).sample_rate
     tags = {"harness.features": name, "harness.encoder": name, "harness.encoder_sha256": digest}
 
-    def key(layers: list[int] | str) -> str:
-        return cache_key(corpus.fingerprint, name, digest, layers)
-
-    # A store of all layers serves any one layer: look for it first.
+    # A contiguous store of the cache before per-clip entries is read for the corpus it was made for (keyed
+    # by that corpus's content, so it is right); it is not split into per-clip files, which would double
+    # gigabytes on disk: a pooled or filtered corpus extracts its clips into per-clip entries once more.
     for k in candidate_keys(corpus.fingerprint, name, digest, layer):
         found = store.open_frames(cache_dir, k, layer)
         if found is not None and len(found) == len(corpus.clips):  # (a layer it lacks does not open)
             return found, {**tags, "harness.feature_key": k, "harness.encoder_layers": _layers_tag(found, layer)}
 
-    model, normalise = load_encoder(name, path)
-    total = n_layers(model)
-    if layer is not None and layer > total:
-        raise HarnessError(f"invalid --layer {layer}: {name} has transformer layers 1..{total}")
-    layers = list(range(1, total + 1)) if layer is None else [layer]
-    k = key("all" if layer is None else layers)
-    model = model.to(device)
-    to_rate = ToRate(rate)
-    bar = store.Progress(name, len(corpus.clips), progress)
-
-    def clips():
-        for clip in corpus.clips:
-            samples, sr = read_audio(clip.path)
-            yield embed(model, to_rate(samples, sr).to(device), layers, normalise)
-            bar.step()
-
-    meta = {"frontend": name, "weights": str(path), "weights_sha256": digest, "layers": layers,
-            "n_layers_total": total, "sr": rate,
-            "data_root": str(corpus.root), "fingerprint": corpus.fingerprint}
-    store.write_frames(cache_dir, k, clips(), meta)
-    timing = bar.close()
-    store.annotate(cache_dir, k, timing)
-    found = store.open_frames(cache_dir, k, layer)
-    return found, {**tags, "harness.feature_key": k, "harness.encoder_layers": _layers_tag(found, layer)}
+    key = cache_key(corpus.fingerprint, name, digest, "all" if layer is None else [layer])
+    caches = clip_caches(cache_dir, name, digest, layer)
+    found, missing = open_clips(caches, corpus.clips, layer)
+    if found is None:
+        model, normalise = load_encoder(name, path)
+        total = n_layers(model)
+        if layer is not None and layer > total:
+            raise HarnessError(f"invalid --layer {layer}: {name} has transformer layers 1..{total}")
+        layers = list(range(1, total + 1)) if layer is None else [layer]
+        target = caches[-1]  # all layers, or the one layer asked for
+        target.record({"weights": str(path), "layers": layers, "n_layers_total": total})
+        bar = store.Progress(name, len(missing), progress)
+        # In this process, not spawned ones: torch already uses every core for an encoder, and a GPU is
+        # not to be shared by processes.
+        extract(missing, Embedder(model.to(device), rate, layers, normalise, device), target, bar, parallel=False)
+        target.timed(bar.close(), len(missing))
+        found, missing = open_clips(caches, corpus.clips, layer)
+    return found, {**tags, "harness.feature_key": key, "harness.encoder_layers": _layers_tag(found, layer)}
 
 
-def _layers_tag(found: store.FrameStore, layer: int | None) -> str:
+def _layers_tag(found, layer: int | None) -> str:
     total = found.meta["n_layers_total"]
     return f"layer {layer} of 1..{total}" if layer is not None else f"weighted sum of layers 1..{total}"
 

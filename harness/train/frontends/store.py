@@ -1,4 +1,5 @@
-"""The front-ends' cache: features extracted once per corpus and front-end, kept on disk.
+"""The front-ends' corpus-level cache as it was before per-clip entries (`harness.train.clipcache`), still
+read for the corpus it was made for; the weights' hashes; what the old and the per-clip frame stores share.
 
 A key is the corpus content fingerprint plus everything that decides the numbers (front-end, its
 weights' or tool's version, the layers, the sample rate, this code's version), so a changed clip,
@@ -19,12 +20,12 @@ import hashlib
 import json
 import os
 import shutil
-import sys
-import time
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
+
+from harness.train.extract import Progress  # noqa: F401  (the front-ends' progress, shared with log-mel)
 
 STORE_VERSION = 1  # bump when an extraction's computation changes
 
@@ -62,38 +63,6 @@ def sha256_file(path: Path, cache_dir: Path | None = None) -> str:
         tmp.write_text(json.dumps({**known, ident: digest}, indent=1))
         os.replace(tmp, memo)
     return digest
-
-
-class Progress:
-    """Clips done, clips/s and time left: a tqdm bar on a terminal, else a line every ~30 s on stderr."""
-
-    def __init__(self, what: str, total: int, show: bool):
-        self.what, self.total, self.show = what, total, show
-        self.t0 = self.last = time.time()
-        self.done = 0
-        self.bar = None
-        if show and sys.stderr.isatty():
-            from tqdm import tqdm
-            self.bar = tqdm(total=total, desc=what, unit="clip", leave=False)
-
-    def step(self) -> None:
-        self.done += 1
-        if self.bar is not None:
-            self.bar.update(1)
-        elif self.show and (time.time() - self.last > 30 or self.done == self.total):
-            self.last = time.time()
-            rate = self.done / max(self.last - self.t0, 1e-9)
-            print(f"{self.what}: {self.done}/{self.total} clips, {rate:.1f} clips/s, "
-                  f"{(self.total - self.done) / rate:.0f} s left", file=sys.stderr, flush=True)
-
-    def close(self) -> dict:
-        if self.bar is not None:
-            self.bar.close()
-        secs = time.time() - self.t0
-        if self.show:
-            print(f"{self.what}: {self.done} clips extracted in {secs:.1f} s "
-                  f"({self.done / max(secs, 1e-9):.1f} clips/s), cached", file=sys.stderr, flush=True)
-        return {"extract_seconds": secs, "clips_per_second": self.done / max(secs, 1e-9)}
 
 
 # --- functionals: one vector per clip ------------------------------------------------------
@@ -158,17 +127,7 @@ class FrameStore:
                     return self._picked(z["mean"]), self._picked(z["std"])
             except (OSError, ValueError, KeyError):
                 pass  # a damaged entry is recomputed
-        total = np.zeros(self.frames.shape[1:])
-        sq = np.zeros(self.frames.shape[1:])
-        n = 0
-        for i in idx:
-            x = self.frames[self.offsets[i]:self.offsets[i + 1]].astype(np.float64)
-            total += x.sum(0)
-            sq += (x * x).sum(0)
-            n += len(x)
-        mean = total / n
-        std = np.sqrt(np.maximum(sq / n - mean * mean, 0.0)) + 1e-6
-        mean, std = mean.astype(np.float32), std.astype(np.float32)
+        mean, std = mean_std(self.frames[self.offsets[i]:self.offsets[i + 1]] for i in idx)
         tmp = memo.with_name(f"{memo.stem}.{os.getpid()}.tmp.npz")
         np.savez(tmp, mean=mean, std=std)
         os.replace(tmp, memo)
@@ -184,9 +143,9 @@ class FrameStore:
             tmp1, tmp2 = (p.with_name(f"{p.name}.{os.getpid()}.tmp") for p in (m1_path, m2_path))
             with open(tmp1, "wb") as f1, open(tmp2, "wb") as f2:
                 for i in range(n):
-                    x = self.frames[self.offsets[i]:self.offsets[i + 1]].astype(np.float64)  # (t, l, d)
-                    f1.write(x.mean(0).astype(np.float32).tobytes())
-                    f2.write((np.einsum("tld,tmd->lmd", x, x) / len(x)).astype(np.float32).tobytes())
+                    a, b = clip_moments(self.frames[self.offsets[i]:self.offsets[i + 1]])  # (t, l, d)
+                    f1.write(a.tobytes())
+                    f2.write(b.tobytes())
             os.replace(tmp1, m1_path)
             os.replace(tmp2, m2_path)
         m1 = np.memmap(m1_path, dtype=np.float32, mode="r", shape=(n, layers, dim))
@@ -198,6 +157,26 @@ class FrameStore:
 
     def _picked(self, per_layer: np.ndarray) -> np.ndarray:
         return per_layer if self.pick is None else per_layer[self.pick:self.pick + 1]
+
+
+def clip_moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One clip's frames (t, layers, dim) -> E[x_l] (layers, dim) and E[x_l x_m] (layers, layers, dim), float32."""
+    x = np.asarray(x, dtype=np.float64)
+    return x.mean(0).astype(np.float32), (np.einsum("tld,tmd->lmd", x, x) / len(x)).astype(np.float32)
+
+
+def mean_std(clips: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std per (layer, dim) over every frame of `clips`, float32 (std + 1e-6)."""
+    total = sq = None
+    n = 0
+    for x in clips:
+        x = np.asarray(x, dtype=np.float64)
+        total = x.sum(0) if total is None else total + x.sum(0)
+        sq = (x * x).sum(0) if sq is None else sq + (x * x).sum(0)
+        n += len(x)
+    mean = total / n
+    std = np.sqrt(np.maximum(sq / n - mean * mean, 0.0)) + 1e-6
+    return mean.astype(np.float32), std.astype(np.float32)
 
 
 def annotate(cache_dir: Path, key: str, extra: dict) -> None:
