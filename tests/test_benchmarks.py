@@ -29,6 +29,7 @@ QUICK = {
     "scaleout.py": ["--quick"],
     "field.py": ["--quick"],
     "predict.py": ["--quick"],
+    "extraction.py": ["--quick"],
     "calibration/population_term.py": ["--draws", "50"],
     "calibration/stratified_anova.py": ["--tables", "20"],
 }
