@@ -180,16 +180,18 @@ class RunConfig:
         self._check_cv()
         self._check_frontend()
         self._check_classic()
-        if self.normalize == "auto":  # resolved once, here: logged, hashed and read as the concrete choice
+        # Resolved once, here: logged, hashed and read as the concrete choice. A `replace` that changes the
+        # design (test_corpus, protocol) keeps it: build the config anew from its fields for that.
+        if self.normalize == "auto":
             object.__setattr__(self, "normalize", default_normalize(self))
 
     def _check_classic(self) -> None:
         if self.C is not None and not self.C > 0:
             raise ConfigError("C", f"must be > 0 (or omitted: chosen on the validation speakers), got {self.C}")
         if self.model not in CLASSIC_MODELS:
-            for name, default in (("C", None), ("kernel", "linear")):
+            for name, default, of in (("C", None, "logreg / svm"), ("kernel", "linear", "svm")):
                 if getattr(self, name) != default:
-                    raise ConfigError(name, f"is a setting of --model logreg / svm, not of --model {self.model}")
+                    raise ConfigError(name, f"is a setting of --model {of}, not of --model {self.model}")
             return
         if self.kernel != "linear" and self.model != "svm":
             raise ConfigError("kernel", f"is a setting of --model svm, not of --model {self.model}")

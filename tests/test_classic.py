@@ -206,3 +206,11 @@ def test_a_split_classic_row_runs_beside_a_cross_validated_row_listed_first(tmp_
     assert "logreg@egemaps      -   split" in plan  # a classic row has no epochs to count
     assert main(argv) == 0
     assert "3 done, 0 skipped" in capsys.readouterr().out
+
+
+def test_a_checkpoint_written_before_normalisation_existed_is_read_as_trained_with_training_statistics():
+    old = RunConfig(data_root="a,b", test_corpus="b").to_dict()
+    del old["normalize"]  # what a cross-corpus checkpoint of an earlier version holds
+    assert RunConfig.from_dict(old).normalize == "speaker"  # today's default for that design ...
+    assert training.checkpoint_config({"config": old}).normalize == "train"  # ... but it was trained with train's
+    assert training.checkpoint_config({"config": RunConfig(normalize="corpus").to_dict()}).normalize == "corpus"

@@ -36,7 +36,7 @@ class Ensemble:
 
 def load(paths: Sequence[Path], names: Sequence[str], device: torch.device) -> Ensemble:
     """The checkpoints' models; HarnessError naming two runs that disagree on labels or front-end."""
-    from harness.train.run import load_checkpoint
+    from harness.train.run import checkpoint_config, load_checkpoint
 
     models, ckpts = [], []
     for p in paths:
@@ -48,12 +48,12 @@ def load(paths: Sequence[Path], names: Sequence[str], device: torch.device) -> E
         if list(ck["classes"]) != list(first["classes"]):
             raise HarnessError(f"the runs disagree on labels: {names[0]} answers {', '.join(first['classes'])}, "
                                f"{name} {', '.join(ck['classes'])}: predict with one run (--run)")
-        for key in SHARED:
-            a, b = first["config"].get(key), ck["config"].get(key)
+        for key in SHARED:  # as each was trained (a checkpoint older than a field: that field's old meaning)
+            a, b = getattr(checkpoint_config(first), key), getattr(checkpoint_config(ck), key)
             if a != b:
                 raise HarnessError(f"the runs disagree on the front-end: {key} is {a!r} in {names[0]} and {b!r} in "
                                    f"{name}: predict with one run (--run)")
-    return Ensemble(models=models, checkpoints=ckpts, cfg=RunConfig.from_dict(first["config"]),
+    return Ensemble(models=models, checkpoints=ckpts, cfg=checkpoint_config(first),
                     classes=tuple(first["classes"]))
 
 

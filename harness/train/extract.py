@@ -228,6 +228,9 @@ def _worker_init(recipe: Recipe, cache, tasks, results, stop) -> None:
     import torch
 
     torch.set_num_threads(1)
+    # A worker's last results may go unread when this process stops early (an unreadable clip, Ctrl-C): its
+    # exit must not wait on the pipe's reader (multiprocessing's join-thread pitfall), or shutdown hangs.
+    results.cancel_join_thread()
     _WORKER.update(recipe=recipe, cache=cache, tasks=tasks, results=results, stop=stop)
 
 

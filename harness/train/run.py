@@ -190,8 +190,9 @@ def fit(cfg: RunConfig, data: Prepared, out_dir: Path | None = None,
     if cfg.model in CLASSIC_MODELS:  # fitted by scikit-learn, C chosen on validation: no epochs
         model, best_epoch, best_f1, history, shape = classic.fit(
             cfg.model, cfg.kernel, cfg.C, cfg.class_weight_loss, seed, n_classes, heads.head_shape(data.features),
-            x_train, y_np[tr], x_val, y_np[va], on_epoch)
-        return _fitted(cfg, data, model, model.state_dict(), norm, shape, best_epoch, best_f1, history, out_dir)
+            x_train, y_np[tr], x_val, y_np[va], on_epoch, device)
+        return _fitted(cfg, data, model, {k: v.cpu() for k, v in model.state_dict().items()}, norm, shape,
+                       best_epoch, best_f1, history, out_dir)
 
     fmt = memory_format(cfg.model, device.type)  # measured per model and device (harness.train.models)
     shape = heads.head_shape(data.features) if cfg.features != "logmel" else None
@@ -286,10 +287,16 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, n_classes
     return out
 
 
+def checkpoint_config(ckpt: dict) -> RunConfig:
+    """The config a `best_model.pt` was trained with. One written before `--normalize` existed normalised with
+    the training split's statistics: `train`, not today's `auto` (which is `speaker` across corpora)."""
+    return RunConfig.from_dict({"normalize": "train", **ckpt["config"]})
+
+
 def load_checkpoint(path: Path, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
     """Rebuild the selected model from `best_model.pt` (safe: weights_only=True)."""
     ckpt = torch.load(path, map_location=device, weights_only=True)
-    cfg = RunConfig.from_dict(ckpt["config"])
+    cfg = checkpoint_config(ckpt)
     model = _model(cfg, len(ckpt["classes"]), ckpt.get("head_shape"))
     model.load_state_dict(ckpt["state_dict"])
     return model.eval(), ckpt
