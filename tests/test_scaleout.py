@@ -369,9 +369,9 @@ def test_the_suite_shows_in_the_mlflow_ui_in_headless_chromium(chromium, service
             page.add_init_script("localStorage.setItem('mlflow.assistant.fab.autoOpenedOnFirstLoad_v1', 'true');"
                                  "localStorage.setItem('mlflow.assistant.panelOpen_v1', 'false');")
             page.goto(f"{services.tracking_uri}/", wait_until="domcontentloaded", timeout=60_000)
-            # The front page: the experiment, its description opening with the decisions.
+            # The front page: the experiment, its description opening with the report's bottom line.
             page.get_by_text(ui_suite, exact=True).first.wait_for(timeout=60_000)
-            page.get_by_text("Decisions vs", exact=False).first.wait_for(timeout=30_000)
+            page.get_by_text("compared with", exact=False).first.wait_for(timeout=30_000)
             # MLflow 3.17 picks an experiment's page from its sidebar switch (GenAI by default), not from the
             # experimentKind tag: the one click a user makes is "Model training"; no column is set up.
             page.get_by_text("Model training", exact=True).first.click()
@@ -390,7 +390,7 @@ def test_the_suite_shows_in_the_mlflow_ui_in_headless_chromium(chromium, service
             for seed in (0, 1, 2):
                 page.get_by_text(f"baseline/seed{seed}", exact=True).first.wait_for(timeout=30_000)
             # The picture shows the description opened (its chevron, right of the edit pencil, on its first line).
-            top = page.get_by_text("Decisions vs").first.bounding_box()["y"]
+            top = page.get_by_text("compared with").first.bounding_box()["y"]
             beside = [b for b in page.locator("button").all() if (box := b.bounding_box()) and abs(box["y"] - top) < 25]
             if beside:
                 max(beside, key=lambda b: b.bounding_box()["x"]).click()
