@@ -104,7 +104,7 @@ def _timed(name: str, fn):
 
 def install_hooks() -> None:
     """Wrap what a cell does, where the harness looks it up (module globals), to time its parts."""
-    from harness.suite import runner
+    from harness.suite import runner, workers
     from harness.train import run as training
 
     real_fit = training.fit
@@ -131,9 +131,9 @@ def install_hooks() -> None:
     training.fit = fit
     training.score_test = _timed("test scoring", training.score_test)
     training.confusion_png = _timed("confusion PNG", training.confusion_png)
-    runner.cell_runs = _timed("cell look-up", runner.cell_runs)
-    runner.claim = _timed("queue claim", runner.claim)
-    runner.finish = _timed("queue finish", runner.finish)
+    workers.cell_runs = _timed("cell look-up", workers.cell_runs)
+    workers.claim = _timed("queue claim", workers.claim)
+    workers.finish = _timed("queue finish", workers.finish)
     training.run = _timed("run()", training.run)  # run_cell imports it from harness.train.run at call time
     runner.drain = _timed("drain", runner.drain)
 

@@ -12,6 +12,7 @@ import yaml
 
 from harness import tracking
 from harness.suite import planning, runner
+from harness.suite import workers as suite_workers
 from harness.suite.file import load_suite
 
 REPO = Path(__file__).resolve().parent.parent
@@ -42,12 +43,12 @@ def cell_runs(uri: str, experiment: str) -> list:
     (2, 2, "3", ["0", "1"]),                     # a list that does not match the count: plain indices
 ])
 def test_worker_i_gets_gpu_i_mod_the_number_of_gpus(workers, n_gpus, visible, expected):
-    assert runner.worker_gpus(workers, n_gpus, visible) == expected
+    assert suite_workers.worker_gpus(workers, n_gpus, visible) == expected
 
 
 @pytest.mark.slow
 def test_spawned_workers_are_pinned_one_gpu_each_and_their_runs_say_which(tmp_path, synth_root, monkeypatch):
-    monkeypatch.setattr(runner, "cuda_device_count", lambda: 2)  # the parent decides; the workers only obey
+    monkeypatch.setattr(suite_workers, "cuda_device_count", lambda: 2)  # the parent decides; the workers only obey
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     seen = []
 
@@ -81,7 +82,7 @@ def test_spawned_workers_are_pinned_one_gpu_each_and_their_runs_say_which(tmp_pa
 
 
 def test_one_worker_in_process_is_not_pinned(tmp_path, synth_root, monkeypatch):
-    monkeypatch.setattr(runner, "cuda_device_count", lambda: 2)
+    monkeypatch.setattr(suite_workers, "cuda_device_count", lambda: 2)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     runner.run_suite(load_suite(suite_file(tmp_path / "single.yaml", seeds=(0,))), data_root=str(synth_root),
                      tracking_uri=uri, out_dir=str(tmp_path / "art"), progress=False)
