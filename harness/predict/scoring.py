@@ -58,14 +58,10 @@ def load(paths: Sequence[Path], names: Sequence[str], device: torch.device) -> E
 
 
 def features(cfg: RunConfig, corpus, cache_dir: Path | None, device: torch.device, progress: bool = False):
-    """The clips' features, exactly as training computed its own (`harness.train.run.prepare`)."""
-    from harness.train import frontends
-    from harness.train.features import compute_features
+    """The clips' features, exactly as training computed its own (`harness.train.run.corpus_features`)."""
+    from harness.train.run import corpus_features
 
-    if cfg.features == "logmel":
-        return compute_features(corpus, cfg.sr, cfg.n_mels, cfg.n_fft, cfg.hop_length, cache_dir, progress)
-    feats, _ = frontends.features(cfg, corpus, cache_dir, device, progress)
-    return torch.from_numpy(feats) if isinstance(feats, np.ndarray) else feats
+    return corpus_features(cfg, corpus, cache_dir, device, progress)[0]
 
 
 def check_groups(cfg: RunConfig, clips, where: str) -> None:

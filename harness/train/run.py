@@ -112,16 +112,23 @@ def prepare(cfg: RunConfig, cache_dir: Path | None = None, progress: bool = Fals
     split = make_split(corpus, cfg)
     if reuse:
         feats, tags = reuse.features, reuse.frontend_tags
-    elif cfg.features == "logmel":
-        feats, tags = compute_features(corpus, cfg.sr, cfg.n_mels, cfg.n_fft, cfg.hop_length, cache_dir, progress), {}
-    else:  # --- front-ends (issue 24): functionals or encoder frames, from their cache ---
-        feats, tags = frontends.features(cfg, corpus, cache_dir, resolve_device(cfg.device), progress)
-        if isinstance(feats, np.ndarray):
-            feats = torch.from_numpy(feats)
+    else:
+        feats, tags = corpus_features(cfg, corpus, cache_dir, resolve_device(cfg.device), progress)
     kind = reuse.kind if reuse else data_kind(corpus)
     return Prepared(corpus=corpus, features=feats, labels=torch.from_numpy(corpus.labels(cfg.mode)),
                     split=split, classes=corpus.class_names(cfg.mode), data_root=corpus.root,
                     synthetic=kind == "synthetic", kind=kind, frontend_tags=tags)
+
+
+def corpus_features(cfg: RunConfig, corpus: Corpus, cache_dir: Path | None, device: torch.device,
+                    progress: bool = False) -> tuple[Any, dict]:
+    """(features, tags) of every clip of `corpus` for `cfg`'s front-end, from the per-clip cache: log-mel
+    (n, 1, n_mels, frames); functionals (n, dim) as a tensor; or an encoder's frame store. What training and
+    `harness predict` both read."""
+    if cfg.features == "logmel":
+        return compute_features(corpus, cfg.sr, cfg.n_mels, cfg.n_fft, cfg.hop_length, cache_dir, progress), {}
+    feats, tags = frontends.features(cfg, corpus, cache_dir, device, progress)
+    return (torch.from_numpy(feats) if isinstance(feats, np.ndarray) else feats), tags
 
 
 def train_seed(cfg: RunConfig) -> int:
