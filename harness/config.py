@@ -34,6 +34,7 @@ HEAD_MODELS = ("linear", "mlp")
 # scikit-learn's classic models on one vector per clip (functionals, or an encoder's pooled layers): fitted to
 # convergence, C chosen on the validation speakers (harness.train.classic).
 CLASSIC_MODELS = ("logreg", "svm")
+C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)  # C is chosen from these on the validation speakers unless --C is given
 KERNELS = ("linear", "rbf")
 # Feature normalisation (issue 39): the training split's statistics, or each corpus / speaker z-scored by its own
 # (transductive: the test side's unlabelled features are used). `auto` resolves by design (`default_normalize`).
@@ -103,7 +104,7 @@ class RunConfig:
                                 "(L2 logistic regression) or svm (--kernel) from scikit-learn on another front-end",
                     MODELS)
     C: float | None = _f(None, "logreg / svm: inverse regularisation strength; omitted: chosen on the validation "
-                               "speakers from 0.001, 0.01, 0.1, 1, 10")
+                               "speakers from " + ", ".join(f"{c:g}" for c in C_GRID))
     kernel: str = _f("linear", "svm: linear (a linear SVM, one-vs-rest) or rbf (SVC, gamma 'scale')", KERNELS)
     dropout: float = _f(0.0, "dropout before the classifier (SmallCNN only; 0 = off)")
     use_bn: bool = _f(False, "BatchNorm after each conv of SmallCNN (resnet18 always has BN)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-from harness.config import CLASSIC_MODELS, RunConfig, did_you_mean
+from harness.config import C_GRID, CLASSIC_MODELS, RunConfig, did_you_mean
 from harness.errors import HarnessError
 from harness.suite.file import RowSpec, Suite
 
@@ -164,8 +164,6 @@ def print_plan(suite: Suite, rows: Sequence[RowSpec], seeds: Sequence[int], cell
 def steps(cfg) -> int:
     """What a cell logs as `epochs_run`: its epochs, or for a classic model its fits (one per C tried)."""
     if cfg.model in CLASSIC_MODELS:
-        from harness.train.classic import C_GRID
-
         return 1 if cfg.C is not None else len(C_GRID)
     return cfg.epochs
 

@@ -20,9 +20,9 @@ import torch
 from torch import nn
 
 from harness import metrics
+from harness.config import C_GRID
 from harness.train import heads
 
-C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)
 ABSENT = -1e4  # the logit of a class the training split lacks: never predicted
 
 
@@ -164,9 +164,10 @@ def fit(model: str, kernel: str, C: float | None, balanced: bool, seed: int, n_c
 
     device = device or torch.device("cpu")
     probe = build(model, "linear", n_classes, shape).to(device)  # pooling only: its net is not used here
-    scaler = Standardize(heads.head_shape_dim(shape)).fit(vectors(probe, x_train))
+    raw_train = vectors(probe, x_train)
+    scaler = Standardize(heads.head_shape_dim(shape)).fit(raw_train)
     with torch.no_grad():
-        v_train = scaler(torch.as_tensor(vectors(probe, x_train))).double().numpy()
+        v_train = scaler(torch.as_tensor(raw_train)).double().numpy()
         v_val = scaler(torch.as_tensor(vectors(probe, x_val))).double().numpy()
     dim = v_train.shape[1]
     best = (-1.0, 0, None, {})
