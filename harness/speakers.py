@@ -204,6 +204,9 @@ class Components:
     df_model: float
     df_residual: float
     mean_squares: "MeanSquares"  # what the components were solved from: their df give the interval's df
+    # ρ: the share of one repeat's training noise that the repeats have in common because they share the
+    # population (Kish's design effect 1 + (R − 1)ρ); 0: the repeats are credited as independent
+    repeat_share: float = 0.0
 
 
     def parts(self, repeats: float | None = None) -> tuple[float, float]:
@@ -211,7 +214,8 @@ class Components:
         S, R = self.n_speakers, self.n_repeats
         r = R if repeats is None else repeats
         per_repeat = self.model * self.cell_sq / (S * S * R) + self.residual / S  # one repeat's training noise
-        return self.speaker / S + self.model * self.test_train_ratio, per_repeat / r
+        rho = self.repeat_share
+        return self.speaker / S + self.model * self.test_train_ratio, per_repeat * (rho + (1 - rho) / r)
 
     def var(self, repeats: float | None = None) -> float:
         return float(sum(self.parts(repeats)))
@@ -242,9 +246,10 @@ class Components:
         return s / (s + t) if s + t > 0 else math.nan
 
 
-def components(p: Pseudo, test_train_ratio: float = 0.0) -> Components:
+def components(p: Pseudo, test_train_ratio: float = 0.0, repeat_share: float = 0.0) -> Components:
     """ANOVA estimates of σ²_s, σ²_m, σ²_e from a speaker × repeat table of pseudo-values (module docstring);
-    `test_train_ratio` (n_test / n_train of one fold; 0 leaves the training population out)."""
+    `test_train_ratio` (n_test / n_train of one fold; 0 leaves the training population out); `repeat_share`
+    (ρ, `Components.repeat_share`; cross-validated designs only, a crossed one ignores it)."""
     u, fold = p.u, p.fold
     S, R = u.shape
     corpora = np.array(p.corpora)
@@ -292,7 +297,8 @@ def components(p: Pseudo, test_train_ratio: float = 0.0) -> Components:
     base = Components(speaker=0.0, model=0.0, residual=0.0, n_speakers=S, n_repeats=R, cell_sq=cell_sq,
                       separable=R >= 2, test_train_ratio=float(test_train_ratio),
                       df_speaker=float(df_v), df_model=float(max(df_b, 1)),
-                      df_residual=float(max(df_w - (S - 1), 1)), mean_squares=ms)
+                      df_residual=float(max(df_w - (S - 1), 1)), mean_squares=ms,
+                      repeat_share=float(repeat_share))
     return _solve(ms, base)
 
 
@@ -383,11 +389,11 @@ class Interval:
 
 
 def interval(p: Pseudo, test_train_ratio: float = 0.0, level: float = LEVEL,
-             bounds: tuple[float, float] | None = None) -> Interval:
+             bounds: tuple[float, float] | None = None, repeat_share: float = 0.0) -> Interval:
     """The estimate (mean of the repeats' pooled statistics) with its Student-t interval."""
     from scipy import stats
 
-    comps = components(p, test_train_ratio)
+    comps = components(p, test_train_ratio, repeat_share)
     se, df = math.sqrt(comps.var()), comps.df()
     est = float(p.theta.mean())
     half = float(stats.t.ppf(0.5 + level / 2, df)) * se

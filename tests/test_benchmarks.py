@@ -39,7 +39,8 @@ NOT_RUN_HERE = {
     "first_pass.py": "part (d) of pipeline.py, run by its quick path",
     "overhead_stores.py": "the stores of overhead.py, run by its quick path",
     "soak.py": "tests/test_soak.py runs its quick path, with --check",
-    "calibration/calibration.py": "its quick path trains 3 populations per setting: minutes, not CI's",
+    "calibration/calibration.py": "its quick path trains 3 populations per setting: minutes, not CI's; --load is "
+                                   "tests/test_calibration_load.py",
     "calibration/calibration_estimators.py": "the figures of calibration.py, run by it",
     "calibration/calibration_split.py": "the split of calibration.py --load, run by it",
     "calibration/seed_families.py": "needs a saved calibration run; tests/test_seed_families.py tests its figures",

@@ -222,3 +222,17 @@ def test_a_worker_count_that_is_not_a_positive_number_is_one_line_naming_the_var
         extract.workers_wanted()
     monkeypatch.setenv("HARNESS_EXTRACT_WORKERS", "3")
     assert extract.workers_wanted() == 3
+
+
+def _wanted_in_pool_worker(_):
+    from harness.train.extract import workers_wanted
+
+    return workers_wanted()
+
+
+def test_a_pool_s_worker_extracts_in_its_own_process_since_a_daemon_may_not_have_children(monkeypatch):
+    import multiprocessing
+
+    monkeypatch.setenv("HARNESS_EXTRACT_WORKERS", "2")
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        assert pool.map(_wanted_in_pool_worker, [0]) == [1]

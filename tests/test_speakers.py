@@ -54,6 +54,38 @@ def test_the_speaker_floor_stays_while_the_training_part_shrinks_with_repeats():
     assert 0 < c2.speaker_share < 1
 
 
+def test_a_design_effect_on_the_repeats_keeps_one_repeat_s_variance_and_leaves_a_shared_part_no_repeat_removes():
+    p = table(np.random.default_rng(2), 0.05, 0.03, 0.08, repeats=4)
+    plain, deff = speakers.components(p), speakers.components(p, repeat_share=0.1)
+    floor, one = plain.parts(repeats=1)
+    assert deff.var(repeats=1) == pytest.approx(plain.var(repeats=1))
+    assert deff.var() == pytest.approx(floor + one * (0.1 + 0.9 / 4))  # Kish: one · (1 + 3ρ) / 4
+    assert deff.var(repeats=math.inf) == pytest.approx(floor + 0.1 * one)
+    assert deff.var(repeats=6) < deff.var(repeats=4) < deff.var(repeats=2)  # more repeats still narrow it
+    assert deff.df() > 1 and deff.mean_squares == plain.mean_squares  # the same table, the same components
+
+
+def test_with_the_design_effect_sized_to_a_shared_shift_the_stated_variance_matches_the_populations_spread():
+    """Each population adds one shift to every repeat (the part its repeats share, invisible within it): the
+    speaker method understates; the design effect adds ρ · (one repeat's noise) · (R − 1)/R, which matches
+    the spread where the shift is that large."""
+    rng = np.random.default_rng(5)
+    sd_model, sd_resid, R, rho = 0.03, 0.08, 6, 0.25
+    one_repeat = sd_model ** 2 / K + sd_resid ** 2 / S  # one repeat's training noise, as the components see it
+    shared_sd = math.sqrt(rho * one_repeat * (R - 1) / R)
+    est, plain_var, deff_var = [], [], []
+    for _ in range(1500):
+        p = table(rng, 0.0, sd_model, sd_resid, repeats=R)
+        u = p.u + rng.normal(0, shared_sd)
+        p = dataclasses.replace(p, u=u, theta=u.mean(axis=0))
+        est.append(p.theta.mean())
+        plain_var.append(speakers.components(p).var())
+        deff_var.append(speakers.components(p, repeat_share=rho).var())
+    truth = np.var(est)
+    assert np.mean(plain_var) < 0.75 * truth
+    assert np.mean(deff_var) == pytest.approx(truth, rel=0.15)
+
+
 def test_the_training_population_charges_the_fold_models_to_the_floor():
     p = table(np.random.default_rng(2), 0.05, 0.03, 0.08, repeats=2)
     plain, corrected = speakers.components(p), speakers.components(p, test_train_ratio=0.375)

@@ -261,6 +261,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="train and save, print no figure (a registered run whose estimator is fixed later: --load)")
     ap.add_argument("--load", type=Path, action="append", metavar="DIR",
                     help="no training: the figures from predictions --save kept (repeatable)")
+    ap.add_argument("--repeats", metavar="R,R,...",
+                    help="with --load: score each population's first R repeats, for each R (e.g. 2,3,4,6), and the "
+                         "median half-width per R")
+    ap.add_argument("--estimator", default=None,
+                    help="the estimator --check holds to the goals (default: the report's, speaker)")
     args = ap.parse_args(argv)
     for k, v in (QUICK if args.quick else DEFAULTS).items():
         if getattr(args, k) is None:
@@ -270,6 +275,17 @@ def main(argv: list[str] | None = None) -> int:
     bad = [x for x in settings if x not in SETTINGS] + [x for x in rows if x not in ROWS]
     if bad or args.replications < 3 or args.epochs < 1 or args.workers < 1:
         ap.error(f"unknown {bad}" if bad else "need --replications >= 3, --epochs >= 1, --workers >= 1")
+    try:
+        args.repeat_counts = sorted({int(x) for x in args.repeats.split(",")}) if args.repeats else []
+    except ValueError:
+        ap.error(f"--repeats {args.repeats!r}: expected repeat counts, e.g. 2,3,4,6")
+    if args.repeat_counts and (not args.load or min(args.repeat_counts) < 2):
+        ap.error("--repeats needs --load and counts >= 2")
+    if args.estimator is not None:
+        import calibration_estimators as ce
+
+        if args.estimator not in ce.ESTIMATORS:
+            ap.error(f"--estimator {args.estimator!r}: expected one of {', '.join(ce.ESTIMATORS)}")
     args.settings, args.row_names = settings, rows
     with scratch("harness-calibration-") as tmp:
         return run(args, tmp)
@@ -316,8 +332,15 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
             print(f"wall {time.perf_counter() - t_start:.0f} s; {args.workers} worker(s); no figure (--train-only)")
             return 0
     pops = ce.load_populations(dirs)
-    checks, notes = ce.report(pops, args.settings if not args.load else sorted({p.setting for p in pops}))
-    for extra in (cs.split_report(pops), cs.null_report(pops), ce.probe_report(pops)):
+    if args.repeat_counts:
+        pops = ce.first_repeats(pops, args.repeat_counts)
+    default = args.estimator or ce.DEFAULT
+    checks, notes = ce.report(pops, args.settings if not args.load else sorted({p.setting for p in pops}), default)
+    widths: list[str] = []
+    if args.repeat_counts:
+        more, widths = ce.width_report(pops, default)
+        checks += more
+    for extra in (cs.split_report(pops), cs.null_report(pops), ce.probe_report(pops), widths):
         if extra:
             print("\n" + "\n".join(extra))
     notes.append(f"wall {time.perf_counter() - t_start:.0f} s; {args.workers} worker(s)")

@@ -51,6 +51,54 @@ def load_populations(dirs: list[Path]) -> list[Population]:
     return pops
 
 
+def first_repeats(pops: list[Population], counts: list[int]) -> list[Population]:
+    """Each population cut to its first R repeats, for each R in `counts`: what a user who adds repeats one at a
+    time has run. Their setting is named `<setting>@<R>`; a population with fewer repeats is left out."""
+    import dataclasses
+
+    out = []
+    for R in counts:
+        for pop in pops:
+            if pop.folds["repeat"].nunique() < R:
+                continue
+            keep = sorted(pop.folds["repeat"].unique())[:R]
+            out.append(dataclasses.replace(pop, setting=f"{pop.setting}@{R}",
+                                           preds=pop.preds[pop.preds["repeat"].isin(keep)],
+                                           folds=pop.folds[pop.folds["repeat"].isin(keep)],
+                                           probe=None))
+    return out
+
+
+def width_report(pops: list[Population], estimator: str,
+                 also: tuple[str, ...] = ("speaker", "corrected")) -> tuple[list[Band], list[str]]:
+    """Per setting and contrast (settings named `<setting>@<R>`, `first_repeats`): the estimator's median Δ
+    half-width at each repeat count, and whether it grows when a repeat is added (a Band per step: the ratio of
+    medians, at most 1); the estimators in `also` beside it, for comparison (no Band)."""
+    from scipy import stats
+
+    halves: dict = {}
+    names = [estimator] + [n for n in also if n != estimator]
+    for pop in pops:
+        if "@" not in pop.setting:
+            continue
+        base, R = pop.setting.split("@")
+        for row in pop.rows:
+            for name in names:
+                _, se, df = ESTIMATORS[name](pop, row)
+                halves.setdefault((base, row, name), {}).setdefault(int(R), []).append(
+                    float(stats.t.ppf(0.975, df)) * se)
+    checks, lines = [], []
+    for (base, row, name), by_r in sorted(halves.items(), key=lambda kv: (kv[0][:2], names.index(kv[0][2]))):
+        counts = sorted(by_r)
+        med = {R: float(np.median(by_r[R])) for R in counts}
+        lines.append(f"{base} {row} {name}: median Δ half-width "
+                     + ", ".join(f"{R} repeats ±{med[R]:.4f}" for R in counts))
+        if name == estimator:
+            checks += [Band(f"{base} {row} {name}: median half-width {b} / {a} repeats", med[b] / med[a], 0.0, 1.0)
+                       for a, b in zip(counts, counts[1:])]
+    return checks, lines
+
+
 # --- estimators: (Δ̂, SE, df) of one contrast in one population ----------------------------------
 
 def _fold_deltas(pop: Population, row: str) -> tuple[np.ndarray, float]:
@@ -103,6 +151,21 @@ def est_speaker(pop: Population, row: str) -> tuple[float, float, float]:
     return float(pv.theta.mean()), math.sqrt(comps.var()), comps.df()
 
 
+# ρ of `speaker_deff`, fixed before its fresh run (registered/2026-12-07-repeats-design-effect.md): the mean of the
+# four within-population correlations of the A/A null's repeats in runs 5 and 7 (+0.109, +0.132, −0.045, −0.050)
+SPEAKER_DEFF_RHO = 0.04
+
+
+def est_speaker_deff(pop: Population, row: str) -> tuple[float, float, float]:
+    """The speaker method with the repeats credited as a cluster sample sharing its population: Kish's design
+    effect 1 + (R − 1)ρ on one repeat's training noise (`speakers.Components.repeat_share`)."""
+    from harness import speakers
+
+    pv = _pseudo(pop, row)
+    comps = speakers.components(pv, repeat_share=SPEAKER_DEFF_RHO)
+    return float(pv.theta.mean()), math.sqrt(comps.var()), comps.df()
+
+
 def est_speaker_lin(pop: Population, row: str) -> tuple[float, float, float]:
     """The speaker method as shipped until 2026-12-03: the between-cell mean square from each cell's mean of its
     speakers' pseudo-values (the same for a statistic linear in the speakers), not the cell's delete-a-cell
@@ -144,11 +207,11 @@ def est_speaker_strata(pop: Population, row: str) -> tuple[float, float, float]:
     return float(pv.theta.mean()), math.sqrt(var), df
 
 
-# speaker: the report's `--ci speaker`; speaker_lin: its between-cell mean square as before 2026-12-03 (cell
+# speaker: the report's `--ci speaker`; speaker_deff: the same with Kish's design effect on the repeats; speaker_lin: its between-cell mean square as before 2026-12-03 (cell
 # means of the speakers' pseudo-values); speaker_nb: as shipped before 2026-12-02 (with the training-population
 # term); speaker_cdf: the df as stated before 2026-12-02 (same SE as speaker); speaker_strata: the fold deal's
 # strata as an ANOVA level (a comparator, stratified_anova.py).
-ESTIMATORS = {"speaker": est_speaker, "speaker_lin": est_speaker_lin, "speaker_nb": est_speaker_nb,
+ESTIMATORS = {"speaker": est_speaker, "speaker_deff": est_speaker_deff, "speaker_lin": est_speaker_lin, "speaker_nb": est_speaker_nb,
               "speaker_cdf": est_speaker_cdf,
               "speaker_strata": est_speaker_strata, "corrected": est_corrected, "plain": est_plain}
 
@@ -225,7 +288,7 @@ def stated_all(pops: list[Population]) -> dict:
     return out
 
 
-def report(pops: list[Population], settings: list[str]) -> tuple[list[Band], list[str]]:
+def report(pops: list[Population], settings: list[str], default: str = DEFAULT) -> tuple[list[Band], list[str]]:
     stated = stated_all(pops)
     checks, notes = [], []
     print(f"\n{'setting':<11} {'contrast':<8} {'estimator':<10} {'n':>4} {'mean Δ̂':>8} {'std Δ̂':>7} {'RMS SE':>7} "
@@ -248,7 +311,7 @@ def report(pops: list[Population], settings: list[str]) -> tuple[list[Band], lis
             lo, hi = wilson(cov, n)
             notes.append(f"{setting} {name}: coverage {cov}/{n} = {cov / n:.3f} (Wilson [{lo:.3f}, {hi:.3f}]), "
                          f"std/SE (RMS over contrasts) {ratio:.3f}, false calls {false}/{n}")
-            if name == DEFAULT:
+            if name == default:
                 checks += [Band(f"{setting} {name}: coverage (all contrasts)", cov / n, *COVERAGE_BAND),
                            Band(f"{setting} {name}: std(Δ̂)/RMS(SE) (RMS over contrasts)", ratio, *RATIO_BAND),
                            Band(f"{setting} {name}: false better/worse calls", false / n, 0.0, FALSE_CALLS_MAX)]

@@ -47,8 +47,13 @@ class Recipe:
 
 
 def workers_wanted() -> int:
-    """Processes to extract with (this one included): HARNESS_EXTRACT_WORKERS, else the cores we may use."""
+    """Processes to extract with (this one included): HARNESS_EXTRACT_WORKERS, else the cores we may use;
+    1 inside a daemonic process (a multiprocessing pool's worker may not have children)."""
+    import multiprocessing
+
     raw = os.environ.get("HARNESS_EXTRACT_WORKERS", "").strip()
+    if multiprocessing.current_process().daemon:
+        return 1
     if not raw:
         return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if raw.isdigit() and int(raw) >= 1:
