@@ -32,7 +32,7 @@ for p in (str(HERE.parent), str(HERE)):  # the repo (harness) and this folder (p
     if p not in sys.path:
         sys.path.insert(0, p)
 
-from pipeline import Ratio, machine_lines, print_summary, scratch  # noqa: E402
+from common import Ratio, machine_lines, print_summary, scratch  # noqa: E402
 
 GOAL = 1.8
 

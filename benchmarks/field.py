@@ -34,7 +34,7 @@ for p in (str(REPO), str(HERE)):
     if p not in sys.path:
         sys.path.insert(0, p)
 
-from pipeline import Ratio, machine_lines, print_summary, scratch  # noqa: E402
+from common import Ratio, machine_lines, print_summary, scratch  # noqa: E402
 
 PARITY_GOAL = 0.005
 CHANCE_FACTOR_GOAL = 1.2

@@ -39,7 +39,7 @@ for p in (str(REPO), str(HERE)):
     if p not in sys.path:
         sys.path.insert(0, p)
 
-from pipeline import Ratio, corpus_root, machine_lines, print_summary, scratch  # noqa: E402
+from common import Ratio, corpus_root, machine_lines, print_summary, scratch  # noqa: E402
 
 CELL_GOAL = 0.2
 CACHED_GOAL = 0.02

@@ -52,7 +52,7 @@ for p in (str(HERE.parent), str(HERE)):  # the repo (harness) and this folder (p
         sys.path.insert(0, p)
 
 from overhead_stores import EXPERIMENT, PostgresStores, Stores, fill  # noqa: E402
-from pipeline import Ratio, corpus_root, machine_lines, print_summary, scratch  # noqa: E402
+from common import Ratio, corpus_root, machine_lines, print_summary, scratch  # noqa: E402
 
 CELL_GOAL_S = 0.3
 GROWTH_GOAL = 1.2

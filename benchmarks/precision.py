@@ -56,7 +56,7 @@ for p in (str(HERE.parent), str(HERE)):  # the repo (harness) and this folder (p
     if p not in sys.path:
         sys.path.insert(0, p)
 
-from pipeline import Ratio, corpus_root, load_average, machine_lines, print_summary, scratch  # noqa: E402
+from common import Ratio, corpus_root, load_average, machine_lines, print_summary, scratch  # noqa: E402
 
 K = 4  # folds of design B
 TRAIN_RATIO_A, VAL_RATIO = 0.625, 0.125  # 8 actors: train 5, val 1, test 2 in both designs

@@ -33,7 +33,7 @@ for p in (str(HERE.parent), str(HERE)):
     if p not in sys.path:
         sys.path.insert(0, p)
 
-from pipeline import Ratio, machine_lines, print_summary, scratch  # noqa: E402
+from common import Ratio, machine_lines, print_summary, scratch  # noqa: E402
 
 EXPERIMENT = "bench-predict"
 GOALS = {"warm smallcnn": 20.0, "warm egemaps": 10.0, "first smallcnn": 2.0, "first egemaps": 2.0}

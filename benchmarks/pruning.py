@@ -31,7 +31,7 @@ for p in (str(HERE.parent), str(HERE)):  # the repo (harness) and this folder (p
     if p not in sys.path:
         sys.path.insert(0, p)
 
-from pipeline import Ratio, load_average, machine_lines, print_summary  # noqa: E402
+from common import Ratio, load_average, machine_lines, print_summary  # noqa: E402
 
 GOAL = 0.6
 

@@ -73,7 +73,7 @@ for p in (str(HERE.parent), str(HERE)):  # the repo (harness) and this folder (p
     if p not in sys.path:
         sys.path.insert(0, p)
 
-from pipeline import Ratio, corpus_root, load_average, machine_lines, print_summary, scratch  # noqa: E402
+from common import Ratio, corpus_root, load_average, machine_lines, print_summary, scratch  # noqa: E402
 
 COST_GOAL = 0.6  # racing runs / fixed-design runs reaching the same decisions
 FLIP_GOAL = 0  # rows racing decided that the long run decides otherwise

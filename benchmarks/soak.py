@@ -45,7 +45,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
-from pipeline import load_average, machine_lines  # noqa: E402
+from common import load_average, machine_lines  # noqa: E402
 from scaleout import sh_services  # noqa: E402
 
 ROWS = [("plain", {}), ("weighted", {"class_weight_loss": True}), ("smoothing", {"label_smoothing": 0.1, "epochs": 4}),

@@ -39,7 +39,7 @@ for p in (str(HERE.parent), str(HERE)):  # the repo (harness) and this folder (p
     if p not in sys.path:
         sys.path.insert(0, p)
 
-from pipeline import Ratio, load_average, machine_lines, print_summary, scratch  # noqa: E402
+from common import Ratio, load_average, machine_lines, print_summary, scratch  # noqa: E402
 
 GOAL = 1.6
 # Optuna's "experimental feature" warnings from harness.suite, once per process: noise here.

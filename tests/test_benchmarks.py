@@ -39,6 +39,7 @@ NOT_RUN_HERE = {
     "first_pass.py": "part (d) of pipeline.py, run by its quick path",
     "overhead_stores.py": "the stores of overhead.py, run by its quick path",
     "soak.py": "tests/test_soak.py runs its quick path, with --check",
+    "common.py": "not a benchmark: the header, summary and scratch folder every benchmark shares",
     "calibration/calibration.py": "its quick path trains 3 populations per setting: minutes, not CI's; --load is "
                                    "tests/test_calibration_load.py",
     "calibration/calibration_estimators.py": "the figures of calibration.py, run by it",

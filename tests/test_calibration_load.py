@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "calibration"
-sys.path[:0] = [str(BENCH), str(BENCH.parent)]  # calibration/ and benchmarks/ (precision, pipeline)
+sys.path[:0] = [str(BENCH), str(BENCH.parent)]  # calibration/ and benchmarks/ (precision, common)
 
 import calibration_estimators as ce  # noqa: E402
 

@@ -73,7 +73,7 @@ for p in (str(HERE.parent.parent), str(HERE.parent), str(HERE)):  # the repo, be
     if p not in sys.path:
         sys.path.insert(0, p)
 
-from pipeline import load_average, machine_lines, print_summary, scratch  # noqa: E402
+from common import load_average, machine_lines, print_summary, scratch  # noqa: E402
 
 REPEATS = 2
 AA_SEED = 500_000  # added to a repeat's seed for the aa row's training (its split stays the repeat's)

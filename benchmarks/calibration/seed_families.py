@@ -38,7 +38,7 @@ for p in (str(HERE.parent.parent), str(HERE.parent), str(HERE)):  # the repo, be
         sys.path.insert(0, p)
 
 from calibration import AA_SEED, SETTINGS, base_config, corpus_seed  # noqa: E402
-from pipeline import load_average, machine_lines, scratch  # noqa: E402
+from common import load_average, machine_lines, scratch  # noqa: E402
 
 PERMUTATIONS = 5000
 META = "seed-families.json"
