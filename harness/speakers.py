@@ -210,12 +210,15 @@ class Components:
 
 
     def parts(self, repeats: float | None = None) -> tuple[float, float]:
-        """(speaker part, training part) of the estimate's variance with `repeats` repeats (default: as run)."""
+        """(floor, training part) of the estimate's variance with `repeats` repeats (default: as run): the part no
+        repeat lowers (the speakers; with `repeat_share` ρ, the share ρ of one repeat's training noise that the
+        repeats have in common) and the part that shrinks as 1/repeats."""
         S, R = self.n_speakers, self.n_repeats
         r = R if repeats is None else repeats
         per_repeat = self.model * self.cell_sq / (S * S * R) + self.residual / S  # one repeat's training noise
         rho = self.repeat_share
-        return self.speaker / S + self.model * self.test_train_ratio, per_repeat * (rho + (1 - rho) / r)
+        floor = self.speaker / S + self.model * self.test_train_ratio + rho * per_repeat
+        return floor, (1 - rho) * per_repeat / r
 
     def var(self, repeats: float | None = None) -> float:
         return float(sum(self.parts(repeats)))

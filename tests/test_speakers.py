@@ -59,6 +59,7 @@ def test_a_design_effect_on_the_repeats_keeps_one_repeat_s_variance_and_leaves_a
     plain, deff = speakers.components(p), speakers.components(p, repeat_share=0.1)
     floor, one = plain.parts(repeats=1)
     assert deff.var(repeats=1) == pytest.approx(plain.var(repeats=1))
+    assert deff.parts()[0] == pytest.approx(floor + 0.1 * one)  # the shared part joins the floor
     assert deff.var() == pytest.approx(floor + one * (0.1 + 0.9 / 4))  # Kish: one · (1 + 3ρ) / 4
     assert deff.var(repeats=math.inf) == pytest.approx(floor + 0.1 * one)
     assert deff.var(repeats=6) < deff.var(repeats=4) < deff.var(repeats=2)  # more repeats still narrow it
