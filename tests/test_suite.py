@@ -486,3 +486,19 @@ def test_a_worker_looks_up_its_cell_by_tags_and_reads_the_experiment_once_per_su
                  tracking_uri, "--experiment", experiment, "--dry-run"]) == 0
     share = sum(r.data.metrics["cpu_time_s"] for r in runs) / sum(r.data.metrics["wall_time_s"] for r in runs)
     assert f"(the timed cells got {share:.2f} CPU-seconds per second)" in capsys.readouterr().out
+
+
+def test_a_row_reading_other_data_than_the_first_is_resumed_not_trained_twice(tmp_path, synth_root, tracking_uri,
+                                                                             experiment):
+    # a label filter makes the row's data (and its fingerprint) other than the first row's
+    path = write_suite(tmp_path / "filtered.yaml", synth_root, seeds=(0,),
+                       rows={"plain": {}, "three": {"labels": "neutral,happy,sad"}})
+    kw = dict(data_root=str(synth_root), tracking_uri=tracking_uri, experiment=experiment,
+              storage=f"sqlite:///{tmp_path / 'q.db'}", progress=False, out_dir=str(tmp_path / "art"))
+    first = run_suite(load_suite(path), **kw)
+    assert (first.done, first.skipped, first.failed) == (2, 0, 0)
+    runs = cells(tracking_uri, experiment)
+    assert len({r.data.tags["harness.data_fingerprint"] for r in runs}) == 2
+    again = run_suite(load_suite(path), **kw)
+    assert (again.done, again.skipped) == (0, 2)
+    assert len(cells(tracking_uri, experiment)) == 2

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from harness.config import C_GRID, CLASSIC_MODELS, RunConfig, did_you_mean
 from harness.errors import HarnessError
@@ -71,21 +71,35 @@ def cell_config(row: RowSpec, cell: Cell, data_root: str | None) -> RunConfig:
     return row.config.replace(seed=cell.seed, fold=cell.fold, data_root=data_root)
 
 
-def finished_cells(c, exp_id: str | None, fingerprint: str,
+def row_fingerprints(fingerprint: str | Mapping[str, str], rows: Sequence[RowSpec]) -> dict[str, str]:
+    """Each row's data fingerprint: the one given for all, or the row's own."""
+    if isinstance(fingerprint, str):
+        return {r.name: fingerprint for r in rows}
+    return {r.name: fingerprint[r.name] for r in rows}
+
+
+def finished_cells(c, exp_id: str | None, fingerprint: str | Mapping[str, str],
                    rows: Sequence[RowSpec] | None = None) -> dict[tuple[str, int, int | None, str], Any]:
-    """(row, seed, fold or None, config_hash) -> the FINISHED cell run, for this data. With `rows`, only
-    those rows at their current config, one query per row: the rest of the experiment (other suites'
-    rows, older configs) is never read."""
+    """(row, seed, fold or None, config_hash) -> the FINISHED cell run, for this data: one fingerprint, or
+    each row's (a row that filters labels reads other data than the first). With `rows`, only those rows at
+    their current config, one query per row: the rest of the experiment (other suites' rows, older
+    configs) is never read."""
     if exp_id is None:
         return {}
-    where = ("tags.`harness.kind` = 'cell' and attributes.status = 'FINISHED' "
-             f"and tags.`harness.data_fingerprint` = '{fingerprint}'")
+
+    def where(fp: str) -> str:
+        return ("tags.`harness.kind` = 'cell' and attributes.status = 'FINISHED' "
+                f"and tags.`harness.data_fingerprint` = '{fp}'")
+
     if rows is None:
-        runs = search_runs(c, exp_id, where)
+        if not isinstance(fingerprint, str):
+            raise TypeError("finished_cells: a fingerprint per row needs the rows")
+        runs = search_runs(c, exp_id, where(fingerprint))
     else:
-        runs = [r for row in {(r.name, r.config.config_hash) for r in rows}
-                for r in search_runs(c, exp_id, f"{where} and tags.`harness.row` = '{row[0]}' "
-                                                f"and tags.`harness.config_hash` = '{row[1]}'")]
+        fps = row_fingerprints(fingerprint, rows)
+        runs = [r for name, h in {(r.name, r.config.config_hash) for r in rows}
+                for r in search_runs(c, exp_id, f"{where(fps[name])} and tags.`harness.row` = '{name}' "
+                                                f"and tags.`harness.config_hash` = '{h}'")]
     out = {}
     for r in runs:
         t = r.data.tags

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import pandas as pd
 
@@ -39,7 +39,7 @@ from harness.report.runs import has_repeats, read_clips, read_suite, select_cell
 from harness.report.verdict import Answer, answer
 from harness.stats import DECISION_PROB, ROPE, decide
 from harness.suite.file import RowSpec, Suite
-from harness.suite.planning import Cell, row_cells
+from harness.suite.planning import Cell, row_cells, row_fingerprints
 
 RACING_PROB = 0.99
 RACE_TAG = "harness.racing"  # on each row's parent: {"rounds", "budget", "threshold", "start_seeds"} as JSON
@@ -57,14 +57,17 @@ class Standing:
     bottom: str = ""  # the report's bottom line on these runs, word for word (what the cap costs included)
 
 
-def standing(c, exp_id: str, rows: Sequence[RowSpec], baseline: str, fingerprint: str,
+def standing(c, exp_id: str, rows: Sequence[RowSpec], baseline: str, fingerprint: str | Mapping[str, str],
              threshold: float = RACING_PROB, rope: float = ROPE) -> Standing:
-    """The report's statistics on the finished cells of these rows (this data, current configs)."""
+    """The report's statistics on the finished cells of these rows (this data, current configs): one data
+    fingerprint, or each row's own."""
     parents, cells = read_suite(c, exp_id)
     names = {r.name for r in rows}
     hashes = {r.name: r.config.config_hash for r in rows}
     parents = parents[parents["row"].isin(names) & (parents["config_hash"] == parents["row"].map(hashes))]
-    cells = cells[cells["fingerprint"] == fingerprint]
+    fps = row_fingerprints(fingerprint, rows)
+    if len(cells):
+        cells = cells[cells["fingerprint"] == cells["row"].map(fps)]
     sel = select_cells(parents, cells)
     fin = sel.finished
     finished = frozenset((r, int(s), None if pd.isna(f) else int(f))
@@ -172,8 +175,8 @@ def check_racing(suite: Suite, selected: Sequence[RowSpec], seeds: Sequence[int]
     return baseline
 
 
-def record_race(c, exp_id: str, parents: dict[str, str], fingerprint: str, rows: Sequence[RowSpec],
-                start: Sequence[int], budget: int) -> None:
+def record_race(c, exp_id: str, parents: dict[str, str], fingerprint: str | Mapping[str, str],
+                rows: Sequence[RowSpec], start: Sequence[int], budget: int) -> None:
     """On each row's parent: that its seeds came from a sequential design, how many rounds, the budget."""
     st = standing(c, exp_id, rows, rows[0].name, fingerprint)
     seeds_run = {s for _, s, _ in st.finished}

@@ -73,6 +73,7 @@ def run_suite(suite: Suite, seeds: Sequence[int] | None = None, rows: Sequence[s
     # Scanning the data first: a bad corpus, or a CV design it cannot hold, fails here, before any run exists.
     # Rows reading other data (labels, corpora) than the first are scanned once each.
     probes: dict[tuple, object] = {}
+    row_probe: dict[str, object] = {}  # row name -> the corpus it reads
     resolved = []
     for r in selected:
         try:
@@ -81,15 +82,16 @@ def run_suite(suite: Suite, seeds: Sequence[int] | None = None, rows: Sequence[s
             if key not in probes:
                 probes[key] = scan_data(cfg)
             cfg = checked_config(cfg, probes[key])
+            row_probe[r.name] = probes[key]
         except HarnessError as e:
             raise HarnessError(f"{suite.path}: row {r.name!r}: {e}") from None
         resolved.append(dataclasses.replace(r, config=cfg.replace(data_root=r.config.data_root)))
     selected = resolved
-    probe = next(iter(probes.values()))
-    fingerprint = probe.fingerprint
+    # each row's own data fingerprint: a row that filters labels reads other clips than the first
+    fingerprints = {name: p.fingerprint for name, p in row_probe.items()}
     c = _store(uri, dry_run)
     exp = c.get_experiment_by_name(experiment) if c is not None else None
-    done = finished_cells(c, exp.experiment_id if exp else None, fingerprint, selected)
+    done = finished_cells(c, exp.experiment_id if exp else None, fingerprints, selected)
     all_cells = [cell for r in selected for cell in row_cells(r, seeds)]
     pending = [cell for cell in all_cells if cell.ident not in done]
     summary = Summary(skipped=len(all_cells) - len(pending))
@@ -107,7 +109,8 @@ def run_suite(suite: Suite, seeds: Sequence[int] | None = None, rows: Sequence[s
     if dry_run:
         print_plan(suite, selected, seeds, all_cells, done, data_root, experiment,
                    budget=budget if until_decided else None,
-                   extraction=[extraction_status(r.config, fingerprint, len(probe.clips), default_cache_dir(), probe.clips)
+                   extraction=[extraction_status(r.config, row_probe[r.name].fingerprint, len(row_probe[r.name].clips),
+                                                 default_cache_dir(), row_probe[r.name].clips)
                                for r in frontend_rows])
         if cap_warning:
             print(cap_warning)
@@ -123,7 +126,7 @@ def run_suite(suite: Suite, seeds: Sequence[int] | None = None, rows: Sequence[s
         first = next(cell for cell in all_cells if cell.row == r.name)
         prepare(cell_config(r, first, data_root), progress=progress or r.config.features != "logmel")
     plan = Plan(suite=suite, experiment=experiment, tracking_uri=uri, storage=storage, data_root=data_root,
-                out_dir=out_dir, parents=parents, cells=tuple(pending), fingerprint=fingerprint,
+                out_dir=out_dir, parents=parents, cells=tuple(pending), fingerprints=fingerprints,
                 extra_row_tags=dict(extra_row_tags or {}))
     print(f"suite {suite.name!r} ({suite.profile}) -> MLflow experiment {experiment!r} at {tracking.redact(uri)}: "
           f"{len(all_cells)} cells, {summary.skipped} already done, {len(pending)} to run, {workers} worker(s)")
@@ -139,7 +142,7 @@ def run_suite(suite: Suite, seeds: Sequence[int] | None = None, rows: Sequence[s
                 print("racing stopped: a cell of the last round failed (rerun to retry it)")
                 break
         if until_decided:
-            st = racing.standing(c, exp_id, selected, baseline, fingerprint)
+            st = racing.standing(c, exp_id, selected, baseline, fingerprints)
             nxt = racing.next_round(selected, baseline, st)
             open_rows = sorted(r for r, d in st.decisions.items() if d == "undecided")
             if not nxt or st.spent + len(nxt) > budget:
@@ -158,7 +161,7 @@ def run_suite(suite: Suite, seeds: Sequence[int] | None = None, rows: Sequence[s
             break
         print(f"adaptive seeds: {len(plan.cells)} more cell(s) to reach a 95% CI half-width <= {target_ci}")
     if until_decided:
-        racing.record_race(c, exp_id, parents, fingerprint, selected, seeds, budget)
+        racing.record_race(c, exp_id, parents, fingerprints, selected, seeds, budget)
     close_parents(c, exp_id, parents)
     print(f"summary: {summary.done} done, {summary.skipped} skipped (already done), {summary.failed} failed")
     for line in summary.failures:
@@ -201,7 +204,7 @@ def more_seeds(c, exp_id: str, plan: Plan, rows: Sequence[RowSpec], target_ci: f
     CI is still wider than the target."""
     if target_ci is None:
         return []
-    done = finished_cells(c, exp_id, plan.fingerprint, rows)
+    done = finished_cells(c, exp_id, plan.fingerprints, rows)
     cells = []
     for row in rows:
         mine = [r for (name, _, _, h), r in done.items() if name == row.name and h == row.config.config_hash]

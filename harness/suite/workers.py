@@ -26,7 +26,7 @@ class Plan:
     out_dir: str
     parents: dict[str, str]  # row name -> parent run id
     cells: tuple[Cell, ...]
-    fingerprint: str
+    fingerprints: dict[str, str]  # row name -> the data fingerprint of what it reads (a label filter changes it)
     extra_row_tags: dict[str, str] = field(default_factory=dict)
 
 
@@ -148,7 +148,7 @@ def run_cell(plan: Plan, cell: Cell, trial, queue, c, exp_id: str, report, data_
     # This cell's runs, by its tags (one small query, not a read of the whole experiment).
     mine = cell_runs(c, exp_id, cell)
     # Already finished (a rerun of a cell whose worker died after finishing)? Then skip.
-    if any(r.info.status == "FINISHED" and r.data.tags.get("harness.data_fingerprint") == plan.fingerprint
+    if any(r.info.status == "FINISHED" and r.data.tags.get("harness.data_fingerprint") == plan.fingerprints[cell.row]
            for r in mine):
         report("skipped", f"{label} (already finished)")
         return "COMPLETE"
