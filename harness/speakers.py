@@ -45,7 +45,11 @@ and 0.938 (std/SE 0.98, 1.05): the report's default for CV comparisons on up to 
 (`harness.report.calibrated`). A seventh, over 4 repeats, covered 0.914 (24 speakers). For a real effect what
 4 repeats miss with 24 speakers is a part of Δ that varies over populations beyond the stated speakers' floor
 and that no repeat averages away (docs/statistics.md, "What 4 repeats miss"; the probe run above did not
-find it at 2 repeats, so the two runs are in tension).
+find it at 2 repeats, so the two runs are in tension). An eighth, 6 repeats on new repeat seeds, each population
+also scored on its first 2, 3 and 4, covered 0.917, 0.903, 0.951 and 0.910 with 24 speakers (the effect 0.847-0.917)
+and 0.931-0.958 with 10. `components(p, repeat_share=ρ)` credits the repeats with Kish's design effect
+1 + (R − 1)ρ on their training noise (the repeats' shared part joins the floor); with ρ = 0.04 it missed its rule
+there too (24 speakers 0.917 at 3 repeats, 0.924 at 6), so the report does not use it.
 
 A cross-corpus row (`--test_corpus`: each seed trains one model on the other corpora and scores every
 speaker of the test corpus) has one fold cell per repeat: the model is the repeat, crossed with the test

@@ -25,8 +25,10 @@ SPEAKER_IS_DEFAULT = True
 # second fresh run (2026-12-06-four-repeats-second-run.md; pooled 331/362 = 0.914, 1.16): a comparison on
 # 4 or more repeats keeps the corrected t (safe, about twice too wide there: std/SE 0.45). For a real
 # effect, what it misses there is a part of Δ that varies over populations beyond the speakers' floor it
-# states (run 7 read again, docs/statistics.md); the fifth run's null miss is unexplained. 3 repeats lie between the two
-# measured designs and fall under the 2-repeat rule, which named no repeat count.
+# states (run 7 read again, docs/statistics.md). 3 repeats fall under the 2-repeat rule, which named no repeat
+# count; measured once since (run 8, 2026-12-07, the first 3 of 6 repeats): 130/144 = 0.903 with 24 speakers, a
+# miss no rule has acted on, 134/144 = 0.931 with 10. A design effect on the repeats (2026-12-07-repeats-design-
+# effect.md, ρ = 0.04) missed its rule there too (24 speakers: 0.917 at 3 repeats, 0.924 at 6), so the cap stays.
 SPEAKER_DEFAULT_MAX_REPEATS = 3
 # Cross-corpus suites (the test corpus's speakers crossed with one model per seed), by their own rule
 # (benchmarks/calibration/registered/2026-12-02-cross-corpus.md): 80 new test corpora (seeds 213000-213079), 4 seeds
