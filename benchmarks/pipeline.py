@@ -61,15 +61,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
 FEATURE_GOAL = 0.02  # repeat / first feature time
 EPOCH_GOAL = 1.05  # harness / bare median epoch time
 FIRST_PASS_GOAL = 1.5  # a case's first-pass s/clip / RAVDESS's
 
-from common import Ratio, load_average, machine_lines, print_summary, scratch  # noqa: E402
+from common import REPO, Ratio, load_average, machine_lines, print_summary, scratch  # noqa: E402
 
 
 # --- (a) feature cache ------------------------------------------------------------

@@ -396,11 +396,11 @@ class Interval:
 
 
 def interval(p: Pseudo, test_train_ratio: float = 0.0, level: float = LEVEL,
-             bounds: tuple[float, float] | None = None, repeat_share: float = 0.0) -> Interval:
+             bounds: tuple[float, float] | None = None) -> Interval:
     """The estimate (mean of the repeats' pooled statistics) with its Student-t interval."""
     from scipy import stats
 
-    comps = components(p, test_train_ratio, repeat_share)
+    comps = components(p, test_train_ratio)
     se, df = math.sqrt(comps.var()), comps.df()
     est = float(p.theta.mean())
     half = float(stats.t.ppf(0.5 + level / 2, df)) * se

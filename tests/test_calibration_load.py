@@ -56,7 +56,7 @@ def test_the_first_r_repeats_of_each_population_are_scored_as_a_design_of_their_
 
 def test_the_median_half_width_is_reported_per_repeat_count_and_checked_not_to_grow(tmp_path):
     pops = ce.first_repeats(ce.load_populations([saved_run(tmp_path / "run")]), [2, 4])
-    checks, lines = ce.width_report(pops, "speaker_deff")
+    checks, lines = ce.width_report(ce.stated_all(pops), "speaker_deff")
     assert len(lines) == 6 and all("2 repeats ±" in line and "4 repeats ±" in line for line in lines)
     assert [c.name.split(": ")[-1] for c in checks] == ["median half-width 4 / 2 repeats"] * 2
     assert all(c.value > 0 for c in checks)
@@ -80,3 +80,14 @@ def test_a_repeat_count_without_load_or_an_unknown_estimator_is_one_line(tmp_pat
         p = subprocess.run([sys.executable, str(BENCH / "calibration.py"), *args], capture_output=True, text=True,
                            timeout=120)
         assert p.returncode == 2 and word in p.stderr and "Traceback" not in p.stderr
+
+
+def test_repeat_seeds_move_every_repeat_s_seed_and_zero_keeps_the_runs_before():
+    import calibration
+
+    assert [calibration.repeat_seed(0, 7, r) for r in range(3)] == [7000, 7001, 7002]  # runs 1-7
+    seeds = {calibration.repeat_seed(300000, rep, r) for rep in range(100) for r in range(6)}
+    assert len(seeds) == 600 and min(seeds) == 300000
+    assert not seeds & {calibration.repeat_seed(0, rep, r) for rep in range(100) for r in range(6)}
+    assert "--repeat-seeds BASE" in subprocess.run([sys.executable, str(BENCH / "calibration.py"), "--help"],
+                                                   capture_output=True, text=True, timeout=120).stdout

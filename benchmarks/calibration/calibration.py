@@ -184,7 +184,7 @@ def _replication(task: tuple[str, int]) -> tuple[str, int, float]:
     for r in range(s.repeats):
         # the repeat's seed: fold assignment, initialisation, batch order. Runs 5 and 7 both used 1000·rep + r
         # (`--repeat-seeds 0`), so they were not independent evidence against an artefact of those seeds.
-        seed = a.get("repeat_seeds", 0) + 1000 * rep + r
+        seed = repeat_seed(a.get("repeat_seeds", 0), rep, r)
         for f in (range(s.k) if s.k else [None]):
             cfg = base.replace(seed=seed, fold=f)
             f = f or 0  # cross-corpus: the repeat's one model, fold 0 in the saved tables
@@ -236,6 +236,11 @@ def base_config(s: Setting, roots: list[str], epochs: int):
 def _design(name: str) -> str:
     s = SETTINGS[name]
     return f"{name}: {s.repeats} repeats of " + ("one model" if s.cross else f"{s.k}-fold speaker CV")
+
+
+def repeat_seed(base: int, rep: int, r: int) -> int:
+    """Repeat r of population `rep`: its fold deal, initialisation and batch order (`--repeat-seeds BASE`)."""
+    return base + 1000 * rep + r
 
 
 def corpus_seed(seed: int, setting: str, rep: int, i: int) -> int:
@@ -335,10 +340,12 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
     if args.repeat_counts:
         pops = ce.first_repeats(pops, args.repeat_counts)
     default = args.estimator or ce.DEFAULT
-    checks, notes = ce.report(pops, args.settings if not args.load else sorted({p.setting for p in pops}), default)
+    stated = ce.stated_all(pops)
+    checks, notes = ce.report(pops, args.settings if not args.load else sorted({p.setting for p in pops}), default,
+                              stated)
     widths: list[str] = []
     if args.repeat_counts:
-        more, widths = ce.width_report(pops, default)
+        more, widths = ce.width_report(stated, default)
         checks += more
     for extra in (cs.split_report(pops), cs.null_report(pops), ce.probe_report(pops), widths):
         if extra:

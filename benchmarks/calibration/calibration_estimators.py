@@ -69,24 +69,20 @@ def first_repeats(pops: list[Population], counts: list[int]) -> list[Population]
     return out
 
 
-def width_report(pops: list[Population], estimator: str,
+def width_report(stated: dict, estimator: str,
                  also: tuple[str, ...] = ("speaker", "corrected")) -> tuple[list[Band], list[str]]:
-    """Per setting and contrast (settings named `<setting>@<R>`, `first_repeats`): the estimator's median Δ
-    half-width at each repeat count, and whether it grows when a repeat is added (a Band per step: the ratio of
-    medians, at most 1); the estimators in `also` beside it, for comparison (no Band)."""
+    """From `stated_all`'s figures, per setting and contrast (settings named `<setting>@<R>`, `first_repeats`): the
+    estimator's median Δ half-width at each repeat count, and whether it grows when a repeat is added (a Band per
+    step: the ratio of medians, at most 1); the estimators in `also` beside it, for comparison (no Band)."""
     from scipy import stats
 
-    halves: dict = {}
     names = [estimator] + [n for n in also if n != estimator]
-    for pop in pops:
-        if "@" not in pop.setting:
+    halves: dict = {}
+    for (setting, row, name), values in stated.items():
+        if "@" not in setting or name not in names:
             continue
-        base, R = pop.setting.split("@")
-        for row in pop.rows:
-            for name in names:
-                _, se, df = ESTIMATORS[name](pop, row)
-                halves.setdefault((base, row, name), {}).setdefault(int(R), []).append(
-                    float(stats.t.ppf(0.975, df)) * se)
+        base, R = setting.split("@")
+        halves.setdefault((base, row, name), {})[int(R)] = [float(stats.t.ppf(0.975, df)) * se for _, se, df in values]
     checks, lines = [], []
     for (base, row, name), by_r in sorted(halves.items(), key=lambda kv: (kv[0][:2], names.index(kv[0][2]))):
         counts = sorted(by_r)
@@ -288,8 +284,10 @@ def stated_all(pops: list[Population]) -> dict:
     return out
 
 
-def report(pops: list[Population], settings: list[str], default: str = DEFAULT) -> tuple[list[Band], list[str]]:
-    stated = stated_all(pops)
+def report(pops: list[Population], settings: list[str], default: str = DEFAULT,
+           stated: dict | None = None) -> tuple[list[Band], list[str]]:
+    """The table per setting, contrast and estimator; `stated`: `stated_all(pops)`, when the caller has it."""
+    stated = stated_all(pops) if stated is None else stated
     checks, notes = [], []
     print(f"\n{'setting':<11} {'contrast':<8} {'estimator':<10} {'n':>4} {'mean Δ̂':>8} {'std Δ̂':>7} {'RMS SE':>7} "
           f"{'std/SE':>6} {'95% (bootstrap)':>16} {'coverage':>8} {'95% (Wilson)':>14} {'false':>6} {'decided':>7}")

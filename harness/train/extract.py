@@ -52,14 +52,14 @@ def workers_wanted() -> int:
     import multiprocessing
 
     raw = os.environ.get("HARNESS_EXTRACT_WORKERS", "").strip()
+    if raw and not (raw.isdigit() and int(raw) >= 1):
+        raise HarnessError(f"invalid HARNESS_EXTRACT_WORKERS={raw!r}: expected a number of processes >= 1 "
+                           f"(1: extract in this process)")
     if multiprocessing.current_process().daemon:
         return 1
-    if not raw:
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if raw.isdigit() and int(raw) >= 1:
+    if raw:
         return int(raw)
-    raise HarnessError(f"invalid HARNESS_EXTRACT_WORKERS={raw!r}: expected a number of processes >= 1 "
-                       f"(1: extract in this process)")
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 class Progress:
