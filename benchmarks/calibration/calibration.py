@@ -27,6 +27,7 @@ Settings (`--setting`, one or several):
               as recorded: the report's crossed speaker × repeat design.
   ravdess24_r4, emodb10_r4  ravdess24's and emodb10's designs over 4 repeats instead of 2.
   ravdess24_r6, emodb10_r6  the same over 6 repeats; `--repeats 2,3,4,6` scores their first 2, 3, 4 and 6.
+  ravdess24_r3, emodb10_r3  the same over 3 repeats.
   ravdess24_probe  ravdess24's design, and every fold model also scored on every clip of a second new corpus
               of 24 speakers (the probe): the same models' Δ on the corpus's own speakers and on new ones,
               to tell a missing population term from a too-small speaker part (`probe_report`).
@@ -116,6 +117,10 @@ SETTINGS = {
     # time has run (`--load DIR --repeats 2,3,4,6` scores each prefix), so one run calibrates every repeat count.
     "ravdess24_r6": Setting(("ravdess",), (24,), "sentiment", 4, repeats=6),
     "emodb10_r6": Setting(("emodb",), (10,), "emotion", 5, repeats=6),
+    # The same two designs over 3 repeats: the report's default at 3 repeats, measured on populations of its own
+    # (registered/2026-12-07-three-repeats.md).
+    "ravdess24_r3": Setting(("ravdess",), (24,), "sentiment", 4, repeats=3),
+    "emodb10_r3": Setting(("emodb",), (10,), "emotion", 5, repeats=3),
 }
 ROWS = {"plain": {}, "aa": {}, "cw": {"class_weight_loss": True}, "ep3": {"epochs": 3}}
 DEFAULTS = {"replications": 36, "epochs": 2}

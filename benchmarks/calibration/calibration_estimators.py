@@ -162,6 +162,18 @@ def est_speaker_deff(pop: Population, row: str) -> tuple[float, float, float]:
     return float(pv.theta.mean()), math.sqrt(comps.var()), comps.df()
 
 
+def est_speaker_r2(pop: Population, row: str) -> tuple[float, float, float]:
+    """The speaker method priced at 2 repeats: its components from every repeat run, its variance and df those of
+    a 2-repeat design (`Components.var(repeats=2)`). Averaging more repeats never raises Var(Δ̂), so from 3 repeats
+    on it states at least what the 2-repeat default, calibrated there, would (registered/2026-12-07-three-repeats.md)."""
+    from harness import speakers
+
+    pv = _pseudo(pop, row)
+    comps = speakers.components(pv)
+    R = min(comps.n_repeats, 2)
+    return float(pv.theta.mean()), math.sqrt(comps.var(repeats=R)), comps.df(repeats=R)
+
+
 def est_speaker_lin(pop: Population, row: str) -> tuple[float, float, float]:
     """The speaker method as shipped until 2026-12-03: the between-cell mean square from each cell's mean of its
     speakers' pseudo-values (the same for a statistic linear in the speakers), not the cell's delete-a-cell
@@ -203,11 +215,12 @@ def est_speaker_strata(pop: Population, row: str) -> tuple[float, float, float]:
     return float(pv.theta.mean()), math.sqrt(var), df
 
 
-# speaker: the report's `--ci speaker`; speaker_deff: the same with Kish's design effect on the repeats; speaker_lin: its between-cell mean square as before 2026-12-03 (cell
+# speaker: the report's `--ci speaker`; speaker_deff: the same with Kish's design effect on the repeats; speaker_r2: the
+# same priced at 2 repeats; speaker_lin: its between-cell mean square as before 2026-12-03 (cell
 # means of the speakers' pseudo-values); speaker_nb: as shipped before 2026-12-02 (with the training-population
 # term); speaker_cdf: the df as stated before 2026-12-02 (same SE as speaker); speaker_strata: the fold deal's
 # strata as an ANOVA level (a comparator, stratified_anova.py).
-ESTIMATORS = {"speaker": est_speaker, "speaker_deff": est_speaker_deff, "speaker_lin": est_speaker_lin, "speaker_nb": est_speaker_nb,
+ESTIMATORS = {"speaker": est_speaker, "speaker_deff": est_speaker_deff, "speaker_r2": est_speaker_r2, "speaker_lin": est_speaker_lin, "speaker_nb": est_speaker_nb,
               "speaker_cdf": est_speaker_cdf,
               "speaker_strata": est_speaker_strata, "corrected": est_corrected, "plain": est_plain}
 
