@@ -52,3 +52,18 @@ def test_a_head_suite_extracts_once_reuses_the_cache_and_reports(tmp_path, synth
     assert main(["report", "--experiment", experiment, "--tracking_uri", tracking_uri, "--out", str(report)]) == 0
     text = report.read_text()
     assert "plain" in text and "cw-specaug" in text
+
+
+def test_the_dry_run_states_one_extraction_per_front_end_and_data_a_row_reads(tmp_path, synth_root, tracking_uri,
+                                                                               experiment, capsys):
+    ckpt = ssl.tiny_checkpoint("wavlm_base", tmp_path / "tiny.pt", seed=8)
+    path = write(tmp_path / "heads.yaml", synth_root, ckpt)
+    doc = yaml.safe_load(path.read_text())
+    doc["rows"].append({"name": "four-emotions", "config": {"labels": "angry,calm,happy,sad"}})
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    run_suite(load_suite(path), dry_run=True, data_root=str(synth_root), tracking_uri=tracking_uri,
+              experiment=experiment, storage=f"sqlite:///{tmp_path / 'q.db'}", progress=False)
+    out = capsys.readouterr().out
+    # the first two rows read one corpus: one line for them; the filtered row reads fewer clips: its own line
+    assert out.count("wavlm_base: 300 clips to extract once") == 1
+    assert "wavlm_base: 160 clips to extract once" in out

@@ -181,19 +181,24 @@ def _store(uri: str, dry_run: bool):
 
 
 def _frontend_rows(suite: Suite, rows) -> list:
-    """One row per distinct front-end other than log-mel (features, layer, weights), its weights checked."""
+    """One row per distinct front-end other than log-mel (features, layer, weights) and the data it reads (a
+    row filtering labels or naming other corpora extracts other clips), each front-end's weights checked once."""
     from harness.train.frontends import check_weights
 
-    out, seen = [], set()
+    out, seen, checked = [], set(), set()
     for r in rows:
-        key = (r.config.features, r.config.layer, r.config.encoder_checkpoint)
-        if r.config.features == "logmel" or key in seen:
+        c = r.config
+        frontend = (c.features, c.layer, c.encoder_checkpoint)
+        key = (*frontend, c.data_root, c.corpus, c.labels, c.label_map)
+        if c.features == "logmel" or key in seen:
             continue
         seen.add(key)
-        try:
-            check_weights(r.config)
-        except HarnessError as e:
-            raise HarnessError(f"{suite.path}: row {r.name!r}: {e}") from None
+        if frontend not in checked:
+            checked.add(frontend)
+            try:
+                check_weights(c)
+            except HarnessError as e:
+                raise HarnessError(f"{suite.path}: row {r.name!r}: {e}") from None
         out.append(r)
     return out
 
