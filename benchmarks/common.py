@@ -74,7 +74,7 @@ def print_summary(ratios: list[Ratio], notes: list[str]) -> None:
 def corpus_root(synth_cache: Path) -> tuple[Path, str]:
     """The corpus a benchmark reads: RAVDESS_ROOT when set, else the synthetic corpus (generated into
     `synth_cache`); with a label for its header."""
-    from harness.train.run import synthetic_root
+    from harness.train.data import synthetic_root
 
     env_root = os.environ.get("RAVDESS_ROOT")
     if env_root:

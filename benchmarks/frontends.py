@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace, tmp: Path) -> int:
     import torch
 
-    from harness.train.run import default_cache_dir, scan_data
+    from harness.train.data import default_cache_dir, scan_data
     from harness.config import RunConfig
 
     print("\n".join(machine_lines()))

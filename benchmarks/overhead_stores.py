@@ -159,7 +159,7 @@ def fill(mlflow_url: str, optuna_url: str, folder: Path, n_runs: int, root: Path
     from harness import tracking
     from harness.config import RunConfig
     from harness.suite.queue import open_queue
-    from harness.train.run import scan_data
+    from harness.train.data import scan_data
 
     t0 = time.perf_counter()
     fingerprint = scan_data(RunConfig(data_root=str(root))).fingerprint

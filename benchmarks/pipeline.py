@@ -459,7 +459,7 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
     import torch
 
     from harness.config import RunConfig
-    from harness.train.run import prepare, resolve_device, synthetic_root
+    from harness.train.data import prepare, resolve_device, synthetic_root
 
     print("\n".join(machine_lines()))
     env_root = os.environ.get("RAVDESS_ROOT")

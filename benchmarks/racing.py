@@ -212,7 +212,7 @@ def limit_probs(ev, rope: float) -> tuple[float, float, float]:
 def cross_corpus_roots(cache: Path) -> tuple[tuple[str, str], str]:
     """The cross-corpus design's data: the embedded synthetic corpus to train on and a synthetic EmoDB-layout
     corpus of new speakers to test on (generated once into the cache); with a label for the header."""
-    from harness.train.run import synthetic_root
+    from harness.train.data import synthetic_root
     from harness.train.synth import generate_corpus
 
     layout, speakers, seed = TEST_CORPUS
@@ -281,7 +281,7 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
     from harness.suite import racing
     from harness.suite.file import load_suite
     from harness.suite.runner import run_suite
-    from harness.train.run import scan_data
+    from harness.train.data import scan_data
 
     t_start = time.perf_counter()
     print("\n".join(machine_lines()))

@@ -104,13 +104,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from harness import tracking
     from harness.errors import NonFiniteLossError
+    from harness.train import data as train_data
     from harness.train import run as training
 
     tracking.check_tracking_uri(args.tracking_uri)  # a URI MLflow cannot use fails before the data work
-    training.resolve_device(cfg.device)  # fail before the data work, not after
+    train_data.resolve_device(cfg.device)  # fail before the data work, not after
     # The protocol's folds from the data; a design the corpus cannot hold fails here, before any run.
-    cfg = training.checked_config(cfg, training.scan_data(cfg))
-    data = training.prepare(cfg.replace(fold=0) if cfg.cv_folds and cfg.fold is None else cfg, progress=True)
+    cfg = train_data.checked_config(cfg, train_data.scan_data(cfg))
+    data = train_data.prepare(cfg.replace(fold=0) if cfg.cv_folds and cfg.fold is None else cfg, progress=True)
 
     def describe(data, what: str) -> None:
         s = data.split

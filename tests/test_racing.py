@@ -18,6 +18,7 @@ from harness.suite import planning, racing
 from harness.suite.file import load_suite
 from harness.suite.runner import run_suite
 from harness.train import run as training
+from harness.train.data import scan_data
 
 
 def write_race(path: Path, rows: dict, seeds=(0, 1), epochs: int = 1) -> Path:
@@ -87,7 +88,7 @@ def test_decided_rows_get_no_new_cells_and_the_budget_is_never_exceeded(tmp_path
     assert by_row["open"] == by_row["baseline"] == [0, 1, 2, 3]
     c = tracking.client(tracking_uri)
     exp_id = c.get_experiment_by_name(experiment).experiment_id
-    fingerprint = training.scan_data(load_suite(path).rows[0].config.replace(data_root=str(synth_root))).fingerprint
+    fingerprint = scan_data(load_suite(path).rows[0].config.replace(data_root=str(synth_root))).fingerprint
     st = racing.standing(c, exp_id, load_suite(path).rows, "baseline", fingerprint)
     assert st.decisions == {"baseline": "baseline", "better": "better", "tie": "equivalent", "open": "undecidable"}
     # the parents say the seeds came from a sequential design

@@ -173,8 +173,10 @@ def test_a_cell_logs_its_test_confusion_as_numbers_and_draws_no_figure(tmp_path,
 
 def test_a_suites_corpus_scans_do_not_grow_with_its_cells(tmp_path, synth_root, tracking_uri, monkeypatch):
     scans = []
-    real = training.scan_data
-    monkeypatch.setattr(training, "scan_data", lambda *a, **k: scans.append(1) or real(*a, **k))
+    from harness.train import data
+
+    real = data.scan_data
+    monkeypatch.setattr(data, "scan_data", lambda *a, **k: scans.append(1) or real(*a, **k))
     counts = []
     for seeds in ((0,), (0, 1, 2)):  # two seeds: two splits of one scan, one set of features
         scans.clear()
@@ -183,7 +185,7 @@ def test_a_suites_corpus_scans_do_not_grow_with_its_cells(tmp_path, synth_root, 
                          experiment=f"scans-{len(seeds)}", out_dir=str(tmp_path / "art"), progress=False,
                          storage=f"sqlite:///{tmp_path / f'q{len(seeds)}.db'}").done == len(seeds)
         counts.append(len(scans))
-    assert counts[0] == counts[1]
+    assert counts[0] >= 1 and counts[0] == counts[1]  # the scans were counted, and as many for 3 seeds as for 1
 
 
 def test_a_failing_cell_is_isolated_and_reported(tmp_path, synth_root, tracking_uri, experiment, monkeypatch, capsys):

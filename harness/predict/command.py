@@ -67,7 +67,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     from harness import services
     from harness.predict import scoring, sources
-    from harness.train.run import default_cache_dir, resolve_device
+    from harness.train.data import default_cache_dir, resolve_device
 
     c = services.existing_client(args.tracking_uri)  # a store that is not there: one line, nothing created
     source = sources.from_run(c, args.run) if args.run else sources.from_row(c, args.experiment, args.row)

@@ -62,7 +62,7 @@ def register_row(c, uri: str, source, encoder_checkpoint: str | None = None) -> 
     from harness import tracking
     from harness.predict import scoring, sources
     from harness.predict.command import checked_weights
-    from harness.train.run import default_cache_dir
+    from harness.train.data import default_cache_dir
 
     with quiet():  # MLflow advises on type hints when the class is defined
         from harness.predict import pyfunc

@@ -58,8 +58,8 @@ def load(paths: Sequence[Path], names: Sequence[str], device: torch.device) -> E
 
 
 def features(cfg: RunConfig, corpus, cache_dir: Path | None, device: torch.device, progress: bool = False):
-    """The clips' features, exactly as training computed its own (`harness.train.run.corpus_features`)."""
-    from harness.train.run import corpus_features
+    """The clips' features, exactly as training computed its own (`harness.train.data.corpus_features`)."""
+    from harness.train.data import corpus_features
 
     return corpus_features(cfg, corpus, cache_dir, device, progress)[0]
 

@@ -36,7 +36,7 @@ from harness.errors import ConfigError, HarnessError
 from harness.study.file import OBJECTIVES, PRUNERS, SAMPLERS, StudySpec, _build, load_spec
 from harness.study.results import Outcome, summarise
 from harness.suite.queue import open_storage as open_queue_storage
-from harness.train.run import PREPARE_FIELDS
+from harness.train.data import PREPARE_FIELDS
 
 if TYPE_CHECKING:
     import optuna

@@ -52,7 +52,7 @@ def run_suite(suite: Suite, seeds: Sequence[int] | None = None, rows: Sequence[s
               out_dir: str = "artifacts", progress: bool = True) -> Summary:
     """Run every pending (row, seed[, fold]) cell; returns counts of done/skipped/failed."""
     from harness.train.frontends import extraction_status
-    from harness.train.run import checked_config, default_cache_dir, prepare, scan_data
+    from harness.train.data import checked_config, default_cache_dir, prepare, scan_data
 
     seeds = tuple(seeds or suite.seeds)
     data_root = data_root if data_root is not None else suite.data_root

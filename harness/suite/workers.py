@@ -142,7 +142,8 @@ def run_cell(plan: Plan, cell: Cell, trial, queue, c, exp_id: str, report, data_
              worker_tags: dict[str, str] | None = None) -> str:
     from optuna.trial import TrialState
 
-    from harness.train.run import FEATURE_FIELDS, PREPARE_FIELDS, prepare, run
+    from harness.train.data import FEATURE_FIELDS, PREPARE_FIELDS, prepare
+    from harness.train.run import run
 
     label = cell.label
     # This cell's runs, by its tags (one small query, not a read of the whole experiment).
