@@ -215,10 +215,10 @@ def test_a_cv_suite_runs_row_seed_fold_cells_resumes_and_reports(tmp_path, synth
 
 # 2 rows x 2 seeds x 2 folds = 8 cells first; a racing round adds a repeat to the baseline and one row: 4 cells
 @pytest.mark.parametrize("flags, reaches", [
-    (["--n-seeds", "3"], 0), (["--n-seeds", "4"], 4), (["--seeds", "0,1,2,3,4,5"], 6),
-    (["--until-decided", "--budget", "15"], 0),  # one round: 3 repeats, the last the speaker method serves
-    (["--until-decided", "--budget", "16"], 4),  # two rounds: a 4th repeat
-    (["--target-ci", "0.01", "--max-seeds", "3"], 0), (["--target-ci", "0.01", "--max-seeds", "5"], 5),
+    (["--n-seeds", "2"], 0), (["--n-seeds", "3"], 3), (["--seeds", "0,1,2,3,4,5"], 6),
+    (["--until-decided", "--budget", "8"], 0),  # no round: 2 repeats, the last the speaker method serves
+    (["--until-decided", "--budget", "12"], 3),  # one round: a 3rd repeat
+    (["--target-ci", "0.01", "--max-seeds", "2"], 0), (["--target-ci", "0.01", "--max-seeds", "5"], 5),
 ])
 def test_a_dry_run_warns_in_one_line_before_a_repeat_past_the_default_intervals_cap(
         tmp_path, synth_root, tracking_uri, experiment, capsys, flags, reaches):
@@ -230,9 +230,9 @@ def test_a_dry_run_warns_in_one_line_before_a_repeat_past_the_default_intervals_
         assert warnings == []
         return
     line, = warnings
-    assert line.startswith(f"warning: this run can reach {reaches} repeats: from the 4th repeat of a cross-validated "
+    assert line.startswith(f"warning: this run can reach {reaches} repeats: from the 3rd repeat of a cross-validated "
                            f"comparison the report's default interval is the corrected t, not the speaker method")
-    assert "over twice as wide as needed (measured 2.2-2.6x: std(Δ̂)/SE 0.38-0.45 over 4 repeats" in line
+    assert "about twice as wide as needed (measured 2.0-2.4x: std(Δ̂)/SE 0.42-0.49 over 3 repeats" in line
 
 
 def test_a_split_suite_of_many_seeds_is_not_warned(tmp_path, synth_root, tracking_uri, experiment, capsys):
@@ -253,12 +253,12 @@ def test_the_run_itself_warns_when_it_starts(tmp_path, synth_root, tracking_uri,
     monkeypatch.setattr(training, "prepare", lambda *a, **k: None)  # the warning, not the training, is tested
     monkeypatch.setattr(runner, "drain", lambda *a, **k: None)
     path = write_cv_suite(tmp_path / "start.yaml", synth_root)
-    run_suite(load_suite(path), seeds=(0, 1, 2, 3), data_root=str(synth_root), tracking_uri=tracking_uri,
+    run_suite(load_suite(path), seeds=(0, 1, 2), data_root=str(synth_root), tracking_uri=tracking_uri,
               experiment=experiment, storage=f"sqlite:///{tmp_path / 'q.db'}", progress=False,
               out_dir=str(tmp_path / "art"))
     lines = capsys.readouterr().out.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("suite 'start'"))
-    assert lines[start + 1].startswith("warning: this run can reach 4 repeats: from the 4th repeat")
+    assert lines[start + 1].startswith("warning: this run can reach 3 repeats: from the 3rd repeat")
 
 
 def test_a_cv_suite_the_corpus_cannot_hold_is_refused_before_any_run(tmp_path, synth_root, tracking_uri, experiment):

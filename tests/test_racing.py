@@ -180,8 +180,8 @@ def test_kill_9_mid_round_then_rerun_finishes_the_race_with_every_cell_once(tmp_
 
 
 @pytest.mark.parametrize("repeats, said", [
-    (3, "A 4th repeat switches the default interval of the comparison from the speaker method"),
-    (4, "On more than 3 repeats the default interval of the comparison is the corrected t (the speaker method's "
+    (2, "A 3rd repeat switches the default interval of the comparison from the speaker method"),
+    (3, "On more than 2 repeats the default interval of the comparison is the corrected t (the speaker method's "
         "calibration missed there): a Δ half-width of ±"),
 ])
 def test_a_race_that_adds_a_repeat_past_the_default_intervals_cap_says_the_method_switched(monkeypatch, repeats,

@@ -90,11 +90,11 @@ def test_a_cv_suite_on_real_clips_answers_each_comparison(ravdess_root, tracking
     assert decision in ("better", "worse", "equivalent", "undecided") and decision in md.split("## Details")[0]
     assert exp.tags["mlflow.note.content"].startswith("Of 1 row compared with `baseline` on `test_f1_macro`: ")
     # on 2 repeats the default report is the speaker method's, word for word up to what more repeats would
-    # give: past the default's cap of 3 that is the corrected t's (a named --ci speaker has no cap)
+    # give: past the default's cap of 2 that is the corrected t's (a named --ci speaker has no cap)
     assert main(["report", "--out", str(out), *common]) == 0
     default, default_cells = answer_and_detail(out.read_text())
     assert default.split(". ")[0] == line.split(". ")[0] and default_cells[:5] == cells[:5]
-    assert default_cells[5].endswith("(the corrected t: past 3 repeats)")
+    assert default_cells[5].endswith("(the corrected t: past 2 repeats)")
     # the corrected t answers in the same words, its floor named as the correction's
     assert main(["report", "--out", str(out), "--ci", "corrected", *common]) == 0
     line, cells = answer_and_detail(out.read_text())

@@ -112,10 +112,10 @@ CI_NAMES = {
                      "before it): its 95% intervals covered 375/400 = 0.938 with 24 speakers (std(Δ̂)/SE 0.98, false "
                      "better/worse calls 10/400), 375/400 = 0.938 with 10 (1.05, 11/400) and 191/200 = 0.955 on two "
                      "corpora pooled (0.99, 6/200). The default serves it to cross-validated comparisons on up to "
-                     f"{SPEAKER_DEFAULT_MAX_REPEATS} repeats: over 4 repeats, in two fresh runs, it covered 331/362 = 0.914 with 24 "
-                     "speakers (std(Δ̂)/SE 1.16; 0.961 with 10), a miss, so there the default is the corrected t; at 3 "
-                     "repeats, measured once (2026-12-07), it covered 130/144 = 0.903 with 24 speakers and 134/144 = "
-                     "0.931 with 10",
+                     f"{SPEAKER_DEFAULT_MAX_REPEATS} repeats (pooled with two later runs, 700/744 = 0.941 with 24 speakers, "
+                     "701/744 = 0.942 with 10): at 3 repeats, in two fresh runs, it covered 319/344 = 0.927 with 24 "
+                     "speakers (0.933 with 10), and over 4 repeats 331/362 = 0.914 (std(Δ̂)/SE 1.16), misses, so there "
+                     "the default is the corrected t",
     "corrected": "corrected resampled t (Nadeau & Bengio 2003; Bouckaert & Frank 2004): the variance of the mean "
                  "is s² · (1/J + n_test/n_train), because resamples that share most of their training data are "
                  "correlated and a plain t interval over them is too narrow, more so the more resamples are added. "

@@ -219,8 +219,8 @@ def register(subparsers) -> None:
                    help="intervals, Δ and p (default: speaker where it is calibrated, else corrected): "
                         "speaker (the speaker as the unit, variance split into speakers and training runs; the "
                         "default for cross-corpus suites and for cross-validated comparisons on up to "
-                        f"{SPEAKER_DEFAULT_MAX_REPEATS} repeats: it covered 0.938 of new 24- and 10-speaker "
-                        "populations at 2 repeats, 0.903 and 0.931 at 3, see docs/statistics.md), corrected (the corrected resampled t of Nadeau & "
+                        f"{SPEAKER_DEFAULT_MAX_REPEATS} repeats: it covered 0.941 of new 24- and 0.942 of 10-speaker "
+                        "populations at 2 repeats, 0.927 and 0.933 at 3, see docs/statistics.md), corrected (the corrected resampled t of Nadeau & "
                         "Bengio, for resamples whose training sets overlap: safe, about twice too wide), t (plain "
                         "Student t), or bootstrap (BCa, fixed seed)")
     p.add_argument("--rope", type=float, default=ROPE,

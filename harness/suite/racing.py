@@ -10,7 +10,7 @@ than `--budget` allows; the budget is never exceeded. A row is also given up
 (undecidable) after `FUTILITY_AFTER` paired repeats when even unlimited repeats
 could not decide it at today's Δ: repeats average out the training noise but not the
 speakers (the speaker part of the variance measured by `harness.speakers` where the report's
-default speaker method serves the comparison: cross-corpus, or cross-validated on up to 3 repeats;
+default speaker method serves the comparison: cross-corpus, or cross-validated on up to 2 repeats;
 otherwise the corrected t's floor s² · n_test/n_train), so a small
 effect near the ROPE's edge can stay open forever (`verdict.Answer.floor_decides`).
 
