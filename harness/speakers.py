@@ -41,7 +41,7 @@ speakers, short of the 0.93 goal. With delete-a-cell values between cells (below
 0.935 (24 speakers, std/SE 0.97) and 0.920 (10 speakers, std/SE 1.10): a miss again. Over 4 repeats a fifth
 covered 0.915 (24 speakers, std/SE 1.17, the A/A null too) and 0.960 (10). A sixth (2 repeats again, and
 two corpora) covered 0.935, 0.965 and 0.955; pooled with the fourth by the rule registered before it, 0.938
-and 0.938 (std/SE 0.98, 1.05): the report's default for CV comparisons on up to 3 repeats
+and 0.938 (std/SE 0.98, 1.05): the report's default for CV comparisons (then on up to 3 repeats)
 (`harness.report.calibrated`). A seventh, over 4 repeats, covered 0.914 (24 speakers). For a real effect what
 4 repeats miss with 24 speakers is a part of Δ that varies over populations beyond the stated speakers' floor
 and that no repeat averages away (docs/statistics.md, "What 4 repeats miss"; the probe run above did not
