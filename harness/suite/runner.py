@@ -69,7 +69,7 @@ def run_suite(suite: Suite, seeds: Sequence[int] | None = None, rows: Sequence[s
     storage = storage or default_storage(uri)
     services.preflight(uri, storage)  # a server or database that is down: one line, exit 2, in seconds
 
-    frontend_rows = _frontend_rows(suite, selected)  # an encoder without weights: one line, before any work
+    frontend_rows = _frontend_rows(suite, selected, data_root)  # an encoder without weights: one line, before any work
     # Scanning the data first: a bad corpus, or a CV design it cannot hold, fails here, before any run exists.
     # Rows reading other data (labels, corpora) than the first are scanned once each.
     probes: dict[tuple, object] = {}
@@ -180,7 +180,7 @@ def _store(uri: str, dry_run: bool):
         return None
 
 
-def _frontend_rows(suite: Suite, rows) -> list:
+def _frontend_rows(suite: Suite, rows, data_root: str | None = None) -> list:
     """One row per distinct front-end other than log-mel (features, layer, weights) and the data it reads (a
     row filtering labels or naming other corpora extracts other clips), each front-end's weights checked once."""
     from harness.train.frontends import check_weights
@@ -189,7 +189,7 @@ def _frontend_rows(suite: Suite, rows) -> list:
     for r in rows:
         c = r.config
         frontend = (c.features, c.layer, c.encoder_checkpoint)
-        key = (*frontend, c.data_root, c.corpus, c.labels, c.label_map)
+        key = (*frontend, data_root if data_root is not None else c.data_root, c.corpus, c.labels, c.label_map)
         if c.features == "logmel" or key in seen:
             continue
         seen.add(key)
