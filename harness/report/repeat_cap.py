@@ -24,7 +24,7 @@ from harness.stats import DECISION_PROB, ROPE
 
 # The corrected t over 3 repeats, where the cap hands comparisons to it, measured on new synthetic speaker
 # populations (docs/statistics.md; runs 8 and 9, 2026-12-07): std(Δ̂)/SE 0.42-0.46 with 24 speakers, 0.44-0.49
-# with 10, that is intervals 1/0.49-1/0.42 = 2.0-2.4 times as wide as the spread of Δ̂ needs (0.34-0.43 over 4-6).
+# with 10, that is intervals 1/0.49-1/0.42 = 2.0-2.4 times as wide as the spread of Δ̂ needs (0.34-0.45 over 4-6).
 CORRECTED_OVER_WIDTH = "2.0-2.4x: std(Δ̂)/SE 0.42-0.49 over 3 repeats"
 
 
