@@ -25,6 +25,7 @@ PREPARE_FIELDS = ("data_root", "corpus", "labels", "label_map", "protocol", "tes
 FEATURE_FIELDS = ("data_root", "corpus", "labels", "label_map", "sr", "n_mels", "n_fft", "hop_length", "features",
                   "layer", "encoder_checkpoint")
 
+
 def default_cache_dir() -> Path:
     return Path(os.environ.get("HARNESS_CACHE", ".cache")).expanduser()
 
